@@ -1,0 +1,72 @@
+/**
+ * Reading a queue stream through its consumer group. The blocking read has a connection
+ * of its own; closing disconnects it, so a blocked read cannot hold up shutdown.
+ */
+import type { Redis } from 'ioredis';
+import type { Delivery } from '../store/attemptStore.js';
+import { CONSUMER_GROUP, keys } from '../store/keys.js';
+
+type StreamReply = [stream: string, entries: [msgId: string, fields: string[] | null][]][];
+
+export function toDeliveries(queue: string, entries: [string, string[] | null][]): Delivery[] {
+  const out: Delivery[] = [];
+  for (const [msgId, fields] of entries) {
+    if (!fields) continue; // deleted while pending
+    let id = '';
+    let ekey = '';
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      if (fields[i] === 'id') id = fields[i + 1]!;
+      else if (fields[i] === 'k') ekey = fields[i + 1]!;
+    }
+    if (id) out.push({ queue, msgId, id, ekey });
+  }
+  return out;
+}
+
+/** Create each queue's stream and consumer group if missing (from the start of the stream,
+ * so tasks sent before any worker existed are delivered). */
+export async function ensureGroups(redis: Redis, queues: readonly string[]): Promise<void> {
+  await Promise.all(
+    queues.map((q) =>
+      redis.xgroup('CREATE', keys.stream(q), CONSUMER_GROUP, '0', 'MKSTREAM').catch((err: Error) => {
+        if (!err.message.includes('BUSYGROUP')) throw err;
+      }),
+    ),
+  );
+}
+
+export class Consumer {
+  private readonly streams: string[];
+  private readonly queueByStream = new Map<string, string>();
+
+  constructor(
+    private readonly blocking: Redis,
+    private readonly consumer: string,
+    queues: readonly string[],
+  ) {
+    this.streams = queues.map((q) => keys.stream(q));
+    queues.forEach((q, i) => this.queueByStream.set(this.streams[i]!, q));
+  }
+
+  /** Up to `count` new messages per queue, waiting at most blockMs for the first. */
+  async read(count: number, blockMs: number): Promise<Delivery[]> {
+    const reply = (await this.blocking.xreadgroup(
+      'GROUP',
+      CONSUMER_GROUP,
+      this.consumer,
+      'COUNT',
+      count,
+      'BLOCK',
+      blockMs,
+      'STREAMS',
+      ...this.streams,
+      ...this.streams.map(() => '>'),
+    )) as StreamReply | null;
+    if (!reply) return [];
+    return reply.flatMap(([stream, entries]) => toDeliveries(this.queueByStream.get(stream)!, entries));
+  }
+
+  close(): void {
+    this.blocking.disconnect();
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Lease renewal: a worker keeps the messages of the tasks it runs fresh in the consumer
+ * group (XCLAIM to itself, JUSTID: no redelivery count), so their idle time stays near
+ * zero while it lives. Another worker reclaims only messages idle for a whole lease, which
+ * means their worker stopped renewing: a long task on a live worker is never stolen.
+ * The same round trip reads the tasks' cancel flags, so a cancel push that was missed is
+ * seen on the next renewal.
+ */
+import type { Redis } from 'ioredis';
+import type { Delivery } from '../store/attemptStore.js';
+import { CONSUMER_GROUP, keys } from '../store/keys.js';
+
+export async function renewLeases(
+  redis: Redis,
+  consumer: string,
+  held: readonly Delivery[],
+): Promise<Map<string, 'abort' | 'terminate'>> {
+  const cancels = new Map<string, 'abort' | 'terminate'>();
+  if (held.length === 0) return cancels;
+  const byQueue = new Map<string, string[]>();
+  for (const d of held) byQueue.set(d.queue, [...(byQueue.get(d.queue) ?? []), d.msgId]);
+  const pipe = redis.pipeline();
+  for (const [queue, ids] of byQueue) pipe.xclaim(keys.stream(queue), CONSUMER_GROUP, consumer, 0, ...ids, 'JUSTID');
+  for (const d of held) pipe.hget(keys.task(d.queue, d.id), 'cancel');
+  const replies = (await pipe.exec()) ?? [];
+  held.forEach((d, i) => {
+    const [, mode] = replies[byQueue.size + i] ?? [];
+    if (mode === 'abort' || mode === 'terminate') cancels.set(d.id, mode);
+  });
+  return cancels;
+}

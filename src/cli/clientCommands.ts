@@ -1,0 +1,114 @@
+/** `taskwire start|status|watch|cancel`: the four calls from the shell, through the client. */
+import { TaskState, TaskwireClient, argsOf, resultOf, type Task } from '../client/index.js';
+import type { Flags } from '../config.js';
+import { parseDuration } from '../config.js';
+import type { JsonObject, JsonValue } from '../json.js';
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** Exit codes of `taskwire watch` (and `start --wait`): the final state. */
+export const EXIT_CODE: Record<string, number> = { SUCCESS: 0, FAILURE: 1, REVOKED: 3 };
+
+function client(flags: Flags): TaskwireClient {
+  const server = typeof flags.server === 'string' ? flags.server : undefined;
+  return new TaskwireClient({ baseUrl: server });
+}
+
+function jsonFlag<T>(flags: Flags, name: string, check: (v: unknown) => boolean, what: string): T | undefined {
+  const text = flags[name];
+  if (typeof text !== 'string') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new UsageError(`--${name} must be JSON (${what}); got ${text}`);
+  }
+  if (!check(value)) throw new UsageError(`--${name} must be ${what}; got ${text}`);
+  return value as T;
+}
+
+const str = (flags: Flags, name: string): string | undefined => (typeof flags[name] === 'string' ? (flags[name] as string) : undefined);
+
+export function stateName(t: Task): string {
+  return TaskState[t.state] ?? 'UNSPECIFIED';
+}
+
+export function describe(t: Task): string {
+  const parts = [`${t.id}  ${t.name}  ${stateName(t)}`, `v${t.version}`];
+  if (t.attempt) parts.push(`attempt ${t.attempt}/${t.maxAttempts}`);
+  if (t.progress && Object.keys(t.progress).length) parts.push(`progress ${JSON.stringify(t.progress)}`);
+  if (t.state === TaskState.SUCCESS) parts.push(`result ${JSON.stringify(resultOf(t) ?? null)}`);
+  if (t.error && t.error.type) parts.push(`${t.error.type}: ${t.error.message}`);
+  if (t.cancelRequested && t.state === TaskState.STARTED) parts.push('cancel requested');
+  return parts.join('  ');
+}
+
+function toJsonOut(t: Task): string {
+  return JSON.stringify({
+    id: t.id,
+    name: t.name,
+    state: stateName(t),
+    version: Number(t.version),
+    attempt: t.attempt,
+    args: argsOf(t),
+    kwargs: t.kwargs ?? {},
+    result: resultOf(t) ?? null,
+    error: t.error?.type ? { type: t.error.type, message: t.error.message } : null,
+    progress: t.progress ?? null,
+  });
+}
+
+const print = (flags: Flags, t: Task) => process.stdout.write((flags.json ? toJsonOut(t) : describe(t)) + '\n');
+
+function ref(positionals: string[], flags: Flags) {
+  return { id: positionals[0] ?? '', exclusiveKey: str(flags, 'exclusive') ?? '', queue: str(flags, 'queue') ?? '' };
+}
+
+export async function startCommand(positionals: string[], flags: Flags): Promise<number> {
+  const name = positionals[0];
+  if (!name) throw new UsageError('usage: taskwire start NAME [--args JSON] [--kwargs JSON] [--exclusive KEY] [--queue Q] [--countdown 10s] [--wait]');
+  const countdown = str(flags, 'countdown');
+  const countdownMs = countdown === undefined ? undefined : parseDuration(countdown);
+  if (countdown !== undefined && countdownMs === undefined) throw new UsageError(`--countdown must be a duration such as 10s; got ${countdown}`);
+  const c = client(flags);
+  const task = await c.start(name, {
+    args: jsonFlag<JsonValue[]>(flags, 'args', Array.isArray, 'a JSON list'),
+    kwargs: jsonFlag<JsonObject>(flags, 'kwargs', (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a JSON object'),
+    exclusiveKey: str(flags, 'exclusive'),
+    idempotencyKey: str(flags, 'idempotency-key'),
+    queue: str(flags, 'queue'),
+    countdownMs,
+  });
+  print(flags, task);
+  return flags.wait ? watchLoop(c, { id: task.id }, flags, task.version) : 0;
+}
+
+export async function statusCommand(positionals: string[], flags: Flags): Promise<number> {
+  print(flags, await client(flags).status(ref(positionals, flags)));
+  return 0;
+}
+
+async function watchLoop(c: TaskwireClient, r: { id: string }, flags: Flags, afterVersion?: bigint): Promise<number> {
+  let last: Task | undefined;
+  for await (const t of c.watch(r, { afterVersion })) {
+    print(flags, t);
+    last = t;
+  }
+  return last ? (EXIT_CODE[stateName(last)] ?? 1) : 1;
+}
+
+export async function watchCommand(positionals: string[], flags: Flags): Promise<number> {
+  return watchLoop(client(flags), ref(positionals, flags), flags);
+}
+
+export async function cancelCommand(positionals: string[], flags: Flags): Promise<number> {
+  const res = await client(flags).cancel(ref(positionals, flags), {
+    terminate: flags.terminate === true,
+    reason: str(flags, 'reason'),
+  });
+  process.stdout.write(`${res.message}\n`);
+  if (res.task) print(flags, res.task);
+  return 0;
+}

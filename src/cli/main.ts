@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+/** The `taskwire` command. */
+import { parseArgs } from 'node:util';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
+import { ConfigError, loadConfig, type Flags } from '../config.js';
+import { cancelCommand, startCommand, statusCommand, UsageError, watchCommand } from './clientCommands.js';
+import { dev, serve, worker } from './processes.js';
+
+const HELP = `taskwire — a task queue served over gRPC
+
+Processes:
+  taskwire dev                 API server + one worker (+ a private redis-server when REDIS_URL is unset)
+  taskwire serve               the API server (gRPC, gRPC-Web, Connect on one port)
+  taskwire worker              a worker
+
+Client (talks to --server / TASKWIRE_SERVER, default http://127.0.0.1:50051):
+  taskwire start NAME [--args JSON] [--kwargs JSON] [--exclusive KEY] [--queue Q]
+                      [--countdown 10s] [--idempotency-key K] [--wait]
+  taskwire status [ID] [--exclusive KEY] [--queue Q] [--json]
+  taskwire watch  [ID] [--exclusive KEY] [--queue Q] [--json]   exit code: 0 SUCCESS, 1 FAILURE, 3 REVOKED
+  taskwire cancel [ID] [--exclusive KEY] [--queue Q] [--terminate] [--reason TEXT]
+  Without an ID, status/watch/cancel act on the latest task started (for --exclusive KEY if given).
+
+Settings (flag / environment variable, default):
+  --redis / REDIS_URL                         (dev: a private redis-server)
+  --host / TASKWIRE_HOST                      127.0.0.1
+  --port / TASKWIRE_PORT                      50051
+  --concurrency / TASKWIRE_CONCURRENCY        number of CPUs
+  --queues / TASKWIRE_QUEUES                  default
+  --tasks / TASKWIRE_TASKS                    the bundled example tasks
+  --lease / TASKWIRE_LEASE                    20s   (a silent worker's tasks are taken over after ~1.25x)
+  --grace / TASKWIRE_SHUTDOWN_GRACE           10s
+  --result-ttl / TASKWIRE_RESULT_TTL          1d
+  --watch-heartbeat / TASKWIRE_WATCH_HEARTBEAT 5s
+  --event-log-cap / TASKWIRE_EVENT_LOG_CAP    1000
+  --max-payload / TASKWIRE_MAX_PAYLOAD        1048576 bytes
+  --data-dir / TASKWIRE_DATA_DIR              .taskwire
+  --name / TASKWIRE_WORKER_NAME               host-pid-random
+`;
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  redis: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  concurrency: { type: 'string', short: 'c' },
+  queues: { type: 'string', short: 'Q' },
+  tasks: { type: 'string' },
+  name: { type: 'string' },
+  lease: { type: 'string' },
+  grace: { type: 'string' },
+  'result-ttl': { type: 'string' },
+  'watch-heartbeat': { type: 'string' },
+  'event-log-cap': { type: 'string' },
+  'max-payload': { type: 'string' },
+  'data-dir': { type: 'string' },
+  server: { type: 'string' },
+  args: { type: 'string' },
+  kwargs: { type: 'string' },
+  exclusive: { type: 'string' },
+  queue: { type: 'string' },
+  countdown: { type: 'string' },
+  'idempotency-key': { type: 'string' },
+  wait: { type: 'boolean' },
+  json: { type: 'boolean' },
+  terminate: { type: 'boolean' },
+  reason: { type: 'string' },
+} as const;
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n\n${HELP}`);
+  }
+  const [command, ...rest] = parsed.positionals;
+  const flags = parsed.values as Flags;
+  if (flags.help || !command) {
+    process.stdout.write(HELP);
+    return command || flags.help ? 0 : 2;
+  }
+  switch (command) {
+    case 'dev':
+      await dev(loadConfig(flags));
+      return -1;
+    case 'serve':
+      await serve(loadConfig({ host: '0.0.0.0', ...flags }, { TASKWIRE_HOST: '0.0.0.0', ...process.env }));
+      return -1;
+    case 'worker':
+      await worker(loadConfig(flags));
+      return -1;
+    case 'start':
+      return startCommand(rest, flags);
+    case 'status':
+      return statusCommand(rest, flags);
+    case 'watch':
+      return watchCommand(rest, flags);
+    case 'cancel':
+      return cancelCommand(rest, flags);
+    default:
+      throw new UsageError(`unknown command "${command}"\n\n${HELP}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConnectError) {
+      process.stderr.write(`taskwire: ${Code[err.code]}: ${err.rawMessage}\n`);
+      for (const info of err.findDetails(ErrorInfoSchema)) {
+        for (const [k, v] of Object.entries(info.metadata)) process.stderr.write(`  ${k}: ${v}\n`);
+      }
+      process.exitCode = 2;
+    } else if (err instanceof UsageError || err instanceof ConfigError) {
+      process.stderr.write(`taskwire: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`taskwire: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

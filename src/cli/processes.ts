@@ -1,0 +1,53 @@
+/** `taskwire serve`, `taskwire worker` and `taskwire dev`. */
+import type { Config } from '../config.js';
+import { createLogger } from '../log.js';
+import { startRedisServer, type RedisServer } from '../redisServer.js';
+import { startApiServer, type ApiServer } from '../server/index.js';
+import { Worker } from '../worker/runtime.js';
+import { onShutdown } from './signals.js';
+
+function requireRedis(config: Config, command: string): string {
+  if (!config.redisUrl) {
+    throw new Error(`taskwire ${command} needs Redis: set REDIS_URL (e.g. redis://127.0.0.1:6379) or pass --redis`);
+  }
+  return config.redisUrl;
+}
+
+export async function serve(config: Config): Promise<void> {
+  requireRedis(config, 'serve');
+  const api = await startApiServer(config, createLogger('api'));
+  onShutdown(() => api.stop(), () => api.stop());
+}
+
+export async function worker(config: Config): Promise<void> {
+  requireRedis(config, 'worker');
+  const w = await Worker.start(config, createLogger('worker'));
+  onShutdown(() => w.stop(config.shutdownGraceMs), () => w.stop(0));
+}
+
+/** API server + one worker; a private redis-server under the data dir when REDIS_URL is unset. */
+export async function dev(config: Config): Promise<void> {
+  const log = createLogger('dev');
+  let redis: RedisServer | undefined;
+  let api: ApiServer | undefined;
+  let w: Worker | undefined;
+  const stopAll = async (grace: number) => {
+    await w?.stop(grace);
+    await api?.stop();
+    await redis?.stop();
+  };
+  try {
+    if (!config.redisUrl) {
+      redis = await startRedisServer({ dataDir: config.dataDir });
+      log.info(`started a private redis-server (pid ${redis.pid}) at ${redis.url}, data in ${config.dataDir}/`);
+      config = { ...config, redisUrl: redis.url };
+    }
+    api = await startApiServer(config, createLogger('api'));
+    w = await Worker.start(config, createLogger('worker'));
+  } catch (err) {
+    await stopAll(0);
+    throw err;
+  }
+  log.info(`ready: try  npx taskwire start hello --args '["Lucy"]'  or grpcurl -plaintext localhost:${api.port} list`);
+  onShutdown(() => stopAll(config.shutdownGraceMs), () => stopAll(0));
+}

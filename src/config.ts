@@ -1,0 +1,123 @@
+/**
+ * The one place configuration is read: flags first, then environment variables, then
+ * defaults. Everything is checked at start; a bad value stops the process with a message
+ * naming the flag and the variable.
+ */
+import { availableParallelism, hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_QUEUE, isValidQueueName } from './ids.js';
+
+export interface Config {
+  /** Unset in `taskwire dev` means: start a private redis-server. */
+  redisUrl: string | undefined;
+  host: string;
+  port: number;
+  concurrency: number;
+  queues: string[];
+  /** Module whose default export is the task registry. */
+  tasksModule: string;
+  workerName: string;
+  resultTtlMs: number;
+  /** A worker that has not renewed its lease for this long is presumed dead; its tasks are
+   * taken over within 1.25 leases. */
+  leaseMs: number;
+  /** How long running tasks get to finish on shutdown before they are handed back. */
+  shutdownGraceMs: number;
+  /** A quiet watch stream carries a heartbeat message this often. */
+  watchHeartbeatMs: number;
+  /** Changes kept in a task's event log (for watchers resuming). */
+  eventLogCap: number;
+  /** Largest accepted args+kwargs, in bytes of JSON. */
+  maxPayloadBytes: number;
+  /** Where `taskwire dev` keeps the private Redis data. */
+  dataDir: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export type Flags = Record<string, string | boolean | undefined>;
+
+interface Option {
+  flag: string;
+  env: string;
+}
+
+function raw(flags: Flags, env: NodeJS.ProcessEnv, o: Option): string | undefined {
+  const f = flags[o.flag];
+  if (typeof f === 'string') return f;
+  const e = env[o.env];
+  return e === undefined || e === '' ? undefined : e;
+}
+
+function where(o: Option): string {
+  return `--${o.flag} / ${o.env}`;
+}
+
+/** "500ms", "30s", "5m", "1h", "1d"; a bare number is seconds. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's']!;
+  return Math.round(Number(m[1]) * unit);
+}
+
+function duration(flags: Flags, env: NodeJS.ProcessEnv, o: Option, fallback: number, min: number): number {
+  const text = raw(flags, env, o);
+  if (text === undefined) return fallback;
+  const ms = parseDuration(text);
+  if (ms === undefined || ms < min) {
+    throw new ConfigError(`${where(o)} must be a duration of at least ${min}ms such as 30s, 500ms or 5m; got "${text}"`);
+  }
+  return ms;
+}
+
+function integer(flags: Flags, env: NodeJS.ProcessEnv, o: Option, fallback: number, min: number, max: number): number {
+  const text = raw(flags, env, o);
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < min || n > max) {
+    throw new ConfigError(`${where(o)} must be a whole number from ${min} to ${max}; got "${text}"`);
+  }
+  return n;
+}
+
+export const DEFAULT_TASKS_MODULE = fileURLToPath(new URL('./tasks/index.js', import.meta.url)).replace(
+  /\.js$/,
+  import.meta.url.endsWith('.ts') ? '.ts' : '.js',
+);
+
+export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.env): Config {
+  const redisUrl = raw(flags, env, { flag: 'redis', env: 'REDIS_URL' });
+  if (redisUrl !== undefined && !/^(redis|rediss|unix):\/\//.test(redisUrl)) {
+    throw new ConfigError(`--redis / REDIS_URL must look like redis://host:6379 or unix:///path; got "${redisUrl}"`);
+  }
+  const queuesText = raw(flags, env, { flag: 'queues', env: 'TASKWIRE_QUEUES' }) ?? DEFAULT_QUEUE;
+  const queues = [...new Set(queuesText.split(',').map((q) => q.trim()).filter(Boolean))];
+  const bad = queues.find((q) => !isValidQueueName(q));
+  if (queues.length === 0 || bad !== undefined) {
+    throw new ConfigError(
+      `--queues / TASKWIRE_QUEUES must be a comma-separated list of names of letters, digits, '_', '.', '-' (at most 64 each); got "${queuesText}"`,
+    );
+  }
+  const cores = availableParallelism();
+  return {
+    redisUrl,
+    host: raw(flags, env, { flag: 'host', env: 'TASKWIRE_HOST' }) ?? '127.0.0.1',
+    port: integer(flags, env, { flag: 'port', env: 'TASKWIRE_PORT' }, 50051, 0, 65535),
+    concurrency: integer(flags, env, { flag: 'concurrency', env: 'TASKWIRE_CONCURRENCY' }, cores, 1, 10_000),
+    queues,
+    tasksModule: raw(flags, env, { flag: 'tasks', env: 'TASKWIRE_TASKS' }) ?? DEFAULT_TASKS_MODULE,
+    workerName:
+      raw(flags, env, { flag: 'name', env: 'TASKWIRE_WORKER_NAME' }) ??
+      `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`,
+    resultTtlMs: duration(flags, env, { flag: 'result-ttl', env: 'TASKWIRE_RESULT_TTL' }, 86_400_000, 1000),
+    leaseMs: duration(flags, env, { flag: 'lease', env: 'TASKWIRE_LEASE' }, 20_000, 1000),
+    shutdownGraceMs: duration(flags, env, { flag: 'grace', env: 'TASKWIRE_SHUTDOWN_GRACE' }, 10_000, 0),
+    watchHeartbeatMs: duration(flags, env, { flag: 'watch-heartbeat', env: 'TASKWIRE_WATCH_HEARTBEAT' }, 5_000, 100),
+    eventLogCap: integer(flags, env, { flag: 'event-log-cap', env: 'TASKWIRE_EVENT_LOG_CAP' }, 1000, 10, 1_000_000),
+    maxPayloadBytes: integer(flags, env, { flag: 'max-payload', env: 'TASKWIRE_MAX_PAYLOAD' }, 1 << 20, 1, 64 << 20),
+    dataDir: raw(flags, env, { flag: 'data-dir', env: 'TASKWIRE_DATA_DIR' }) ?? '.taskwire',
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * The one place domain errors become gRPC statuses. A raw Error never reaches Connect
+ * (it would leak as UNKNOWN with its message); unexpected ones are logged here and sent
+ * as INTERNAL without a stack.
+ */
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { BadRequest_FieldViolationSchema, BadRequestSchema, ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
+import { TaskwireError, type ErrorKind } from '../errors.js';
+import type { Logger } from '../log.js';
+import { isConnectionError } from '../redis.js';
+
+const CODES: Record<ErrorKind, Code> = {
+  invalid: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  exists: Code.AlreadyExists,
+  too_large: Code.ResourceExhausted,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+};
+
+export const ERROR_DOMAIN = 'taskwire.dev';
+
+export function toConnectError(err: unknown, log?: Logger): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof TaskwireError) {
+    const details = [];
+    if (err.details.reason) {
+      details.push({
+        desc: ErrorInfoSchema,
+        value: create(ErrorInfoSchema, { reason: err.details.reason, domain: ERROR_DOMAIN, metadata: err.details.metadata ?? {} }),
+      });
+    }
+    if (err.details.violations?.length) {
+      details.push({
+        desc: BadRequestSchema,
+        value: create(BadRequestSchema, {
+          fieldViolations: err.details.violations.map((v) => create(BadRequest_FieldViolationSchema, v)),
+        }),
+      });
+    }
+    return new ConnectError(err.message, CODES[err.kind], undefined, details);
+  }
+  if (isConnectionError(err)) {
+    return new ConnectError('Redis cannot be reached right now; try again shortly', Code.Unavailable);
+  }
+  log?.error(`unexpected error: ${(err as Error)?.stack ?? String(err)}`);
+  return new ConnectError('internal error; the server log has the details', Code.Internal);
+}

@@ -1,0 +1,59 @@
+/**
+ * One port for every protocol: HTTP/2 cleartext (gRPC, and Connect/gRPC-Web over h2c) and
+ * HTTP/1.1 (Connect with curl, gRPC-Web from a browser). Node's http2 server does not fall
+ * back to HTTP/1.1 without TLS, so the first bytes of each connection choose: the HTTP/2
+ * preface ("PRI * HTTP/2.0") goes to the h2 server, anything else to the h1 server.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+
+type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+export interface ListeningServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export function listen(handler: Handler, host: string, port: number): Promise<ListeningServer> {
+  const h1 = http.createServer(handler as http.RequestListener);
+  const h2 = http2.createServer(handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+  });
+
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.once('data', (first) => {
+      socket.pause();
+      socket.unshift(first);
+      (first.subarray(0, 3).toString('latin1') === 'PRI' ? h2 : h1).emit('connection', socket);
+      process.nextTick(() => socket.resume());
+    });
+  });
+
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address() as net.AddressInfo;
+      resolve({
+        port: address.port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            for (const s of sessions) s.close();
+            h1.closeIdleConnections();
+            // Streams still open (watchers) end now; their clients resume elsewhere.
+            setTimeout(() => {
+              for (const s of sockets) s.destroy();
+            }, 100).unref();
+          }),
+      });
+    });
+  });
+}

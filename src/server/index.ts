@@ -1,0 +1,63 @@
+/**
+ * The API server: TaskService, health and reflection on one port, over one command
+ * connection and one subscriber connection to Redis. Stateless: run as many as you like.
+ */
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { Health } from '../../gen/grpc/health/v1/health_pb.js';
+import { TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import { checkEvictionPolicy, connectReady } from '../redis.js';
+import { TaskStore } from '../store/taskStore.js';
+import { loadRegistry } from '../tasks/define.js';
+import { createHealthService, RedisMonitor } from './health.js';
+import { listen } from './http.js';
+import { createReflection } from './reflection.js';
+import { createTaskService } from './taskService.js';
+import { WatchHub } from './watchHub.js';
+
+export type ServerConfig = Pick<
+  Config,
+  'redisUrl' | 'host' | 'port' | 'tasksModule' | 'resultTtlMs' | 'eventLogCap' | 'maxPayloadBytes' | 'watchHeartbeatMs'
+>;
+
+export interface ApiServer {
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startApiServer(config: ServerConfig, log: Logger): Promise<ApiServer> {
+  const url = config.redisUrl!;
+  const registry = await loadRegistry(config.tasksModule);
+  const redis = await connectReady(url, 'api');
+  const sub = await connectReady(url, 'api-watch', { queueWhileDown: true, noPipelining: true });
+  await checkEvictionPolicy(redis, log);
+
+  const store = new TaskStore(redis, registry, config);
+  const hub = new WatchHub(sub);
+  await hub.ready();
+  const monitor = new RedisMonitor(redis);
+  const reflection = createReflection([TaskService, Health]);
+
+  const handler = connectNodeAdapter({
+    readMaxBytes: config.maxPayloadBytes + 64 * 1024,
+    routes(router) {
+      router.service(TaskService, createTaskService({ store, hub, log, watchHeartbeatMs: config.watchHeartbeatMs }));
+      router.service(Health, createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs));
+      router.service(...reflection.v1);
+      router.service(...reflection.v1alpha);
+    },
+  });
+  const server = await listen(handler, config.host, config.port);
+  log.info(`API listening on ${config.host}:${server.port} (gRPC, gRPC-Web, Connect; h2c and HTTP/1.1)`);
+
+  return {
+    port: server.port,
+    async stop() {
+      await server.close();
+      monitor.close();
+      await Promise.allSettled([redis.quit(), sub.quit()]);
+      log.info('API stopped');
+    },
+  };
+}

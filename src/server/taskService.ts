@@ -1,0 +1,175 @@
+/**
+ * taskwire.v1.TaskService: decode and check the request, call the domain, map errors.
+ * No Redis command is issued here.
+ */
+import { create } from '@bufbuild/protobuf';
+import { timestampNow } from '@bufbuild/protobuf/wkt';
+import type { ServiceImpl } from '@connectrpc/connect';
+import {
+  CancelOutcome,
+  CancelResponseSchema,
+  GetStatusResponseSchema,
+  HeartbeatSchema,
+  ListTasksResponseSchema,
+  StartManyResponseSchema,
+  StartResponseSchema,
+  StartResultSchema,
+  StartErrorSchema,
+  TaskService,
+  WatchEventsResponseSchema,
+  WatchStatusResponseSchema,
+} from '../../gen/taskwire/v1/task_service_pb.js';
+import { TaskwireError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { TaskStore } from '../store/taskStore.js';
+import { parseRecord } from '../store/record.js';
+import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
+import { startInputFromWire, stateFromWire, taskToWire } from './convert.js';
+import { toConnectError } from './errors.js';
+import { Mailbox } from './mailbox.js';
+import type { WatchHub } from './watchHub.js';
+import { watchTask } from './watchTask.js';
+
+export interface ServiceDeps {
+  store: TaskStore;
+  hub: WatchHub;
+  log: Logger;
+  watchHeartbeatMs: number;
+}
+
+const OUTCOME = {
+  revoked: [CancelOutcome.REVOKED, 'the task had not started; it is revoked and will not run'],
+  requested: [CancelOutcome.REQUESTED, 'the task is running; its worker has been told to stop it'],
+  finished: [CancelOutcome.ALREADY_FINISHED, 'the task had already finished; nothing changed'],
+} as const;
+
+const MAX_BATCH = 1000;
+
+export function createTaskService({ store, hub, log, watchHeartbeatMs }: ServiceDeps): ServiceImpl<typeof TaskService> {
+  const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toConnectError(err, log);
+    }
+  };
+
+  return {
+    start: (req) =>
+      guard(async () => {
+        const { task } = await store.start(startInputFromWire(req));
+        return create(StartResponseSchema, { task: taskToWire(task) });
+      }),
+
+    startMany: (req) =>
+      guard(async () => {
+        if (req.requests.length > MAX_BATCH) {
+          throw new TaskwireError('too_large', `at most ${MAX_BATCH} tasks per StartMany; got ${req.requests.length}`);
+        }
+        const results = await Promise.all(
+          req.requests.map(async (r) => {
+            try {
+              const { task } = await store.start(startInputFromWire(r));
+              return create(StartResultSchema, { outcome: { case: 'task', value: taskToWire(task) } });
+            } catch (err) {
+              const ce = toConnectError(err, log);
+              const info = ce.findDetails(ErrorInfoSchema)[0];
+              return create(StartResultSchema, {
+                outcome: {
+                  case: 'error',
+                  value: create(StartErrorSchema, {
+                    code: ce.code,
+                    message: ce.rawMessage,
+                    existingTaskId: info?.metadata.running_task_id ?? '',
+                  }),
+                },
+              });
+            }
+          }),
+        );
+        return create(StartManyResponseSchema, { results });
+      }),
+
+    getStatus: (req) =>
+      guard(async () => {
+        const id = await store.resolve({ id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue });
+        return create(GetStatusResponseSchema, { task: taskToWire(await store.get(id)) });
+      }),
+
+    cancel: (req) =>
+      guard(async () => {
+        const id = await store.resolve({ id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue });
+        const { outcome, task } = await store.cancel(id, req.terminate, req.reason || 'cancelled by request');
+        const [code, message] = OUTCOME[outcome];
+        return create(CancelResponseSchema, { task: taskToWire(task), outcome: code, message });
+      }),
+
+    async *watchStatus(req, ctx) {
+      let id: string;
+      try {
+        id = await store.resolve({ id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue });
+      } catch (err) {
+        throw toConnectError(err, log);
+      }
+      const after = req.afterVersion === undefined ? undefined : Number(req.afterVersion);
+      try {
+        for await (const item of watchTask(store, hub, id, after, watchHeartbeatMs, ctx.signal)) {
+          yield create(WatchStatusResponseSchema, {
+            event:
+              'task' in item
+                ? { case: 'task', value: taskToWire(item.task) }
+                : { case: 'heartbeat', value: create(HeartbeatSchema, { time: timestampNow() }) },
+          });
+        }
+      } catch (err) {
+        throw toConnectError(err, log);
+      }
+    },
+
+    listTasks: (req) =>
+      guard(async () => {
+        const states = req.states.map((s) => stateFromWire(s)).filter((s) => s !== undefined);
+        const page = await store.list({
+          queue: req.queue || undefined,
+          states,
+          name: req.name || undefined,
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+        });
+        return create(ListTasksResponseSchema, { tasks: page.tasks.map(taskToWire), nextPageToken: page.nextPageToken });
+      }),
+
+    async *watchEvents(req, ctx) {
+      const box = new Mailbox<ReturnType<typeof parseRecord>>();
+      const prefix = req.queue ? `${req.queue}` : undefined;
+      const off = hub.watchAll((h) => {
+        if (prefix !== undefined && h.queue !== prefix) return;
+        try {
+          box.push(parseRecord(h));
+        } catch {
+          // a malformed message is not a reason to end the stream
+        }
+      });
+      const onAbort = () => box.close();
+      ctx.signal.addEventListener('abort', onAbort);
+      try {
+        await hub.ready();
+        for (;;) {
+          const next = await box.next(watchHeartbeatMs);
+          if ('closed' in next) return;
+          yield create(WatchEventsResponseSchema, {
+            event:
+              'item' in next
+                ? { case: 'task', value: taskToWire(next.item) }
+                : { case: 'heartbeat', value: create(HeartbeatSchema, { time: timestampNow() }) },
+          });
+        }
+      } catch (err) {
+        throw toConnectError(err, log);
+      } finally {
+        ctx.signal.removeEventListener('abort', onAbort);
+        off();
+      }
+    },
+  };
+}

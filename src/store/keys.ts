@@ -1,0 +1,51 @@
+/**
+ * Every Redis key and channel name taskwire uses, and nothing else builds one.
+ *
+ * Keys carry their queue in a hash tag (`taskwire:{default}:…`) so that each Lua script
+ * touches a single Redis Cluster slot; many queues spread over many shards.
+ */
+
+const PREFIX = 'taskwire';
+
+/** `taskwire:{<queue>}:` — the prefix of every key of one queue. */
+export function queuePrefix(queue: string): string {
+  return `${PREFIX}:{${queue}}:`;
+}
+
+export const keys = {
+  /** Stream of messages waiting for a worker (consumer group {@link CONSUMER_GROUP}). */
+  stream: (queue: string) => `${queuePrefix(queue)}stream`,
+  /** Sorted set of `id\nexclusiveKey` waiting for a countdown or a retry backoff; score = due ms. */
+  scheduled: (queue: string) => `${queuePrefix(queue)}scheduled`,
+  /** Hash: the record of one task. */
+  task: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}`,
+  /** Capped stream: the task's change log, entry id `<version>-0`. */
+  events: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}:events`,
+  /** Sorted set of task ids by creation time (ms), for listing. */
+  index: (queue: string) => `${queuePrefix(queue)}index`,
+  /** String: id of the latest task started on the queue. */
+  latest: (queue: string) => `${queuePrefix(queue)}latest`,
+  /** String: id of the latest task started with an exclusive key. */
+  latestForKey: (queue: string, exclusiveKey: string) => `${queuePrefix(queue)}latest:${exclusiveKey}`,
+  /** String: id of the non-terminal task holding an exclusive key. */
+  exclusive: (queue: string, exclusiveKey: string) => `${queuePrefix(queue)}excl:${exclusiveKey}`,
+  /** Redlock resource guarding check-and-start of one exclusive key. */
+  exclusiveLock: (queue: string, exclusiveKey: string) => `${queuePrefix(queue)}lock:excl:${exclusiveKey}`,
+  /** String: id of the task started with an idempotency key. */
+  idempotency: (queue: string, idempotencyKey: string) => `${queuePrefix(queue)}idem:${idempotencyKey}`,
+  /** Set of queue names that have ever been used. */
+  queues: () => `${PREFIX}:queues`,
+} as const;
+
+export const channels = {
+  /** Pub/sub: every change of every task of the queue (payload: see store/events.ts). */
+  events: (queue: string) => `${queuePrefix(queue)}events`,
+  /** Pub/sub: cancel requests for running tasks of the queue (payload: task id). */
+  control: (queue: string) => `${queuePrefix(queue)}control`,
+} as const;
+
+/** The consumer group every worker of a queue reads through. */
+export const CONSUMER_GROUP = 'workers';
+
+/** Pattern matching every task-event channel, for watchers of all queues. */
+export const ALL_EVENTS_PATTERN = `${PREFIX}:{*}:events`;

@@ -1,0 +1,65 @@
+/**
+ * The Lua scripts in ./scripts, loaded once per process and called by name.
+ * A file `name-N.lua` takes N keys. Each script is prefixed with the state machine
+ * (states.ts) and the shared helpers (lib.lua), so every writer enforces one table.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { ChainableCommander, Redis } from 'ioredis';
+import { luaPrelude } from './states.js';
+
+export type ScriptName = 'enqueue' | 'claim' | 'finish' | 'progress' | 'cancel' | 'promote';
+
+interface ScriptSource {
+  numberOfKeys: number;
+  lua: string;
+}
+
+const dir = fileURLToPath(new URL('./scripts/', import.meta.url));
+let sources: Map<ScriptName, ScriptSource> | undefined;
+
+function loadSources(): Map<ScriptName, ScriptSource> {
+  if (sources) return sources;
+  const lib = luaPrelude() + readFileSync(dir + 'lib.lua', 'utf8');
+  sources = new Map();
+  for (const file of readdirSync(dir)) {
+    const m = /^([a-z]+)-(\d+)\.lua$/.exec(file);
+    if (!m) continue;
+    sources.set(m[1] as ScriptName, {
+      numberOfKeys: Number(m[2]),
+      lua: `${lib}\n${readFileSync(dir + file, 'utf8')}`,
+    });
+  }
+  return sources;
+}
+
+const installed = new WeakSet<Redis>();
+
+/** Define every script as a command on this connection (EVALSHA, EVAL on NOSCRIPT). */
+export function installScripts(redis: Redis): void {
+  if (installed.has(redis)) return;
+  for (const [name, src] of loadSources()) redis.defineCommand(commandName(name), src);
+  installed.add(redis);
+}
+
+function commandName(name: ScriptName): string {
+  return `taskwire_${name}`;
+}
+
+type Arg = string | number;
+
+/** Run a script on a connection (after installScripts) or queue it on a pipeline of one. */
+export function runScript(
+  client: Redis | ChainableCommander,
+  name: ScriptName,
+  keys: readonly string[],
+  args: readonly Arg[],
+): Promise<unknown> {
+  const expected = loadSources().get(name)?.numberOfKeys;
+  if (expected !== keys.length) {
+    throw new Error(`script ${name} takes ${expected} keys, got ${keys.length}`);
+  }
+  const fn = (client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[commandName(name)];
+  if (!fn) throw new Error(`script ${name} is not installed on this connection`);
+  return fn.call(client, ...keys, ...args);
+}

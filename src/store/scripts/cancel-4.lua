@@ -1,0 +1,38 @@
+-- cancel: a cancel request, written to the record before anyone is told.
+-- A waiting task (PENDING, RETRY) is REVOKED at once and never runs; a running one gets
+-- `cancel` set (abort or terminate) and its worker is told on the control channel (it
+-- also sees the flag on its next lease renewal); a finished one is left as it is.
+--
+-- KEYS[1] record      taskwire:{q}:t:<id>
+-- KEYS[2] events      taskwire:{q}:t:<id>:events
+-- KEYS[3] exclusive   taskwire:{q}:excl:<key>   (or a dummy when the task has none)
+-- KEYS[4] scheduled   taskwire:{q}:scheduled
+-- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] mode: 'abort' or 'terminate'   ARGV[4] reason
+-- ARGV[5] events channel   ARGV[6] log cap   ARGV[7] result TTL (ms)   ARGV[8] control channel
+--
+-- Returns {'revoked'}, {'requested'}, {'finished', state} or {'missing'}.
+local id, now, mode, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local record, events = KEYS[1], KEYS[2]
+local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel')
+local state = f[1]
+if not state then return {'missing'} end
+if TERMINAL[state] then return {'finished', state} end
+
+if state == 'STARTED' then
+  -- Escalate abort → terminate, never the other way.
+  if f[3] ~= 'terminate' then
+    redis.call('HSET', record, 'cancel', mode, 'cancel_reason', reason, 'updated', now)
+    emit(record, events, ARGV[5], ARGV[6])
+  end
+  redis.call('PUBLISH', ARGV[8], id .. '\n' .. (f[3] == 'terminate' and 'terminate' or mode))
+  return {'requested'}
+end
+
+if not ALLOWED[state]['REVOKED'] then return {'finished', state} end
+redis.call('HSET', record, 'state', 'REVOKED', 'err_type', 'TaskRevokedError', 'err_msg', reason,
+  'finished', now, 'updated', now)
+redis.call('HDEL', record, 'next_at')
+redis.call('ZREM', KEYS[4], id .. '\n' .. (f[2] or ''))
+finalize(record, events, KEYS[3], id, ARGV[7])
+emit(record, events, ARGV[5], ARGV[6])
+return {'revoked'}

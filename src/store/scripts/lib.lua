@@ -1,0 +1,62 @@
+-- Shared by every script that writes a task record; prepended at load time after the
+-- state-machine prelude (ALLOWED, TERMINAL) generated from src/store/states.ts.
+
+-- Fields of the record that never travel in change events: immutable bulk and secrets.
+local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
+
+-- Bump the record's version, append its snapshot to the event log `events` (entry id
+-- `<version>-0`, capped near `maxlen`) and publish the snapshot on `channel`.
+local function emit(record, events, channel, maxlen)
+  local version = redis.call('HINCRBY', record, 'version', 1)
+  local flat = redis.call('HGETALL', record)
+  local snapshot = {}
+  for i = 1, #flat, 2 do
+    if not PRIVATE[flat[i]] then
+      snapshot[#snapshot + 1] = flat[i]
+      snapshot[#snapshot + 1] = flat[i + 1]
+    end
+  end
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(snapshot))
+  redis.call('PUBLISH', channel, cjson.encode(snapshot))
+  return version
+end
+
+-- Check that the record may move to `to`. Returns the current state, or nil and the
+-- reason ('missing' or the current state) when it may not.
+local function may_move(record, to)
+  local from = redis.call('HGET', record, 'state')
+  if not from then return nil, 'missing' end
+  if not ALLOWED[from][to] then return nil, from end
+  return from
+end
+
+-- What every terminal write does besides the state: free the exclusive key (if this task
+-- holds it) and start the result TTL of the record and its log.
+local function finalize(record, events, exclusive, id, ttl)
+  if redis.call('HGET', record, 'ekey') and redis.call('GET', exclusive) == id then
+    redis.call('DEL', exclusive)
+  end
+  redis.call('PEXPIRE', record, ttl)
+  redis.call('PEXPIRE', events, ttl)
+end
+
+-- Set `fields` (a flat list of name, value; an empty value deletes the field).
+local function write(record, fields)
+  local set, del = {}, {}
+  for i = 1, #fields, 2 do
+    if fields[i + 1] == '' then
+      del[#del + 1] = fields[i]
+    else
+      set[#set + 1] = fields[i]
+      set[#set + 1] = fields[i + 1]
+    end
+  end
+  if #set > 0 then redis.call('HSET', record, unpack(set)) end
+  if #del > 0 then redis.call('HDEL', record, unpack(del)) end
+end
+
+local function slice(list, from)
+  local out = {}
+  for i = from, #list do out[#out + 1] = list[i] end
+  return out
+end

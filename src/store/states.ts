@@ -1,0 +1,41 @@
+/**
+ * The task state machine: the one place that says which change of state is allowed.
+ * The Lua scripts receive this table as a prelude (see scripts.ts), so Redis enforces
+ * exactly what this file says.
+ */
+
+export const STATES = ['PENDING', 'STARTED', 'RETRY', 'SUCCESS', 'FAILURE', 'REVOKED'] as const;
+export type State = (typeof STATES)[number];
+
+export const TERMINAL_STATES: ReadonlySet<State> = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
+
+export function isTerminal(state: State): boolean {
+  return TERMINAL_STATES.has(state);
+}
+
+/** from → the states it may move to. A state may "move" to itself (progress, a new attempt). */
+export const TRANSITIONS: Readonly<Record<State, readonly State[]>> = {
+  // A waiting task starts, is revoked (cancel, expiry) or fails without running (unknown name).
+  PENDING: ['PENDING', 'STARTED', 'REVOKED', 'FAILURE'],
+  // A running task reports progress, finishes, is retried, is revoked, is handed back at
+  // worker shutdown, or starts again as a new attempt after its worker was lost.
+  STARTED: ['STARTED', 'SUCCESS', 'FAILURE', 'RETRY', 'REVOKED', 'PENDING'],
+  // A task waiting for its next attempt starts it, is revoked or expires.
+  RETRY: ['STARTED', 'REVOKED', 'FAILURE'],
+  SUCCESS: [],
+  FAILURE: [],
+  REVOKED: [],
+};
+
+export function canMove(from: State, to: State): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Lua source defining `ALLOWED[from][to] = true` and `TERMINAL[state] = true`. */
+export function luaPrelude(): string {
+  const allowed = STATES.map(
+    (from) => `${from} = {${TRANSITIONS[from].map((to) => `${to} = true`).join(', ')}}`,
+  ).join(',\n  ');
+  const terminal = [...TERMINAL_STATES].map((s) => `${s} = true`).join(', ');
+  return `local ALLOWED = {\n  ${allowed}\n}\nlocal TERMINAL = {${terminal}}\n`;
+}

@@ -1,0 +1,328 @@
+/**
+ * The task records: create (with the queue message, atomically), read, resolve "the latest
+ * task", cancel, and read a task's change log. Used by the API; the worker's writes are in
+ * worker/attempt.ts. Every write goes through a Lua script.
+ */
+import type { Redis } from 'ioredis';
+import { invalid, notFound, TaskwireError } from '../errors.js';
+import { DEFAULT_QUEUE, isValidQueueName, newTaskId, queueOf } from '../ids.js';
+import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../json.js';
+import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
+import { ExclusiveGuard } from './exclusiveGuard.js';
+import { channels, keys } from './keys.js';
+import { newRecordFields, pairsToHash, parseRecord, type Hash, type TaskRecord } from './record.js';
+import { runScript } from './scripts.js';
+import type { State } from './states.js';
+
+export interface StartInput {
+  name: string;
+  args?: JsonValue[];
+  kwargs?: JsonObject;
+  queue?: string;
+  exclusiveKey?: string;
+  idempotencyKey?: string;
+  /** ms since epoch */
+  notBefore?: number;
+  countdownMs?: number;
+  /** ms since epoch */
+  expiresAt?: number;
+  timeLimitMs?: number;
+  maxAttempts?: number;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  retryOn?: string[];
+}
+
+export interface StartResult {
+  task: TaskRecord;
+  /** false when an idempotency key returned an existing task */
+  created: boolean;
+}
+
+export interface TaskRef {
+  id?: string;
+  exclusiveKey?: string;
+  queue?: string;
+}
+
+export interface ListQuery {
+  queue?: string;
+  states?: State[];
+  name?: string;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface ListPage {
+  tasks: TaskRecord[];
+  nextPageToken: string;
+}
+
+export type CancelOutcome = 'revoked' | 'requested' | 'finished';
+
+export interface StoreLimits {
+  resultTtlMs: number;
+  eventLogCap: number;
+  maxPayloadBytes: number;
+}
+
+const KEY_TEXT = /^[^\x00-\x1f\x7f]{1,200}$/;
+
+export class TaskStore {
+  private readonly guard: ExclusiveGuard;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly registry: TaskRegistry,
+    private readonly limits: StoreLimits,
+  ) {
+    this.guard = new ExclusiveGuard(redis);
+  }
+
+  /** Check a Start before anything reaches Redis; returns the record to create. */
+  prepare(input: StartInput, now = Date.now()): TaskRecord {
+    const def = this.registry.get(input.name);
+    if (!input.name) throw invalid('name', 'is required: the name of a registered task');
+    if (!def) {
+      throw invalid('name', `no task is registered as "${input.name}"; known tasks: ${this.registry.names().join(', ')}`);
+    }
+    const queue = input.queue || def.queue || DEFAULT_QUEUE;
+    if (!isValidQueueName(queue)) {
+      throw invalid('queue', `"${queue}" is not a queue name: use 1 to 64 letters, digits, '_', '.', '-'`);
+    }
+    const args = input.args ?? [];
+    const kwargs = input.kwargs ?? {};
+    if (!Array.isArray(args)) throw invalid('args', 'must be a JSON list');
+    if (typeof kwargs !== 'object' || kwargs === null || Array.isArray(kwargs)) {
+      throw invalid('kwargs', 'must be a JSON object');
+    }
+    try {
+      assertJson(args, 'args');
+      assertJson(kwargs, 'kwargs');
+    } catch (err) {
+      if (err instanceof EncodeError) throw invalid('args', err.message);
+      throw err;
+    }
+    const size = Buffer.byteLength(JSON.stringify(args)) + Buffer.byteLength(JSON.stringify(kwargs));
+    if (size > this.limits.maxPayloadBytes) {
+      throw new TaskwireError(
+        'too_large',
+        `args and kwargs take ${size} bytes of JSON; the limit is ${this.limits.maxPayloadBytes}`,
+        { reason: 'PAYLOAD_TOO_LARGE', violations: [{ field: 'args', description: `over ${this.limits.maxPayloadBytes} bytes` }] },
+      );
+    }
+    for (const [field, value] of [
+      ['exclusive_key', input.exclusiveKey],
+      ['idempotency_key', input.idempotencyKey],
+    ] as const) {
+      if (value !== undefined && value !== '' && !KEY_TEXT.test(value)) {
+        throw invalid(field, 'must be 1 to 200 characters without control characters');
+      }
+    }
+    if (input.notBefore !== undefined && input.countdownMs !== undefined) {
+      throw invalid('countdown', 'give either not_before or countdown, not both');
+    }
+    if (input.countdownMs !== undefined && input.countdownMs < 0) throw invalid('countdown', 'must not be negative');
+    const notBefore = input.notBefore ?? (input.countdownMs ? now + input.countdownMs : undefined);
+    if (input.expiresAt !== undefined && input.expiresAt <= now) {
+      throw invalid('expires_at', 'is in the past: the task would never run');
+    }
+    if (input.expiresAt !== undefined && notBefore !== undefined && input.expiresAt <= notBefore) {
+      throw invalid('expires_at', 'is before the task may start (not_before / countdown)');
+    }
+    if (input.timeLimitMs !== undefined && input.timeLimitMs <= 0) throw invalid('time_limit', 'must be positive');
+    const maxAttempts = input.maxAttempts || def.maxAttempts || TASK_DEFAULTS.maxAttempts;
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000) {
+      throw invalid('retry.max_attempts', 'must be from 1 to 1000');
+    }
+    return {
+      id: newTaskId(queue),
+      name: def.name,
+      queue,
+      state: 'PENDING',
+      args,
+      kwargs,
+      attempt: 0,
+      maxAttempts,
+      version: 0,
+      exclusiveKey: input.exclusiveKey || undefined,
+      idempotencyKey: input.idempotencyKey || undefined,
+      createdAt: now,
+      updatedAt: now,
+      notBefore: notBefore && notBefore > now ? notBefore : undefined,
+      expiresAt: input.expiresAt,
+      timeLimitMs: input.timeLimitMs ?? def.timeLimitMs,
+      initialBackoffMs: input.initialBackoffMs ?? def.initialBackoffMs,
+      maxBackoffMs: input.maxBackoffMs ?? def.maxBackoffMs,
+      retryOn: input.retryOn?.length ? input.retryOn : def.retryOn,
+    };
+  }
+
+  async start(input: StartInput): Promise<StartResult> {
+    const task = this.prepare(input);
+    const key = task.exclusiveKey;
+    if (!key) return this.enqueue(task, '');
+    // The seed's guard: a redlock lock around check-and-start. The script re-checks the
+    // holder atomically, so even a lock that expired mid-way cannot admit two tasks.
+    return this.guard.run(keys.exclusiveLock(task.queue, key), async () => {
+      for (let tries = 0; tries < 5; tries++) {
+        const holder = (await this.redis.get(keys.exclusive(task.queue, key))) ?? '';
+        const result = await this.enqueue(task, holder);
+        if (result) return result;
+      }
+      throw new TaskwireError('unavailable', `exclusive key "${key}" is changing hands too fast; try again`);
+    });
+  }
+
+  private async enqueue(task: TaskRecord, holder: ''): Promise<StartResult>;
+  private async enqueue(task: TaskRecord, holder: string): Promise<StartResult | undefined>;
+  private async enqueue(task: TaskRecord, holder: string): Promise<StartResult | undefined> {
+    const q = task.queue;
+    const ekey = task.exclusiveKey ?? '';
+    const ikey = task.idempotencyKey ?? '';
+    const reply = (await runScript(
+      this.redis,
+      'enqueue',
+      [
+        keys.task(q, task.id),
+        keys.events(q, task.id),
+        keys.stream(q),
+        keys.scheduled(q),
+        keys.index(q),
+        keys.latest(q),
+        keys.exclusive(q, ekey),
+        keys.latestForKey(q, ekey),
+        keys.idempotency(q, ikey),
+        keys.task(q, holder),
+      ],
+      [
+        task.id,
+        task.createdAt,
+        task.notBefore ?? 0,
+        channels.events(q),
+        this.limits.eventLogCap,
+        this.limits.resultTtlMs,
+        ekey,
+        ikey,
+        holder,
+        ...newRecordFields(task),
+      ],
+    )) as [string, string | number];
+    switch (reply[0]) {
+      case 'created':
+        return { task: { ...task, version: Number(reply[1]) }, created: true };
+      case 'duplicate':
+        return { task: await this.get(String(reply[1])), created: false };
+      case 'exists':
+        throw new TaskwireError(
+          'exists',
+          `a task with exclusive key "${ekey}" is already running (task ${reply[1]}); start another when it has finished`,
+          { reason: 'EXCLUSIVE_TASK_RUNNING', metadata: { running_task_id: String(reply[1]), exclusive_key: ekey } },
+        );
+      case 'moved':
+        return undefined;
+      default:
+        throw new Error(`enqueue script replied ${String(reply[0])}`);
+    }
+  }
+
+  /** The id a request refers to: its id, or the latest task started (for its key). */
+  async resolve(ref: TaskRef): Promise<string> {
+    if (ref.id) return ref.id;
+    const queue = ref.queue || DEFAULT_QUEUE;
+    if (!isValidQueueName(queue)) throw invalid('queue', `"${queue}" is not a queue name`);
+    const id = await this.redis.get(ref.exclusiveKey ? keys.latestForKey(queue, ref.exclusiveKey) : keys.latest(queue));
+    if (!id) {
+      throw notFound(
+        ref.exclusiveKey
+          ? `no task has been started with exclusive key "${ref.exclusiveKey}" on queue "${queue}"`
+          : `no task has been started on queue "${queue}" yet; give a task id`,
+      );
+    }
+    return id;
+  }
+
+  /** The queue of a task id, or INVALID_ARGUMENT. */
+  queueOf(id: string): string {
+    const queue = queueOf(id);
+    if (!queue) throw invalid('id', `"${id}" is not a task id`);
+    return queue;
+  }
+
+  async getHash(id: string): Promise<Hash> {
+    const hash = await this.redis.hgetall(keys.task(this.queueOf(id), id));
+    if (!hash.state) {
+      throw notFound(`no task with id ${id} (unknown, or its record expired after the result TTL)`, { task_id: id });
+    }
+    return hash;
+  }
+
+  async get(id: string): Promise<TaskRecord> {
+    return parseRecord(await this.getHash(id));
+  }
+
+  async cancel(id: string, terminate: boolean, reason: string): Promise<{ outcome: CancelOutcome; task: TaskRecord }> {
+    const queue = this.queueOf(id);
+    const record = keys.task(queue, id);
+    const ekey = (await this.redis.hget(record, 'ekey')) ?? '';
+    const reply = (await runScript(
+      this.redis,
+      'cancel',
+      [record, keys.events(queue, id), keys.exclusive(queue, ekey), keys.scheduled(queue)],
+      [
+        id,
+        Date.now(),
+        terminate ? 'terminate' : 'abort',
+        reason,
+        channels.events(queue),
+        this.limits.eventLogCap,
+        this.limits.resultTtlMs,
+        channels.control(queue),
+      ],
+    )) as string[];
+    if (reply[0] === 'missing') {
+      throw notFound(`no task with id ${id} (unknown, or its record expired after the result TTL)`, { task_id: id });
+    }
+    return { outcome: reply[0] as CancelOutcome, task: await this.get(id) };
+  }
+
+  /** The change snapshots of versions after `afterVersion`, oldest first. */
+  async readLog(id: string, afterVersion: number): Promise<Hash[]> {
+    const entries = (await this.redis.xrange(keys.events(this.queueOf(id), id), `${afterVersion + 1}-0`, '+')) as [
+      string,
+      string[],
+    ][];
+    return entries.map(([, fields]) => pairsToHash(fields));
+  }
+
+  /** Tasks of one queue, newest first, filtered; the page token is an offset in the index. */
+  async list(query: ListQuery): Promise<ListPage> {
+    const queue = query.queue || DEFAULT_QUEUE;
+    if (!isValidQueueName(queue)) throw invalid('queue', `"${queue}" is not a queue name`);
+    const pageSize = Math.min(query.pageSize || 50, 500);
+    let offset = 0;
+    if (query.pageToken) {
+      offset = Number(Buffer.from(query.pageToken, 'base64url').toString());
+      if (!Number.isInteger(offset) || offset < 0) throw invalid('page_token', 'is not a token from a previous response');
+    }
+    const states = new Set(query.states ?? []);
+    const tasks: TaskRecord[] = [];
+    const chunk = Math.max(pageSize, 100);
+    for (;;) {
+      const ids = await this.redis.zrevrange(keys.index(queue), offset, offset + chunk - 1);
+      if (ids.length === 0) return { tasks, nextPageToken: '' };
+      const pipe = this.redis.pipeline();
+      for (const id of ids) pipe.hgetall(keys.task(queue, id));
+      const hashes = ((await pipe.exec()) ?? []).map(([, h]) => h as Hash);
+      for (let i = 0; i < ids.length; i++) {
+        offset++;
+        const h = hashes[i];
+        if (!h?.state) continue;
+        if (states.size && !states.has(h.state as State)) continue;
+        if (query.name && h.name !== query.name) continue;
+        tasks.push(parseRecord(h));
+        if (tasks.length === pageSize) return { tasks, nextPageToken: Buffer.from(String(offset)).toString('base64url') };
+      }
+    }
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * How a task is written: a typed function registered under a name.
+ *
+ *   export const hello = defineTask('hello', async ({ args: [name = 'Bob'] }) => `Hello ${name}!`);
+ *
+ * The handler runs on a worker thread, gets its positional and keyword arguments (JSON),
+ * an AbortSignal that fires when the task is cancelled, a way to report progress, and
+ * the attempt number. It returns a JSON value (or nothing) or throws.
+ */
+import type { JsonValue } from '../json.js';
+
+/** Positional arguments: JSON values; optional ones may be missing. */
+export type TaskArgs = (JsonValue | undefined)[];
+/** Keyword arguments: a JSON object; optional ones may be missing. */
+export type TaskKwargs = { [key: string]: JsonValue | undefined };
+type JsonObject = { [key: string]: JsonValue };
+
+export interface TaskContext<A extends TaskArgs = TaskArgs, K extends TaskKwargs = TaskKwargs> {
+  id: string;
+  name: string;
+  args: A;
+  kwargs: K;
+  /** 1 for the first run. */
+  attempt: number;
+  /** Fires when the task is cancelled; a cooperative handler stops soon after. */
+  signal: AbortSignal;
+  /** Publish progress (a JSON object) without changing the task's state. */
+  progress(update: JsonObject): void;
+}
+
+export interface TaskOptions {
+  /** The queue the task is sent to unless Start names another (default "default"). */
+  queue?: string;
+  /** Attempts in all, the first run included; lost workers and retried errors use them (default 3). */
+  maxAttempts?: number;
+  /** Error types (error.name) that are retried, or ['*'] for any error (default: none). */
+  retryOn?: string[];
+  /** Wait before the second attempt; doubles each attempt, with jitter (default 1s). */
+  initialBackoffMs?: number;
+  /** Longest wait between attempts (default 5 min). */
+  maxBackoffMs?: number;
+  /** Hard time limit: the task is stopped by force after this long (default: none). */
+  timeLimitMs?: number;
+}
+
+export type TaskHandler<A extends TaskArgs, K extends TaskKwargs, R> = (ctx: TaskContext<A, K>) => R | Promise<R>;
+
+export interface TaskDefinition<A extends TaskArgs = TaskArgs, K extends TaskKwargs = TaskKwargs, R = unknown>
+  extends TaskOptions {
+  readonly name: string;
+  readonly run: TaskHandler<A, K, R>;
+}
+
+export const TASK_DEFAULTS = {
+  maxAttempts: 3,
+  initialBackoffMs: 1000,
+  maxBackoffMs: 300_000,
+} as const;
+
+const TASK_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$/;
+
+export function defineTask<A extends TaskArgs = TaskArgs, K extends TaskKwargs = TaskKwargs, R = unknown>(
+  name: string,
+  run: TaskHandler<A, K, R>,
+): TaskDefinition<A, K, R>;
+export function defineTask<A extends TaskArgs = TaskArgs, K extends TaskKwargs = TaskKwargs, R = unknown>(
+  name: string,
+  options: TaskOptions,
+  run: TaskHandler<A, K, R>,
+): TaskDefinition<A, K, R>;
+export function defineTask<A extends TaskArgs, K extends TaskKwargs, R>(
+  name: string,
+  optionsOrRun: TaskOptions | TaskHandler<A, K, R>,
+  maybeRun?: TaskHandler<A, K, R>,
+): TaskDefinition<A, K, R> {
+  if (!TASK_NAME.test(name)) {
+    throw new Error(`task name "${name}" must start with a letter or '_' and use letters, digits, '_', '.', ':', '-'`);
+  }
+  const options = typeof optionsOrRun === 'function' ? {} : optionsOrRun;
+  const run = typeof optionsOrRun === 'function' ? optionsOrRun : maybeRun;
+  if (!run) throw new Error(`task "${name}" has no handler`);
+  return Object.freeze({ ...options, name, run });
+}
+
+/** A named set of tasks: what a worker can run and what the API accepts. */
+export class TaskRegistry {
+  private readonly byName = new Map<string, TaskDefinition<any, any, any>>();
+
+  constructor(definitions: Iterable<TaskDefinition<any, any, any>>) {
+    for (const def of definitions) {
+      if (this.byName.has(def.name)) throw new Error(`task "${def.name}" is defined twice`);
+      this.byName.set(def.name, def);
+    }
+  }
+
+  get(name: string): TaskDefinition | undefined {
+    return this.byName.get(name);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()].sort();
+  }
+}
+
+export function createRegistry(...definitions: TaskDefinition<any, any, any>[]): TaskRegistry {
+  return new TaskRegistry(definitions);
+}
+
+/** Load the registry a tasks module exports (as `default` or `registry`). */
+export async function loadRegistry(modulePath: string): Promise<TaskRegistry> {
+  const url = modulePath.startsWith('file:') ? modulePath : (await import('node:url')).pathToFileURL(modulePath).href;
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`cannot load the tasks module ${modulePath}: ${(err as Error).message}`);
+  }
+  const registry = mod.default ?? mod.registry;
+  if (!(registry instanceof TaskRegistry)) {
+    throw new Error(`the tasks module ${modulePath} must export a registry (createRegistry(...)) as default`);
+  }
+  return registry;
+}

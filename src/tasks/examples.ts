@@ -1,0 +1,78 @@
+/**
+ * The example tasks the README and the tests use.
+ */
+import { open } from 'node:fs/promises';
+import { devNull } from 'node:os';
+import type { JsonObject } from '../json.js';
+import { sleep } from './abortable.js';
+import { defineTask } from './define.js';
+
+/** `hello("Lucy")` → "Hello Lucy!"; optional `seconds` to sleep first. */
+export const hello = defineTask<[name?: string, seconds?: number], { name?: string; seconds?: number }, string>(
+  'hello',
+  async ({ args, kwargs, signal }) => {
+    const name = args[0] ?? kwargs.name ?? 'Bob';
+    const seconds = args[1] ?? kwargs.seconds ?? 0;
+    if (seconds > 0) await sleep(seconds * 1000, signal);
+    return `Hello ${name}!`;
+  },
+);
+
+/** Sleeps `seconds`; stops early when cancelled. */
+export const sleepTask = defineTask<[seconds?: number], { seconds?: number }, { slept: number }>(
+  'sleep',
+  async ({ args, kwargs, signal }) => {
+    const seconds = args[0] ?? kwargs.seconds ?? 1;
+    await sleep(seconds * 1000, signal);
+    return { slept: seconds };
+  },
+);
+
+/** Burns CPU for `seconds` and never looks at its signal: only terminate stops it. */
+export const spin = defineTask<[seconds?: number], { seconds?: number }, { spun: number }>(
+  'spin',
+  ({ args, kwargs }) => {
+    const seconds = args[0] ?? kwargs.seconds ?? 1;
+    const end = Date.now() + seconds * 1000;
+    let n = 0;
+    while (Date.now() < end) n++;
+    return { spun: seconds };
+  },
+);
+
+class TaskFailure extends Error {
+  constructor(message: string, name: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+/** Throws an error with the given `message` (and `type`, default "Error"). */
+export const fail = defineTask<[message?: string], { message?: string; type?: string }, never>(
+  'fail',
+  { maxAttempts: 1 },
+  ({ args, kwargs }) => {
+    throw new TaskFailure(args[0] ?? kwargs.message ?? 'the task failed', kwargs.type ?? 'Error');
+  },
+);
+
+/** Returns a file handle, which JSON cannot carry: ends in FAILURE with an EncodeError. */
+export const unserializable = defineTask('unserializable', async () => {
+  const handle = await open(devNull, 'w');
+  setTimeout(() => void handle.close(), 1000).unref();
+  return { file: handle } as unknown as JsonObject;
+});
+
+/** Reports `steps` progress updates (`interval` ms apart), then returns { steps }. */
+export const progress = defineTask<[steps?: number], { steps?: number; interval?: number }, { steps: number }>(
+  'progress',
+  async ({ args, kwargs, progress: report, signal }) => {
+    const steps = args[0] ?? kwargs.steps ?? 5;
+    const interval = kwargs.interval ?? 100;
+    for (let step = 1; step <= steps; step++) {
+      await sleep(interval, signal);
+      report({ step, of: steps });
+    }
+    return { steps };
+  },
+);

@@ -1,0 +1,299 @@
+/**
+ * A worker: reads its queues through the consumer group, runs each task in a free slot,
+ * writes every state change, renews the leases of what it holds, takes over tasks of dead
+ * workers, promotes due scheduled tasks, and hears cancel requests. It fetches only when
+ * a slot is free, so nothing waits in a worker that could run elsewhere.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { Consumer, ensureGroups } from '../broker/consumer.js';
+import { renewLeases } from '../broker/lease.js';
+import { Reclaimer } from '../broker/reclaimer.js';
+import { promoteDue } from '../broker/scheduler.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import { checkEvictionPolicy, connectReady, isConnectionError } from '../redis.js';
+import { AttemptStore, type Delivery, type EndFields, type EndState } from '../store/attemptStore.js';
+import { CONSUMER_GROUP, keys } from '../store/keys.js';
+import type { TaskRecord } from '../store/record.js';
+import { listenForCancels, type CancelMode } from './canceller.js';
+import { Pool } from './pool.js';
+import { backoffMs, shouldRetry } from './retryPolicy.js';
+import type { Outcome, Slot } from './slot.js';
+
+interface Running {
+  delivery: Delivery;
+  token: string;
+  slot: Slot;
+  cancel?: CancelMode;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export type WorkerConfig = Pick<
+  Config,
+  'redisUrl' | 'queues' | 'concurrency' | 'tasksModule' | 'workerName' | 'resultTtlMs' | 'eventLogCap' | 'leaseMs'
+>;
+
+export class Worker {
+  private readonly running = new Map<string, Running>();
+  /** Messages received beyond the free slots (several queues read at once). */
+  private readonly backlog: Delivery[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly attempts: AttemptStore;
+  private readonly consumer: Consumer;
+  private readonly reclaimer: Reclaimer;
+  private stopping = false;
+  private wake: (() => void) | undefined;
+  private loopDone: Promise<void> = Promise.resolve();
+  private idleWaiters: (() => void)[] = [];
+
+  private constructor(
+    private readonly config: WorkerConfig,
+    private readonly log: Logger,
+    private readonly redis: Redis,
+    blocking: Redis,
+    private readonly sub: Redis,
+    private readonly pool: Pool,
+  ) {
+    this.attempts = new AttemptStore(redis, config.workerName, config);
+    this.consumer = new Consumer(blocking, config.workerName, config.queues);
+    this.reclaimer = new Reclaimer(redis, config.workerName, config.leaseMs);
+  }
+
+  static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
+    const url = config.redisUrl!;
+    const redis = await connectReady(url, 'worker', { queueWhileDown: true });
+    const blocking = await connectReady(url, 'worker-read', { queueWhileDown: true, noPipelining: true });
+    const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
+    await checkEvictionPolicy(redis, log);
+    await ensureGroups(redis, config.queues);
+    const pool = await Pool.create(config.concurrency, config.tasksModule, log);
+    const worker = new Worker(config, log, redis, blocking, sub, pool);
+    await listenForCancels(sub, config.queues, (id, mode) => worker.applyCancel(id, mode));
+    worker.begin();
+    log.info(`worker ${config.workerName} runs queues [${config.queues.join(', ')}] with ${config.concurrency} slots`);
+    return worker;
+  }
+
+  get name(): string {
+    return this.config.workerName;
+  }
+
+  private begin(): void {
+    const every = (ms: number, fn: () => Promise<void>) => {
+      let busy = false;
+      const t = setInterval(() => {
+        if (busy || this.stopping) return;
+        busy = true;
+        fn()
+          .catch((err: Error) => this.log.warn(err.message))
+          .finally(() => (busy = false));
+      }, ms);
+      this.timers.push(t);
+    };
+    const leaseTick = Math.max(200, Math.floor(this.config.leaseMs / 4));
+    every(leaseTick, () => this.renew());
+    every(leaseTick, () => this.reclaim());
+    every(Math.min(1000, leaseTick), () => this.promote());
+    void this.promote();
+    this.loopDone = this.fetchLoop();
+  }
+
+  private async fetchLoop(): Promise<void> {
+    const queues = this.config.queues.length;
+    while (!this.stopping) {
+      const free = this.pool.free - this.backlog.length;
+      if (free <= 0) {
+        await new Promise<void>((r) => (this.wake = r));
+        continue;
+      }
+      try {
+        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(free / queues)), 2000);
+        for (const d of deliveries) this.dispatch(d);
+      } catch (err) {
+        if (this.stopping) break;
+        this.log.warn(`reading the queues failed: ${(err as Error).message}`);
+        await sleep(500);
+      }
+    }
+  }
+
+  private dispatch(d: Delivery): void {
+    const slot = this.pool.take();
+    if (!slot) {
+      this.backlog.push(d);
+      return;
+    }
+    void this.execute(d, slot);
+  }
+
+  private slotFreed = () => {
+    const next = this.backlog.shift();
+    if (next) this.dispatch(next);
+    this.wake?.();
+    this.wake = undefined;
+    if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+  };
+
+  private async execute(d: Delivery, slot: Slot): Promise<void> {
+    const token = randomUUID();
+    try {
+      const claim = await this.attempts.claim(d, token);
+      if (!claim.run) return;
+      const run: Running = { delivery: d, token, slot };
+      this.running.set(d.id, run);
+      const outcome = await this.runInSlot(claim.task, run);
+      const [state, fields] = this.decide(claim.task, outcome);
+      await this.finish(d, token, state, fields);
+    } catch (err) {
+      // The message stays pending; when its lease runs out it is reclaimed and retried.
+      this.log.error(`task ${d.id}: ${(err as Error).message}`);
+    } finally {
+      this.running.delete(d.id);
+      this.pool.release(slot, this.slotFreed);
+      this.slotFreed();
+    }
+  }
+
+  private async runInSlot(task: TaskRecord, run: Running): Promise<Outcome> {
+    const limit = task.timeLimitMs
+      ? setTimeout(() => void run.slot.kill('time_limit'), task.timeLimitMs)
+      : undefined;
+    try {
+      return await run.slot.run(
+        {
+          type: 'run',
+          id: task.id,
+          name: task.name,
+          args: JSON.stringify(task.args ?? []),
+          kwargs: JSON.stringify(task.kwargs ?? {}),
+          attempt: task.attempt,
+        },
+        (json) => {
+          this.attempts.progress(run.delivery, run.token, json).catch((err: Error) => {
+            this.log.warn(`task ${task.id}: progress not recorded: ${err.message}`);
+          });
+        },
+      );
+    } finally {
+      clearTimeout(limit);
+    }
+  }
+
+  /** The state an attempt ends in. A cancel request overrides it in the finish script. */
+  private decide(task: TaskRecord, outcome: Outcome): [EndState, EndFields] {
+    switch (outcome.kind) {
+      case 'returned':
+        return ['SUCCESS', { result: outcome.result }];
+      case 'killed':
+        if (outcome.why === 'shutdown') return ['PENDING', {}];
+        if (outcome.why === 'terminate') {
+          return ['REVOKED', { errorType: 'TaskRevokedError', errorMessage: 'terminated by a cancel request' }];
+        }
+        return [
+          'FAILURE',
+          {
+            errorType: 'TimeLimitExceeded',
+            errorMessage: `the task ran past its hard time limit of ${(task.timeLimitMs ?? 0) / 1000}s and was stopped`,
+          },
+        ];
+      case 'crashed':
+        return this.failOrRetry(task, { type: 'WorkerLostError', message: `the handler thread died: ${outcome.message}` });
+      case 'threw':
+        return this.failOrRetry(task, outcome.error);
+    }
+  }
+
+  private failOrRetry(task: TaskRecord, error: { type: string; message: string; traceback?: string }): [EndState, EndFields] {
+    const fields: EndFields = { errorType: error.type, errorMessage: error.message, traceback: error.traceback };
+    if (!shouldRetry(task, error.type)) return ['FAILURE', fields];
+    return ['RETRY', { ...fields, nextAttemptAt: Date.now() + backoffMs(task) }];
+  }
+
+  /** Write the end of an attempt, riding out a Redis outage (the lease bounds how long). */
+  private async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<void> {
+    for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
+      try {
+        const r = await this.attempts.finish(d, token, state, fields);
+        if (!r.written) this.log.warn(`task ${d.id}: result of a stale attempt discarded (task is ${r.state})`);
+        return;
+      } catch (err) {
+        if (!isConnectionError(err)) throw err;
+        await sleep(wait);
+      }
+    }
+  }
+
+  applyCancel(id: string, mode: CancelMode): void {
+    const run = this.running.get(id);
+    if (!run || run.cancel === 'terminate' || run.cancel === mode) return;
+    run.cancel = mode;
+    if (mode === 'terminate') {
+      this.log.info(`task ${id}: terminating on request`);
+      void run.slot.kill('terminate');
+    } else {
+      run.slot.abort(id, 'the task was cancelled');
+    }
+  }
+
+  private async renew(): Promise<void> {
+    const held = [...[...this.running.values()].map((r) => r.delivery), ...this.backlog];
+    const cancels = await renewLeases(this.redis, this.config.workerName, held);
+    for (const [id, mode] of cancels) this.applyCancel(id, mode);
+  }
+
+  private async reclaim(): Promise<void> {
+    for (const queue of this.config.queues) {
+      const free = this.pool.free - this.backlog.length;
+      if (free <= 0) return;
+      for (const d of await this.reclaimer.reclaim(queue, free)) {
+        this.log.info(`task ${d.id}: taken over from a worker that stopped renewing its lease`);
+        this.dispatch(d);
+      }
+    }
+  }
+
+  private async promote(): Promise<void> {
+    for (const queue of this.config.queues) await promoteDue(this.redis, queue);
+  }
+
+  /**
+   * Stop: take no new work, give running tasks `graceMs` to finish, then stop the rest by
+   * force and hand them back to the queue for another worker.
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.consumer.close();
+    this.wake?.();
+    for (const t of this.timers) clearInterval(t);
+    await this.loopDone;
+    for (const d of this.backlog.splice(0)) await this.handBackUnclaimed(d);
+    if (this.running.size > 0) {
+      this.log.info(`waiting up to ${graceMs}ms for ${this.running.size} running task(s)`);
+      const idle = new Promise<void>((r) => this.idleWaiters.push(r));
+      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
+      if ((await Promise.race([idle, timeout])) === 'timeout') {
+        this.log.info(`handing ${this.running.size} unfinished task(s) back to the queue`);
+        for (const run of this.running.values()) void run.slot.kill('shutdown');
+        await idle;
+      }
+    }
+    await this.pool.close();
+    await Promise.allSettled([this.redis.quit(), this.sub.quit()]);
+    this.log.info(`worker ${this.config.workerName} stopped`);
+  }
+
+  /** A message read but never claimed (its record is still PENDING): put it back on the
+   * queue at once rather than leave it for the reclaimer. */
+  private async handBackUnclaimed(d: Delivery): Promise<void> {
+    const stream = keys.stream(d.queue);
+    await this.redis
+      .multi()
+      .xack(stream, CONSUMER_GROUP, d.msgId)
+      .xdel(stream, d.msgId)
+      .xadd(stream, '*', 'id', d.id, 'k', d.ekey)
+      .exec();
+  }
+}
