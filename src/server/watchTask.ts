@@ -58,6 +58,8 @@ export async function* watchTask(
       yield* fromLog();
       // A log trimmed past the caller's version still ends with the current record.
       if (!done && Number(full.version) > last) yield { task: send(full)! };
+      // Resuming after the final version: nothing more will come.
+      if (isTerminal(complete(full).state) && last >= Number(full.version)) done = true;
     }
 
     while (!done) {

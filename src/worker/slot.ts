@@ -31,7 +31,11 @@ export class Slot {
 
   private constructor(private readonly thread: Worker) {
     thread.on('message', (m: FromThread) => this.onMessage(m));
-    thread.on('error', (err) => this.finish({ kind: 'crashed', message: err.message }));
+    thread.on('error', (err) => {
+      // The thread is going down (an uncaught error in a handler); never reuse it.
+      this.exited = true;
+      this.finish({ kind: 'crashed', message: err.message });
+    });
     thread.on('exit', (code) => {
       this.exited = true;
       this.finish(
