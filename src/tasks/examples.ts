@@ -40,19 +40,14 @@ export const spin = defineTask<[seconds?: number], { seconds?: number }, { spun:
   },
 );
 
-class TaskFailure extends Error {
-  constructor(message: string, name: string) {
-    super(message);
-    this.name = name;
-  }
-}
-
 /** Throws an error with the given `message` (and `type`, default "Error"). */
 export const fail = defineTask<[message?: string], { message?: string; type?: string }, never>(
   'fail',
   { maxAttempts: 1 },
   ({ args, kwargs }) => {
-    throw new TaskFailure(args[0] ?? kwargs.message ?? 'the task failed', kwargs.type ?? 'Error');
+    // A plain Error renamed, so the recorded type is `type` itself ("Error" by default), not
+    // the name of a helper class.
+    throw Object.assign(new Error(args[0] ?? kwargs.message ?? 'the task failed'), { name: kwargs.type ?? 'Error' });
   },
 );
 
