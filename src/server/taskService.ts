@@ -3,7 +3,7 @@
  * No Redis command is issued here.
  */
 import { create } from '@bufbuild/protobuf';
-import { timestampNow } from '@bufbuild/protobuf/wkt';
+import { timestampMs, timestampNow } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import {
   CancelOutcome,
@@ -135,6 +135,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs }: Service
           name: req.name || undefined,
           pageSize: req.pageSize,
           pageToken: req.pageToken,
+          createdAfter: req.createdAfter ? timestampMs(req.createdAfter) : undefined,
         });
         return create(ListTasksResponseSchema, { tasks: page.tasks.map(taskToWire), nextPageToken: page.nextPageToken });
       }),

@@ -51,6 +51,8 @@ export interface ListQuery {
   name?: string;
   pageSize?: number;
   pageToken?: string;
+  /** ms since epoch: only tasks created at or after it */
+  createdAfter?: number;
 }
 
 export interface ListPage {
@@ -295,7 +297,10 @@ export class TaskStore {
     return entries.map(([, fields]) => pairsToHash(fields));
   }
 
-  /** Tasks of one queue, newest first, filtered; the page token is an offset in the index. */
+  /**
+   * Tasks of one queue, newest first, filtered; the page token is an offset in the index
+   * (scored by creation time, so `createdAfter` ends the scan at the first older task).
+   */
   async list(query: ListQuery): Promise<ListPage> {
     const queue = query.queue || DEFAULT_QUEUE;
     if (!isValidQueueName(queue)) throw invalid('queue', `"${queue}" is not a queue name`);
@@ -309,8 +314,17 @@ export class TaskStore {
     const tasks: TaskRecord[] = [];
     const chunk = Math.max(pageSize, 100);
     for (;;) {
-      const ids = await this.redis.zrevrange(keys.index(queue), offset, offset + chunk - 1);
-      if (ids.length === 0) return { tasks, nextPageToken: '' };
+      const flat = await this.redis.zrevrange(keys.index(queue), offset, offset + chunk - 1, 'WITHSCORES');
+      if (flat.length === 0) return { tasks, nextPageToken: '' };
+      const ids: string[] = [];
+      let older = false;
+      for (let i = 0; i < flat.length; i += 2) {
+        if (query.createdAfter !== undefined && Number(flat[i + 1]) < query.createdAfter) {
+          older = true;
+          break;
+        }
+        ids.push(flat[i]!);
+      }
       const pipe = this.redis.pipeline();
       for (const id of ids) pipe.hgetall(keys.task(queue, id));
       const hashes = ((await pipe.exec()) ?? []).map(([, h]) => h as Hash);
@@ -323,6 +337,7 @@ export class TaskStore {
         tasks.push(parseRecord(h));
         if (tasks.length === pageSize) return { tasks, nextPageToken: Buffer.from(String(offset)).toString('base64url') };
       }
+      if (older) return { tasks, nextPageToken: '' };
     }
   }
 }
