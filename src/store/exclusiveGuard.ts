@@ -10,11 +10,22 @@ import { TaskwireError } from '../errors.js';
 
 export const LOCK_TTL_MS = 5000;
 
+const RETRY_DELAY_MS = 50;
+const RETRY_JITTER_MS = 25;
+/** A waiting Start must outlast a dead holder's lock: even if every retry waits its
+ * shortest (delay - jitter), the retries span twice the TTL. */
+const RETRY_COUNT = Math.ceil((2 * LOCK_TTL_MS) / (RETRY_DELAY_MS - RETRY_JITTER_MS));
+
 export class ExclusiveGuard {
   private readonly redlock: Redlock;
 
   constructor(redis: Redis) {
-    this.redlock = new Redlock([redis], { retryCount: 100, retryDelay: 50, retryJitter: 50, automaticExtensionThreshold: 1000 });
+    this.redlock = new Redlock([redis], {
+      retryCount: RETRY_COUNT,
+      retryDelay: RETRY_DELAY_MS,
+      retryJitter: RETRY_JITTER_MS,
+      automaticExtensionThreshold: 1000,
+    });
     this.redlock.on('error', () => {}); // a failed attempt is retried; the outcome is reported by run()
   }
 
@@ -31,7 +42,9 @@ export class ExclusiveGuard {
     try {
       return await fn();
     } finally {
-      await lock.release().catch(() => {}); // expired already: the TTL did its job
+      // One try: a lock that is gone (expired, taken over) makes the release script say no,
+      // and retrying that would hold this Start's answer for the whole retry budget.
+      await this.redlock.release(lock, { retryCount: 0 }).catch(() => {});
     }
   }
 }
