@@ -1,0 +1,211 @@
+/**
+ * The browser dashboard, as a person uses it: Debian's headless Chromium (driven by
+ * playwright-core) opens GET / of a live stack, starts tasks with the page's form, watches
+ * their rows change state without a reload (WatchEvents from the browser, Connect protocol
+ * over fetch), and cancels a running task with its row's button. Ends with a screenshot.
+ */
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TaskState } from '../src/client/index.js';
+import { startStack, type Stack } from './helpers/stack.js';
+
+const CHROMIUM = process.env.TASKWIRE_CHROMIUM ?? '/usr/bin/chromium';
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+/** The screenshot of every run; docs/dashboard.png (the README's) is refreshed from it on request. */
+const ARTEFACT = join(ROOT, 'test-results', 'dashboard.png');
+const DOCS_SCREENSHOT = join(ROOT, 'docs', 'dashboard.png');
+
+const hasChromium = existsSync(CHROMIUM);
+if (!hasChromium) {
+  console.warn(
+    `SKIPPED test/dashboard.test.ts: no Chromium at ${CHROMIUM}. Install it with ` +
+      "'apt-get install -y chromium' (or point TASKWIRE_CHROMIUM at a Chromium binary).",
+  );
+}
+
+describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
+  let stack: Stack;
+  let profile: string;
+  let browser: BrowserContext;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    // No worker at first: a task started from the page stays PENDING until the test starts one.
+    stack = await startStack({ workers: 0, env: { TASKWIRE_LEASE: '2s' }, workerArgs: ['--concurrency', '4'] });
+    profile = await mkdtemp(join(tmpdir(), 'taskwire-chromium-'));
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1440, height: 600 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = browser.pages()[0] ?? (await browser.newPage());
+    page.setDefaultTimeout(15_000);
+    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => {
+      // Refused RPCs (the test makes one on purpose) are shown on the page; Chromium also logs them.
+      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) pageErrors.push(`console: ${msg.text()}`);
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    if (profile) await rm(profile, { recursive: true, force: true });
+    await stack?.stop();
+  });
+
+  const row = (id: string) => page.locator(`#tasks tbody tr[data-task-id="${id}"]`);
+  const rowInState = (id: string, state: string) =>
+    page.locator(`#tasks tbody tr[data-task-id="${id}"][data-state="${state}"]`).waitFor();
+
+  /** Fill the page's start form and press its button; returns the new task's id (from its row). */
+  async function startFromPage(name: string, kwargs: string): Promise<string> {
+    const before = new Set(await page.locator('#tasks tbody tr').evaluateAll((trs) => trs.map((tr) => (tr as HTMLElement).dataset.taskId)));
+    await page.fill('#task-name', name);
+    await page.fill('#task-args', '');
+    await page.fill('#task-kwargs', kwargs);
+    await page.click('#start');
+    await page.waitForFunction(
+      (known) => [...document.querySelectorAll<HTMLElement>('#tasks tbody tr')].some((tr) => !known.includes(tr.dataset.taskId!)),
+      [...before],
+    );
+    const ids = await page.locator('#tasks tbody tr').evaluateAll((trs) => trs.map((tr) => (tr as HTMLElement).dataset.taskId!));
+    const fresh = ids.filter((id) => !before.has(id));
+    expect(fresh).toHaveLength(1);
+    return fresh[0]!;
+  }
+
+  /** Every text the row's state cell shows from now on, in order (a MutationObserver in the page). */
+  async function recordStates(id: string): Promise<() => Promise<string[]>> {
+    await page.evaluate((taskId) => {
+      const cell = document.querySelector(`#tasks tbody tr[data-task-id="${taskId}"] td.state`)!;
+      const seen = [cell.textContent ?? ''];
+      new MutationObserver(() => {
+        if (seen.at(-1) !== cell.textContent) seen.push(cell.textContent ?? '');
+      }).observe(cell, { childList: true, characterData: true, subtree: true });
+      (window as unknown as Record<string, string[]>)[`states:${taskId}`] = seen;
+    }, id);
+    return () => page.evaluate((taskId) => (window as unknown as Record<string, string[]>)[`states:${taskId}`]!, id);
+  }
+
+  it('serves the page at / on the API port, with the live feed connected', async () => {
+    const res = await page.goto(`${stack.baseUrl}/`);
+    expect(res?.status()).toBe(200);
+    expect(res?.headers()['content-type']).toMatch(/^text\/html/);
+    await page.locator('#conn[data-status="live"]').waitFor();
+    expect(await page.textContent('#conn')).toContain('live');
+    expect(await page.isVisible('#empty')).toBe(true);
+    // Marks this document: a reload or navigation would lose it.
+    await page.evaluate(() => ((window as unknown as { sameDocument: boolean }).sameDocument = true));
+  });
+
+  it('starts a progress task from the button and shows its row go PENDING → STARTED → SUCCESS live', async () => {
+    const id = await startFromPage('progress', '{"steps": 8, "interval": 200}');
+    await rowInState(id, 'PENDING');
+    expect(await row(id).locator('td.name').textContent()).toBe('progress');
+    expect(await row(id).locator('td.duration').textContent()).toBe('waiting');
+    expect((await stack.client.status(id)).state).toBe(TaskState.PENDING);
+    const states = await recordStates(id);
+
+    await stack.startWorker();
+    await rowInState(id, 'STARTED');
+    // Progress arrives live while it runs: a step out of 8, before the end.
+    await row(id).locator('td.progress .progress-label', { hasText: /^[1-7]\/8$/ }).waitFor();
+    await rowInState(id, 'SUCCESS');
+
+    expect(await states()).toEqual(['PENDING', 'STARTED', 'SUCCESS']);
+    const done = await stack.client.status(id);
+    expect(done.state).toBe(TaskState.SUCCESS);
+    expect(await row(id).locator('td.worker').textContent()).toBe(done.worker);
+    expect(done.worker).not.toBe('');
+    expect(await row(id).locator('td.progress .progress-label').textContent()).toBe('8/8');
+    expect(await row(id).locator('td.duration').textContent()).toMatch(/^\d+\.\ds$/);
+    expect(await row(id).locator('td.attempt').textContent()).toBe('1/3');
+    expect(await row(id).locator('button.cancel').isDisabled()).toBe(true);
+    // The feed told each change as it happened.
+    const feed = await page.locator(`#feed li[data-task-id="${id}"] .change`).allTextContents();
+    expect(feed.reverse()).toEqual(['→ PENDING', 'PENDING → STARTED', 'STARTED → SUCCESS']);
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+  });
+
+  it('cancels a running task with its row\'s Cancel button, and shows it REVOKED', async () => {
+    const id = await startFromPage('sleep', '{"seconds": 60}');
+    await rowInState(id, 'STARTED');
+    expect(await row(id).locator('button.cancel').isEnabled()).toBe(true);
+    await row(id).locator('button.cancel').click();
+    await rowInState(id, 'REVOKED');
+    expect(await page.textContent('#message')).toContain('its worker has been told to stop it');
+    const task = await stack.client.status(id);
+    expect(task.state).toBe(TaskState.REVOKED);
+    expect(task.finishedAt).toBeDefined();
+    expect(await row(id).locator('button.cancel').isDisabled()).toBe(true);
+    expect(await page.locator(`#feed li[data-task-id="${id}"] .change`).first().textContent()).toBe('STARTED → REVOKED');
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+  });
+
+  it('shows tasks started elsewhere as they appear, and a refused start in words', async () => {
+    const other = await stack.client.start('hello', { args: ['from a client'], countdownMs: 10 * 60_000 });
+    await rowInState(other.id, 'PENDING');
+    expect(await row(other.id).locator('td.duration').textContent()).toMatch(/^due \d\d:\d\d:\d\d$/);
+    // Change events carry no arguments; hovering the name fetches them.
+    await row(other.id).locator('td.name').hover();
+    await page.locator(`#tasks tbody tr[data-task-id="${other.id}"] td.name[title*="from a client"]`).waitFor();
+
+    await page.fill('#task-name', 'nope');
+    await page.fill('#task-kwargs', '');
+    await page.click('#start');
+    await page.locator('#message[data-kind="error"]', { hasText: 'no task is registered as "nope"' }).waitFor();
+  });
+
+  it('lists the last hour again after a reload (ListTasks created_after)', async () => {
+    const all = await stack.client.rpc.listTasks({ createdAfter: timestampFromMs(Date.now() - 60 * 60_000) });
+    expect(all.tasks.length).toBe(3);
+    const none = await stack.client.rpc.listTasks({ createdAfter: timestampFromMs(Date.now() + 60_000) });
+    expect(none.tasks).toEqual([]);
+
+    await page.reload();
+    await page.locator('#conn[data-status="live"]').waitFor();
+    const shown = await page.locator('#tasks tbody tr').evaluateAll((trs) =>
+      trs.map((tr) => [(tr as HTMLElement).dataset.taskId, (tr as HTMLElement).dataset.state]),
+    );
+    expect(shown).toEqual(all.tasks.map((t) => [t.id, TaskState[t.state]]));
+    expect(await page.textContent('#task-count')).toBe('(3)');
+  });
+
+  it('takes a screenshot with tasks in several states (test-results/dashboard.png)', async () => {
+    const failed = await startFromPage('fail', '{"message": "it broke on purpose", "type": "ValueError"}');
+    await rowInState(failed, 'FAILURE');
+    expect(await row(failed).locator('td.state').getAttribute('title')).toBe('ValueError: it broke on purpose');
+    const hello = await startFromPage('hello', '');
+    await rowInState(hello, 'SUCCESS');
+    const running = await startFromPage('progress', '{"steps": 40, "interval": 250}');
+    await row(running).locator('td.progress .progress-label', { hasText: /^(1[2-9]|2\d)\/40$/ }).waitFor();
+
+    await mkdir(join(ROOT, 'test-results'), { recursive: true });
+    await page.screenshot({ path: ARTEFACT, fullPage: true });
+    if (process.env.TASKWIRE_UPDATE_SCREENSHOT === '1' || !existsSync(DOCS_SCREENSHOT)) {
+      await mkdir(join(ROOT, 'docs'), { recursive: true });
+      await copyFile(ARTEFACT, DOCS_SCREENSHOT);
+    }
+    expect(existsSync(ARTEFACT)).toBe(true);
+    await stack.client.cancel(running, { terminate: true });
+    await rowInState(running, 'REVOKED');
+    expect(pageErrors).toEqual([]);
+  });
+});
