@@ -21,6 +21,19 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const ARTEFACT = join(ROOT, 'test-results', 'dashboard.png');
 const DOCS_SCREENSHOT = join(ROOT, 'docs', 'dashboard.png');
 
+// Callbacks given to page.evaluate run in the browser. tsconfig has no DOM lib (the rest of the
+// project is Node), so the page globals they use are declared here, only as far as they are used.
+interface PageNode {
+  textContent: string | null;
+  dataset: Record<string, string | undefined>;
+}
+declare const document: { querySelector(selector: string): PageNode | null; querySelectorAll(selector: string): Iterable<PageNode> };
+declare const window: Record<string, unknown>;
+declare class MutationObserver {
+  constructor(callback: () => void);
+  observe(target: PageNode, options: { childList?: boolean; characterData?: boolean; subtree?: boolean }): void;
+}
+
 const hasChromium = existsSync(CHROMIUM);
 if (!hasChromium) {
   console.warn(
@@ -74,19 +87,24 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
   const rowInState = (id: string, state: string) =>
     page.locator(`#tasks tbody tr[data-task-id="${id}"][data-state="${state}"]`).waitFor();
 
+  /** The task ids of the table's rows, top to bottom, and the state each shows. */
+  const rowsShown = () =>
+    page
+      .locator('#tasks tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [(tr as unknown as PageNode).dataset.taskId!, (tr as unknown as PageNode).dataset.state!]));
+
   /** Fill the page's start form and press its button; returns the new task's id (from its row). */
   async function startFromPage(name: string, kwargs: string): Promise<string> {
-    const before = new Set(await page.locator('#tasks tbody tr').evaluateAll((trs) => trs.map((tr) => (tr as HTMLElement).dataset.taskId)));
+    const before = new Set((await rowsShown()).map(([id]) => id));
     await page.fill('#task-name', name);
     await page.fill('#task-args', '');
     await page.fill('#task-kwargs', kwargs);
     await page.click('#start');
     await page.waitForFunction(
-      (known) => [...document.querySelectorAll<HTMLElement>('#tasks tbody tr')].some((tr) => !known.includes(tr.dataset.taskId!)),
+      (known) => [...document.querySelectorAll('#tasks tbody tr')].some((tr) => !known.includes(tr.dataset.taskId!)),
       [...before],
     );
-    const ids = await page.locator('#tasks tbody tr').evaluateAll((trs) => trs.map((tr) => (tr as HTMLElement).dataset.taskId!));
-    const fresh = ids.filter((id) => !before.has(id));
+    const fresh = (await rowsShown()).map(([id]) => id).filter((id) => !before.has(id));
     expect(fresh).toHaveLength(1);
     return fresh[0]!;
   }
@@ -99,9 +117,9 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
       new MutationObserver(() => {
         if (seen.at(-1) !== cell.textContent) seen.push(cell.textContent ?? '');
       }).observe(cell, { childList: true, characterData: true, subtree: true });
-      (window as unknown as Record<string, string[]>)[`states:${taskId}`] = seen;
+      window[`states:${taskId}`] = seen;
     }, id);
-    return () => page.evaluate((taskId) => (window as unknown as Record<string, string[]>)[`states:${taskId}`]!, id);
+    return () => page.evaluate((taskId) => window[`states:${taskId}`] as string[], id);
   }
 
   it('serves the page at / on the API port, with the live feed connected', async () => {
@@ -112,7 +130,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     expect(await page.textContent('#conn')).toContain('live');
     expect(await page.isVisible('#empty')).toBe(true);
     // Marks this document: a reload or navigation would lose it.
-    await page.evaluate(() => ((window as unknown as { sameDocument: boolean }).sameDocument = true));
+    await page.evaluate(() => (window.sameDocument = true));
   });
 
   it('starts a progress task from the button and shows its row go PENDING → STARTED → SUCCESS live', async () => {
@@ -141,7 +159,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     // The feed told each change as it happened.
     const feed = await page.locator(`#feed li[data-task-id="${id}"] .change`).allTextContents();
     expect(feed.reverse()).toEqual(['→ PENDING', 'PENDING → STARTED', 'STARTED → SUCCESS']);
-    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+    expect(await page.evaluate(() => window.sameDocument)).toBe(true);
   });
 
   it('cancels a running task with its row\'s Cancel button, and shows it REVOKED', async () => {
@@ -156,7 +174,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     expect(task.finishedAt).toBeDefined();
     expect(await row(id).locator('button.cancel').isDisabled()).toBe(true);
     expect(await page.locator(`#feed li[data-task-id="${id}"] .change`).first().textContent()).toBe('STARTED → REVOKED');
-    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+    expect(await page.evaluate(() => window.sameDocument)).toBe(true);
   });
 
   it('shows tasks started elsewhere as they appear, and a refused start in words', async () => {
@@ -181,10 +199,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
 
     await page.reload();
     await page.locator('#conn[data-status="live"]').waitFor();
-    const shown = await page.locator('#tasks tbody tr').evaluateAll((trs) =>
-      trs.map((tr) => [(tr as HTMLElement).dataset.taskId, (tr as HTMLElement).dataset.state]),
-    );
-    expect(shown).toEqual(all.tasks.map((t) => [t.id, TaskState[t.state]]));
+    expect(await rowsShown()).toEqual(all.tasks.map((t) => [t.id, TaskState[t.state]]));
     expect(await page.textContent('#task-count')).toBe('(3)');
   });
 
