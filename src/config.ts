@@ -3,7 +3,9 @@
  * defaults. Everything is checked at start; a bad value stops the process with a message
  * naming the flag and the variable.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_QUEUE, isValidQueueName } from './ids.js';
 
@@ -31,6 +33,29 @@ export interface Config {
   maxPayloadBytes: number;
   /** Where `taskwire dev` keeps the private Redis data. */
   dataDir: string;
+  /** Largest accepted request message, in bytes (at least maxPayloadBytes). */
+  maxRequestBytes: number;
+  /** Server streams (watches) open at once on one HTTP connection. */
+  maxWatchersPerConnection: number;
+  /** Server streams (watches) open at once on the whole server. */
+  maxStreams: number;
+  /** Bearer tokens accepted by the API; empty: no authentication. */
+  tokens: string[];
+  /** With tokens set: what answers without one ('health', 'reflection', 'metrics'). */
+  publicEndpoints: PublicEndpoint[];
+  /** Certificate and key (PEM) to serve TLS with; unset: cleartext. */
+  tls: { cert: Buffer; key: Buffer } | undefined;
+  log: LogConfig;
+}
+
+export type PublicEndpoint = 'health' | 'reflection' | 'metrics';
+export const PUBLIC_ENDPOINTS: readonly PublicEndpoint[] = ['health', 'reflection', 'metrics'];
+
+export const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export interface LogConfig {
+  level: (typeof LOG_LEVELS)[number];
+  /** json: one JSON object per line (pino); text: the same, for a person at a terminal. */
+  format: 'json' | 'text';
 }
 
 export class ConfigError extends Error {
@@ -83,6 +108,49 @@ function integer(flags: Flags, env: NodeJS.ProcessEnv, o: Option, fallback: numb
   return n;
 }
 
+function readFileOption(flags: Flags, env: NodeJS.ProcessEnv, o: Option): Buffer | undefined {
+  const path = raw(flags, env, o);
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${where(o)}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Tokens from TASKWIRE_TOKENS (comma-separated) and/or a file of one token per line ('#' comments). */
+function loadTokens(flags: Flags, env: NodeJS.ProcessEnv): string[] {
+  const fromEnv = (raw(flags, env, { flag: 'tokens', env: 'TASKWIRE_TOKENS' }) ?? '').split(',');
+  const file = readFileOption(flags, env, { flag: 'tokens-file', env: 'TASKWIRE_TOKENS_FILE' });
+  const fromFile = file ? file.toString('utf8').split(/\r?\n/).filter((l) => !l.trim().startsWith('#')) : [];
+  const tokens = [...new Set([...fromEnv, ...fromFile].map((t) => t.trim()).filter(Boolean))];
+  const bad = tokens.find((t) => t.length < 16 || !/^[\x21-\x7e]+$/.test(t));
+  if (bad !== undefined) {
+    throw new ConfigError(
+      `--tokens / TASKWIRE_TOKENS and --tokens-file / TASKWIRE_TOKENS_FILE: each token must be at least 16 printable characters without spaces; one is ${bad.length} long`,
+    );
+  }
+  if (file && tokens.length === 0) {
+    throw new ConfigError('--tokens-file / TASKWIRE_TOKENS_FILE names a file without any token; auth would refuse everything');
+  }
+  return tokens;
+}
+
+function loadTls(flags: Flags, env: NodeJS.ProcessEnv): Config['tls'] {
+  const certOpt = { flag: 'tls-cert', env: 'TASKWIRE_TLS_CERT' };
+  const keyOpt = { flag: 'tls-key', env: 'TASKWIRE_TLS_KEY' };
+  const cert = readFileOption(flags, env, certOpt);
+  const key = readFileOption(flags, env, keyOpt);
+  if (!cert && !key) return undefined;
+  if (!cert || !key) throw new ConfigError(`TLS needs both ${where(certOpt)} and ${where(keyOpt)}`);
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new ConfigError(`${where(certOpt)} and ${where(keyOpt)} are not a PEM certificate and its key: ${(err as Error).message}`);
+  }
+  return { cert, key };
+}
+
 export const DEFAULT_TASKS_MODULE = fileURLToPath(new URL('./tasks/index.js', import.meta.url)).replace(
   /\.js$/,
   import.meta.url.endsWith('.ts') ? '.ts' : '.js',
@@ -102,6 +170,29 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
     );
   }
   const cores = availableParallelism();
+  const maxPayloadBytes = integer(flags, env, { flag: 'max-payload', env: 'TASKWIRE_MAX_PAYLOAD' }, 1 << 20, 1, 64 << 20);
+  const requestOpt = { flag: 'max-request', env: 'TASKWIRE_MAX_REQUEST' };
+  const maxRequestBytes = integer(flags, env, requestOpt, maxPayloadBytes + 64 * 1024, 1024, 128 << 20);
+  if (maxRequestBytes < maxPayloadBytes) {
+    throw new ConfigError(`${where(requestOpt)} (${maxRequestBytes}) must not be below --max-payload / TASKWIRE_MAX_PAYLOAD (${maxPayloadBytes})`);
+  }
+  const publicOpt = { flag: 'public', env: 'TASKWIRE_PUBLIC' };
+  const publicText = raw(flags, env, publicOpt) ?? 'health';
+  const publicEndpoints = publicText === 'none' ? [] : [...new Set(publicText.split(',').map((p) => p.trim()).filter(Boolean))];
+  const badPublic = publicEndpoints.find((p) => !PUBLIC_ENDPOINTS.includes(p as PublicEndpoint));
+  if (badPublic !== undefined) {
+    throw new ConfigError(`${where(publicOpt)} must be 'none' or a comma-separated list of ${PUBLIC_ENDPOINTS.join(', ')}; got "${publicText}"`);
+  }
+  const levelOpt = { flag: 'log', env: 'TASKWIRE_LOG' };
+  const level = raw(flags, env, levelOpt) ?? 'info';
+  if (!LOG_LEVELS.includes(level as LogConfig['level'])) {
+    throw new ConfigError(`${where(levelOpt)} must be one of ${LOG_LEVELS.join(', ')}; got "${level}"`);
+  }
+  const formatOpt = { flag: 'log-format', env: 'TASKWIRE_LOG_FORMAT' };
+  const format = raw(flags, env, formatOpt) ?? (process.stderr.isTTY ? 'text' : 'json');
+  if (format !== 'json' && format !== 'text') {
+    throw new ConfigError(`${where(formatOpt)} must be json or text; got "${format}"`);
+  }
   return {
     redisUrl,
     host: raw(flags, env, { flag: 'host', env: 'TASKWIRE_HOST' }) ?? '127.0.0.1',
@@ -117,7 +208,21 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
     shutdownGraceMs: duration(flags, env, { flag: 'grace', env: 'TASKWIRE_SHUTDOWN_GRACE' }, 10_000, 0),
     watchHeartbeatMs: duration(flags, env, { flag: 'watch-heartbeat', env: 'TASKWIRE_WATCH_HEARTBEAT' }, 5_000, 100),
     eventLogCap: integer(flags, env, { flag: 'event-log-cap', env: 'TASKWIRE_EVENT_LOG_CAP' }, 1000, 10, 1_000_000),
-    maxPayloadBytes: integer(flags, env, { flag: 'max-payload', env: 'TASKWIRE_MAX_PAYLOAD' }, 1 << 20, 1, 64 << 20),
+    maxPayloadBytes,
     dataDir: raw(flags, env, { flag: 'data-dir', env: 'TASKWIRE_DATA_DIR' }) ?? '.taskwire',
+    maxRequestBytes,
+    maxWatchersPerConnection: integer(
+      flags,
+      env,
+      { flag: 'max-watchers-per-connection', env: 'TASKWIRE_MAX_WATCHERS_PER_CONNECTION' },
+      100,
+      1,
+      100_000,
+    ),
+    maxStreams: integer(flags, env, { flag: 'max-streams', env: 'TASKWIRE_MAX_STREAMS' }, 10_000, 1, 1_000_000),
+    tokens: loadTokens(flags, env),
+    publicEndpoints: publicEndpoints as PublicEndpoint[],
+    tls: loadTls(flags, env),
+    log: { level: level as LogConfig['level'], format },
   };
 }

@@ -37,6 +37,19 @@ Settings (flag / environment variable, default):
   --max-payload / TASKWIRE_MAX_PAYLOAD        1048576 bytes
   --data-dir / TASKWIRE_DATA_DIR              .taskwire
   --name / TASKWIRE_WORKER_NAME               host-pid-random
+  --max-request / TASKWIRE_MAX_REQUEST        max-payload + 65536 bytes (largest request message)
+  --max-watchers-per-connection / TASKWIRE_MAX_WATCHERS_PER_CONNECTION   100
+  --max-streams / TASKWIRE_MAX_STREAMS        10000 (open streams per API server)
+  --tokens / TASKWIRE_TOKENS                  (none: no auth) comma-separated bearer tokens
+  --tokens-file / TASKWIRE_TOKENS_FILE        a file of bearer tokens, one per line
+  --public / TASKWIRE_PUBLIC                  health (with tokens: what needs none; health,reflection,metrics or none)
+  --tls-cert / TASKWIRE_TLS_CERT              (cleartext) PEM certificate file; with --tls-key: serve TLS
+  --tls-key / TASKWIRE_TLS_KEY                PEM private key file
+  --log / TASKWIRE_LOG                        info (silent, error, warn, info, debug, trace)
+  --log-format / TASKWIRE_LOG_FORMAT          json (text when stderr is a terminal)
+
+Client settings: TASKWIRE_SERVER (http:// or https://), TASKWIRE_TOKEN (bearer token),
+  NODE_EXTRA_CA_CERTS (a CA file to trust for https)
 `;
 
 const OPTIONS = {
@@ -55,6 +68,16 @@ const OPTIONS = {
   'event-log-cap': { type: 'string' },
   'max-payload': { type: 'string' },
   'data-dir': { type: 'string' },
+  'max-request': { type: 'string' },
+  'max-watchers-per-connection': { type: 'string' },
+  'max-streams': { type: 'string' },
+  tokens: { type: 'string' },
+  'tokens-file': { type: 'string' },
+  public: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  log: { type: 'string' },
+  'log-format': { type: 'string' },
   server: { type: 'string' },
   args: { type: 'string' },
   kwargs: { type: 'string' },

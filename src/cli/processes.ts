@@ -15,19 +15,25 @@ function requireRedis(config: Config, command: string): string {
 
 export async function serve(config: Config): Promise<void> {
   requireRedis(config, 'serve');
-  const api = await startApiServer(config, createLogger('api'));
+  const api = await startApiServer(config, createLogger('api', config.log));
   onShutdown(() => api.stop(), () => api.stop());
 }
 
 export async function worker(config: Config): Promise<void> {
   requireRedis(config, 'worker');
-  const w = await Worker.start(config, createLogger('worker'));
-  onShutdown(() => w.stop(config.shutdownGraceMs), () => w.stop(0));
+  // Signals are handled from the start: the ready line may be read (and a SIGTERM sent) the
+  // moment it is written.
+  const starting = Worker.start(config, createLogger('worker', config.log));
+  onShutdown(
+    async () => (await starting).stop(config.shutdownGraceMs),
+    async () => (await starting).stop(0),
+  );
+  await starting;
 }
 
 /** API server + one worker; a private redis-server under the data dir when REDIS_URL is unset. */
 export async function dev(config: Config): Promise<void> {
-  const log = createLogger('dev');
+  const log = createLogger('dev', config.log);
   let redis: RedisServer | undefined;
   let api: ApiServer | undefined;
   let w: Worker | undefined;
@@ -42,8 +48,8 @@ export async function dev(config: Config): Promise<void> {
       log.info(`started a private redis-server (pid ${redis.pid}) at ${redis.url}, data in ${config.dataDir}/`);
       config = { ...config, redisUrl: redis.url };
     }
-    api = await startApiServer(config, createLogger('api'));
-    w = await Worker.start(config, createLogger('worker'));
+    api = await startApiServer(config, createLogger('api', config.log));
+    w = await Worker.start(config, createLogger('worker', config.log));
   } catch (err) {
     await stopAll(0);
     throw err;

@@ -38,7 +38,7 @@ export interface StartOptions {
 
 const READY: Record<string, RegExp> = {
   serve: /API listening on [^\s]+:(\d+)/,
-  dev: /\[dev\] ready/,
+  dev: /"role":"dev"[^\n]*"msg":"ready|\[dev\] ready/,
   worker: /worker \S+ runs queues/,
 };
 
