@@ -3,6 +3,7 @@
  * HTTP/1.1 (Connect with curl, gRPC-Web from a browser). Node's http2 server does not fall
  * back to HTTP/1.1 without TLS, so the first bytes of each connection choose: the HTTP/2
  * preface ("PRI * HTTP/2.0") goes to the h2 server, anything else to the h1 server.
+ * With a certificate and key, one TLS server does both (ALPN picks h2 or http/1.1).
  */
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -15,26 +16,41 @@ export interface ListeningServer {
   close(): Promise<void>;
 }
 
-export function listen(handler: Handler, host: string, port: number): Promise<ListeningServer> {
-  const h1 = http.createServer(handler as http.RequestListener);
-  const h2 = http2.createServer(handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+export interface TlsOptions {
+  cert: Buffer;
+  key: Buffer;
+}
+
+export function listen(handler: Handler, host: string, port: number, tls?: TlsOptions): Promise<ListeningServer> {
+  const h2Handler = handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+  const h2 = tls ? http2.createSecureServer({ ...tls, allowHTTP1: true }, h2Handler) : http2.createServer(h2Handler);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (s) => {
     sessions.add(s);
     s.once('close', () => sessions.delete(s));
   });
-
-  const server = net.createServer((socket) => {
+  const track = (socket: net.Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    socket.once('data', (first) => {
-      socket.pause();
-      socket.unshift(first);
-      (first.subarray(0, 3).toString('latin1') === 'PRI' ? h2 : h1).emit('connection', socket);
-      process.nextTick(() => socket.resume());
+  };
+
+  let server: net.Server;
+  if (tls) {
+    server = h2;
+    h2.on('connection', track);
+  } else {
+    const h1 = http.createServer(handler as http.RequestListener);
+    server = net.createServer((socket) => {
+      track(socket);
+      socket.once('data', (first) => {
+        socket.pause();
+        socket.unshift(first);
+        (first.subarray(0, 3).toString('latin1') === 'PRI' ? h2 : h1).emit('connection', socket);
+        process.nextTick(() => socket.resume());
+      });
     });
-  });
+  }
 
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -47,7 +63,6 @@ export function listen(handler: Handler, host: string, port: number): Promise<Li
           new Promise<void>((done) => {
             server.close(() => done());
             for (const s of sessions) s.close();
-            h1.closeIdleConnections();
             // Streams still open (watchers) end now; their clients resume elsewhere.
             setTimeout(() => {
               for (const s of sockets) s.destroy();

@@ -2,6 +2,7 @@
  * The API server: TaskService, health and reflection on one port, over one command
  * connection and one subscriber connection to Redis. Stateless: run as many as you like.
  */
+import { createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { Health } from '../../gen/grpc/health/v1/health_pb.js';
 import { TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
@@ -11,15 +12,32 @@ import { checkEvictionPolicy, connectReady } from '../redis.js';
 import { TaskStore } from '../store/taskStore.js';
 import { loadRegistry } from '../tasks/define.js';
 import { withDashboard } from './dashboard.js';
+import { TokenAuth } from './auth.js';
 import { createHealthService, RedisMonitor } from './health.js';
 import { listen } from './http.js';
+import { CONNECTION, connectionOf, StreamLimits } from './limits.js';
+import { ApiMetrics, withMetrics } from './metrics.js';
 import { createReflection } from './reflection.js';
 import { createTaskService } from './taskService.js';
 import { WatchHub } from './watchHub.js';
 
 export type ServerConfig = Pick<
   Config,
-  'redisUrl' | 'host' | 'port' | 'tasksModule' | 'resultTtlMs' | 'eventLogCap' | 'maxPayloadBytes' | 'watchHeartbeatMs'
+  | 'redisUrl'
+  | 'host'
+  | 'port'
+  | 'tasksModule'
+  | 'resultTtlMs'
+  | 'eventLogCap'
+  | 'maxPayloadBytes'
+  | 'watchHeartbeatMs'
+  | 'queues'
+  | 'maxRequestBytes'
+  | 'maxWatchersPerConnection'
+  | 'maxStreams'
+  | 'tokens'
+  | 'publicEndpoints'
+  | 'tls'
 >;
 
 export interface ApiServer {
@@ -39,18 +57,27 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
   await hub.ready();
   const monitor = new RedisMonitor(redis);
   const reflection = createReflection([TaskService, Health]);
+  const auth = new TokenAuth(config.tokens, config.publicEndpoints);
+  const limits = new StreamLimits(config);
+  const metrics = new ApiMetrics(redis, hub, config.queues, () => limits.open);
 
-  const handler = connectNodeAdapter({
-    readMaxBytes: config.maxPayloadBytes + 64 * 1024,
+  const rpc = connectNodeAdapter({
+    readMaxBytes: config.maxRequestBytes,
+    interceptors: [auth.interceptor(), limits.interceptor()],
+    contextValues: (req) => createContextValues().set(CONNECTION, connectionOf(req)),
     routes(router) {
-      router.service(TaskService, createTaskService({ store, hub, log, watchHeartbeatMs: config.watchHeartbeatMs }));
+      const onStarted = (t: Parameters<ApiMetrics['taskStarted']>[0]) => metrics.taskStarted(t);
+      router.service(TaskService, createTaskService({ store, hub, log, watchHeartbeatMs: config.watchHeartbeatMs, onStarted }));
       router.service(Health, createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs));
       router.service(...reflection.v1);
       router.service(...reflection.v1alpha);
     },
   });
-  const server = await listen(await withDashboard(handler), config.host, config.port);
-  log.info(`API listening on ${config.host}:${server.port} (gRPC, gRPC-Web, Connect; h2c and HTTP/1.1)`);
+  const handler = withMetrics(rpc, metrics, auth);
+  const server = await listen(await withDashboard(handler), config.host, config.port, config.tls);
+  const transport = config.tls ? 'TLS: h2 and HTTP/1.1' : 'h2c and HTTP/1.1';
+  const access = auth.enabled ? `bearer token required, public: ${config.publicEndpoints.join(', ') || 'none'}` : 'no auth';
+  log.info(`API listening on ${config.host}:${server.port} (gRPC, gRPC-Web, Connect; ${transport}; ${access})`);
 
   return {
     port: server.port,

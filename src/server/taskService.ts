@@ -22,7 +22,8 @@ import {
 import { TaskwireError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TaskStore } from '../store/taskStore.js';
-import { parseRecord } from '../store/record.js';
+import { parseRecord, type TaskRecord } from '../store/record.js';
+import { childSpan, formatTraceparent, parseTraceparent, traceFields } from '../trace.js';
 import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { startInputFromWire, stateFromWire, taskToWire } from './convert.js';
 import { toConnectError } from './errors.js';
@@ -35,6 +36,8 @@ export interface ServiceDeps {
   hub: WatchHub;
   log: Logger;
   watchHeartbeatMs: number;
+  /** Called for each task a Start created (not for an idempotent repeat): metrics. */
+  onStarted?: (task: TaskRecord) => void;
 }
 
 const OUTCOME = {
@@ -45,7 +48,7 @@ const OUTCOME = {
 
 const MAX_BATCH = 1000;
 
-export function createTaskService({ store, hub, log, watchHeartbeatMs }: ServiceDeps): ServiceImpl<typeof TaskService> {
+export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted }: ServiceDeps): ServiceImpl<typeof TaskService> {
   const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
@@ -54,22 +57,35 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs }: Service
     }
   };
 
+  // The Start call is a span of the caller's trace (W3C traceparent header), or starts one;
+  // the task record keeps it, so the worker's log lines for the task join the same trace.
+  const started = async (req: Parameters<typeof startInputFromWire>[0], span: ReturnType<typeof childSpan>) => {
+    const result = await store.start({ ...startInputFromWire(req), traceparent: formatTraceparent(span) });
+    if (result.created) {
+      onStarted?.(result.task);
+      log.debug('task queued', { task_id: result.task.id, task: result.task.name, queue: result.task.queue, ...traceFields(span) });
+    }
+    return result;
+  };
+
   return {
-    start: (req) =>
+    start: (req, ctx) =>
       guard(async () => {
-        const { task } = await store.start(startInputFromWire(req));
+        const span = childSpan(parseTraceparent(ctx.requestHeader.get('traceparent')));
+        const { task } = await started(req, span);
         return create(StartResponseSchema, { task: taskToWire(task) });
       }),
 
-    startMany: (req) =>
+    startMany: (req, ctx) =>
       guard(async () => {
         if (req.requests.length > MAX_BATCH) {
           throw new TaskwireError('too_large', `at most ${MAX_BATCH} tasks per StartMany; got ${req.requests.length}`);
         }
+        const span = childSpan(parseTraceparent(ctx.requestHeader.get('traceparent')));
         const results = await Promise.all(
           req.requests.map(async (r) => {
             try {
-              const { task } = await store.start(startInputFromWire(r));
+              const { task } = await started(r, span);
               return create(StartResultSchema, { outcome: { case: 'task', value: taskToWire(task) } });
             } catch (err) {
               const ce = toConnectError(err, log);

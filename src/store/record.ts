@@ -50,6 +50,8 @@ export interface TaskRecord {
   initialBackoffMs?: number;
   maxBackoffMs?: number;
   retryOn?: string[];
+  /** W3C traceparent of the span that started the task (the API's), for the worker's logs. */
+  traceparent?: string;
 }
 
 export type Hash = Record<string, string>;
@@ -100,6 +102,7 @@ export function parseRecord(h: Hash): TaskRecord {
   rec.initialBackoffMs = num(h.backoff_initial);
   rec.maxBackoffMs = num(h.backoff_max);
   if (h.retry_on) rec.retryOn = json(h.retry_on);
+  if (h.traceparent) rec.traceparent = h.traceparent;
   return rec;
 }
 
@@ -127,5 +130,6 @@ export function newRecordFields(rec: TaskRecord): string[] {
   put('backoff_initial', rec.initialBackoffMs);
   put('backoff_max', rec.maxBackoffMs);
   if (rec.retryOn?.length) put('retry_on', JSON.stringify(rec.retryOn));
+  put('traceparent', rec.traceparent);
   return out;
 }

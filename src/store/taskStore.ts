@@ -31,6 +31,8 @@ export interface StartInput {
   initialBackoffMs?: number;
   maxBackoffMs?: number;
   retryOn?: string[];
+  /** W3C traceparent to store with the task (see src/trace.ts). */
+  traceparent?: string;
 }
 
 export interface StartResult {
@@ -157,6 +159,7 @@ export class TaskStore {
       initialBackoffMs: input.initialBackoffMs ?? def.initialBackoffMs,
       maxBackoffMs: input.maxBackoffMs ?? def.maxBackoffMs,
       retryOn: input.retryOn?.length ? input.retryOn : def.retryOn,
+      traceparent: input.traceparent,
     };
   }
 

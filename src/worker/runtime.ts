@@ -16,6 +16,7 @@ import { checkEvictionPolicy, connectReady, isConnectionError } from '../redis.j
 import { AttemptStore, type Delivery, type EndFields, type EndState } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import type { TaskRecord } from '../store/record.js';
+import { childSpan, parseTraceparent, traceFields } from '../trace.js';
 import { listenForCancels, type CancelMode } from './canceller.js';
 import { Pool } from './pool.js';
 import { backoffMs, shouldRetry } from './retryPolicy.js';
@@ -44,6 +45,10 @@ export class Worker {
   private readonly consumer: Consumer;
   private readonly reclaimer: Reclaimer;
   private stopping = false;
+  private stopped: Promise<void> | undefined;
+  /** Ends the grace period now (a second signal). */
+  private forceStop: (() => void) | undefined;
+  private forced = false;
   private wake: (() => void) | undefined;
   private loopDone: Promise<void> = Promise.resolve();
   private idleWaiters: (() => void)[] = [];
@@ -81,10 +86,10 @@ export class Worker {
   }
 
   private begin(): void {
-    const every = (ms: number, fn: () => Promise<void>) => {
+    const every = (ms: number, fn: () => Promise<void>, whileStopping = false) => {
       let busy = false;
       const t = setInterval(() => {
-        if (busy || this.stopping) return;
+        if (busy || (this.stopping && !whileStopping)) return;
         busy = true;
         fn()
           .catch((err: Error) => this.log.warn(err.message))
@@ -93,7 +98,9 @@ export class Worker {
       this.timers.push(t);
     };
     const leaseTick = Math.max(200, Math.floor(this.config.leaseMs / 4));
-    every(leaseTick, () => this.renew());
+    // Renewal goes on while a stop waits for running tasks: they are still this worker's,
+    // and a grace period longer than the lease must not let another worker take them.
+    every(leaseTick, () => this.renew(), true);
     every(leaseTick, () => this.reclaim());
     every(Math.min(1000, leaseTick), () => this.promote());
     void this.promote();
@@ -141,11 +148,24 @@ export class Worker {
     try {
       const claim = await this.attempts.claim(d, token);
       if (!claim.run) return;
+      const task = claim.task;
+      // Each attempt is a span of the trace the Start request began (see src/trace.ts).
+      const parent = parseTraceparent(task.traceparent);
+      const log = this.log.with({
+        task_id: task.id,
+        task: task.name,
+        attempt: task.attempt,
+        ...(parent ? traceFields(childSpan(parent)) : {}),
+      });
+      log.debug('task started');
       const run: Running = { delivery: d, token, slot };
       this.running.set(d.id, run);
-      const outcome = await this.runInSlot(claim.task, run);
-      const [state, fields] = this.decide(claim.task, outcome);
-      await this.finish(d, token, state, fields);
+      const began = Date.now();
+      const outcome = await this.runInSlot(task, run);
+      const [state, fields] = this.decide(task, outcome);
+      const written = await this.finish(d, token, state, fields);
+      const ms = Date.now() - began;
+      if (written) log.info(`task ${written.toLowerCase()} in ${ms}ms`, { state: written, ms, error_type: fields.errorType });
     } catch (err) {
       // The message stays pending; when its lease runs out it is reclaimed and retried.
       this.log.error(`task ${d.id}: ${(err as Error).message}`);
@@ -212,12 +232,13 @@ export class Worker {
   }
 
   /** Write the end of an attempt, riding out a Redis outage (the lease bounds how long). */
-  private async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<void> {
+  /** Returns the state written, or undefined when the attempt was stale. */
+  private async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<string | undefined> {
     for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
       try {
         const r = await this.attempts.finish(d, token, state, fields);
         if (!r.written) this.log.warn(`task ${d.id}: result of a stale attempt discarded (task is ${r.state})`);
-        return;
+        return r.written ? r.state : undefined;
       } catch (err) {
         if (!isConnectionError(err)) throw err;
         await sleep(wait);
@@ -260,26 +281,39 @@ export class Worker {
 
   /**
    * Stop: take no new work, give running tasks `graceMs` to finish, then stop the rest by
-   * force and hand them back to the queue for another worker.
+   * force and hand them back to the queue for another worker. A call with no grace while a
+   * stop waits (the second signal) ends the wait at once: the tasks are handed back all the same.
    */
-  async stop(graceMs: number): Promise<void> {
-    if (this.stopping) return;
+  stop(graceMs: number): Promise<void> {
+    if (graceMs <= 0) {
+      this.forced = true;
+      this.forceStop?.();
+    }
+    this.stopped ??= this.shutdown(graceMs);
+    return this.stopped;
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
     this.consumer.close();
     this.wake?.();
-    for (const t of this.timers) clearInterval(t);
     await this.loopDone;
     for (const d of this.backlog.splice(0)) await this.handBackUnclaimed(d);
     if (this.running.size > 0) {
       this.log.info(`waiting up to ${graceMs}ms for ${this.running.size} running task(s)`);
       const idle = new Promise<void>((r) => this.idleWaiters.push(r));
-      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
+      const timeout = new Promise<'timeout'>((r) => {
+        this.forceStop = () => r('timeout');
+        if (this.forced) r('timeout');
+        setTimeout(() => r('timeout'), graceMs).unref();
+      });
       if ((await Promise.race([idle, timeout])) === 'timeout') {
         this.log.info(`handing ${this.running.size} unfinished task(s) back to the queue`);
         for (const run of this.running.values()) void run.slot.kill('shutdown');
         await idle;
       }
     }
+    for (const t of this.timers) clearInterval(t);
     await this.pool.close();
     await Promise.allSettled([this.redis.quit(), this.sub.quit()]);
     this.log.info(`worker ${this.config.workerName} stopped`);

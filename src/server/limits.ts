@@ -1,0 +1,76 @@
+/**
+ * Limits on server streams: at most `perConnection` watches on one HTTP connection and
+ * `perServer` streams of any kind on the whole server. A call over a limit is refused at
+ * once with RESOURCE_EXHAUSTED and a message naming the limit and its setting.
+ */
+import { Code, ConnectError, createContextKey, type Interceptor } from '@connectrpc/connect';
+import type http from 'node:http';
+import type http2 from 'node:http2';
+
+/** The HTTP connection a call came on (an HTTP/2 session or an HTTP/1.1 socket). */
+export const CONNECTION = createContextKey<object | undefined>(undefined, { description: 'the HTTP connection' });
+
+export function connectionOf(req: http.IncomingMessage | http2.Http2ServerRequest): object {
+  return ('stream' in req && req.stream?.session) || req.socket;
+}
+
+export class StreamLimits {
+  private openStreams = 0;
+  private readonly perConnection = new WeakMap<object, number>();
+
+  constructor(private readonly limits: { maxWatchersPerConnection: number; maxStreams: number }) {}
+
+  get open(): number {
+    return this.openStreams;
+  }
+
+  interceptor(): Interceptor {
+    return (next) => async (req) => {
+      if (!req.stream) return next(req);
+      const watch = req.method.methodKind === 'server_streaming';
+      const conn = req.contextValues.get(CONNECTION);
+      if (this.openStreams >= this.limits.maxStreams) {
+        throw new ConnectError(
+          `this server has ${this.openStreams} streams open, its limit (TASKWIRE_MAX_STREAMS); try again later or use another server`,
+          Code.ResourceExhausted,
+        );
+      }
+      const onConn = conn ? (this.perConnection.get(conn) ?? 0) : 0;
+      if (watch && conn && onConn >= this.limits.maxWatchersPerConnection) {
+        throw new ConnectError(
+          `this connection has ${onConn} watches open, the limit per connection (TASKWIRE_MAX_WATCHERS_PER_CONNECTION); close one or open another connection`,
+          Code.ResourceExhausted,
+        );
+      }
+      this.openStreams++;
+      if (watch && conn) this.perConnection.set(conn, onConn + 1);
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        this.openStreams--;
+        if (watch && conn) this.perConnection.set(conn, (this.perConnection.get(conn) ?? 1) - 1);
+      };
+      req.signal.addEventListener('abort', release, { once: true });
+      let res;
+      try {
+        res = await next(req);
+      } catch (err) {
+        release();
+        throw err;
+      }
+      if (!res.stream) return res;
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } finally {
+            release();
+          }
+        })(),
+      };
+    };
+  }
+}

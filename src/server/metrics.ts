@@ -1,0 +1,207 @@
+/**
+ * Prometheus metrics of one API server, served at GET /metrics on the API port.
+ *
+ * Where each number comes from:
+ * - tasks started: counted by the API server that accepted the Start (sum over servers);
+ * - succeeded / failed / revoked / retried, run time and queue wait: from the change feed
+ *   every API server already hears for its watchers (WatchHub). Every API server hears
+ *   every change, so these describe the whole cluster as seen from this server: take
+ *   max() over API servers, not sum(). A worker needs no port of its own for them.
+ * - queue depth, scheduled and in-flight: read from Redis when scraped (cluster-wide);
+ * - watchers and open streams: this server's.
+ */
+import type http from 'node:http';
+import type http2 from 'node:http2';
+import type { Redis } from 'ioredis';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { CONSUMER_GROUP, keys } from '../store/keys.js';
+import type { Hash, TaskRecord } from '../store/record.js';
+import type { TokenAuth } from './auth.js';
+import type { WatchHub } from './watchHub.js';
+
+const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+/** Tasks whose last state is remembered to tell a state change from a progress update. */
+const REMEMBERED = 50_000;
+
+interface QueueState {
+  queue: string;
+  ready: number;
+  scheduled: number;
+  inFlight: number;
+}
+
+interface Seen {
+  state: string;
+  attempt: string;
+  /** When the task became due to run (ms), while it waits. */
+  due?: number;
+}
+
+const num = (s: string | undefined): number | undefined => (s === undefined || s === '' ? undefined : Number(s));
+
+export class ApiMetrics {
+  readonly registry = new Registry();
+  private readonly started: Counter<'task' | 'queue'>;
+  private readonly ended: Record<'SUCCESS' | 'FAILURE' | 'REVOKED' | 'RETRY', Counter<'task' | 'queue'>>;
+  private readonly runSeconds: Histogram<'task' | 'queue' | 'state'>;
+  private readonly waitSeconds: Histogram<'task' | 'queue'>;
+  private readonly seen = new Map<string, Seen>();
+  private queueState: { at: number; value: Promise<QueueState[]> } | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    hub: WatchHub,
+    private readonly queues: readonly string[],
+    openStreams: () => number,
+  ) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    const counter = (name: string, help: string) =>
+      new Counter({ name, help, labelNames: ['task', 'queue'] as const, registers });
+    this.started = counter('taskwire_tasks_started_total', 'Tasks accepted by Start on this API server.');
+    this.ended = {
+      SUCCESS: counter('taskwire_tasks_succeeded_total', 'Tasks that ended in SUCCESS (cluster-wide, from the change feed).'),
+      FAILURE: counter('taskwire_tasks_failed_total', 'Tasks that ended in FAILURE (cluster-wide, from the change feed).'),
+      REVOKED: counter('taskwire_tasks_revoked_total', 'Tasks that ended in REVOKED (cluster-wide, from the change feed).'),
+      RETRY: counter('taskwire_tasks_retried_total', 'Attempts that failed and will run again (cluster-wide).'),
+    };
+    this.runSeconds = new Histogram({
+      name: 'taskwire_task_run_seconds',
+      help: 'Run time of an attempt, from its start to its end, by the state it ended in.',
+      labelNames: ['task', 'queue', 'state'] as const,
+      buckets: SECONDS,
+      registers,
+    });
+    this.waitSeconds = new Histogram({
+      name: 'taskwire_task_queue_wait_seconds',
+      help: 'Time from when an attempt was due (queued, countdown or backoff over) to when a worker started it.',
+      labelNames: ['task', 'queue'] as const,
+      buckets: SECONDS,
+      registers,
+    });
+    const self = this;
+    const perQueue = (name: string, help: string, pick: (q: QueueState) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['queue'] as const,
+        registers,
+        async collect() {
+          for (const q of await self.readQueues()) this.set({ queue: q.queue }, pick(q));
+        },
+      });
+    perQueue('taskwire_queue_depth', 'Tasks queued and waiting for a free worker slot.', (q) => q.ready);
+    perQueue('taskwire_queue_scheduled', 'Tasks waiting for a countdown or a retry backoff.', (q) => q.scheduled);
+    perQueue('taskwire_tasks_in_flight', 'Tasks handed to a worker and not yet finished.', (q) => q.inFlight);
+    new Gauge({
+      name: 'taskwire_watchers',
+      help: 'WatchStatus and WatchEvents streams open on this API server.',
+      registers,
+      collect() {
+        this.set(hub.watchers);
+      },
+    });
+    new Gauge({
+      name: 'taskwire_streams_open',
+      help: 'Server streams (watches, health watches) open on this API server.',
+      registers,
+      collect() {
+        this.set(openStreams());
+      },
+    });
+    hub.watchAll((h) => this.observe(h));
+  }
+
+  /** A Start created a task (not an idempotent repeat). */
+  taskStarted(task: TaskRecord): void {
+    this.started.inc({ task: task.name, queue: task.queue });
+  }
+
+  /** One change snapshot from the feed: count it when the state changed. */
+  observe(h: Hash): void {
+    const { id, state, name, queue } = h;
+    if (!id || !state || !name || !queue) return;
+    const attempt = h.attempt ?? '0';
+    const before = this.seen.get(id);
+    if (before && before.state === state && before.attempt === attempt) return; // progress, cancel flag
+    this.seen.delete(id);
+    const labels = { task: name, queue };
+    const started = num(h.started);
+    const at = num(h.finished) ?? num(h.updated) ?? Date.now();
+    if (state === 'STARTED') {
+      const due = before?.due ?? (attempt === '1' ? Math.max(num(h.created) ?? 0, num(h.not_before) ?? 0) : undefined);
+      if (due && started) this.waitSeconds.observe(labels, Math.max(0, started - due) / 1000);
+    } else if (started && (before === undefined || before.state === 'STARTED') && state !== 'PENDING') {
+      this.runSeconds.observe({ ...labels, state }, Math.max(0, at - started) / 1000);
+    }
+    if (state === 'SUCCESS' || state === 'FAILURE' || state === 'REVOKED' || state === 'RETRY') this.ended[state].inc(labels);
+    if (state === 'SUCCESS' || state === 'FAILURE' || state === 'REVOKED') return;
+    const due =
+      state === 'PENDING' ? Math.max(num(h.updated) ?? 0, num(h.not_before) ?? 0) : state === 'RETRY' ? num(h.next_at) : undefined;
+    this.seen.set(id, { state, attempt, due });
+    if (this.seen.size > REMEMBERED) this.seen.delete(this.seen.keys().next().value!);
+  }
+
+  /** Queue figures from Redis, shared by the gauges of one scrape. */
+  private readQueues(): Promise<QueueState[]> {
+    if (this.queueState && Date.now() - this.queueState.at < 500) return this.queueState.value;
+    const value = (async () => {
+      const pipe = this.redis.pipeline();
+      for (const q of this.queues) {
+        pipe.xlen(keys.stream(q));
+        pipe.xinfo('GROUPS', keys.stream(q));
+        pipe.zcard(keys.scheduled(q));
+      }
+      const replies = (await pipe.exec()) ?? [];
+      return this.queues.map((queue, i) => {
+        const [len, groups, scheduled] = replies.slice(i * 3, i * 3 + 3).map(([err, v]) => (err ? undefined : v));
+        let inFlight = 0;
+        for (const g of (groups as unknown[][] | undefined) ?? []) {
+          const info = new Map<unknown, unknown>();
+          for (let k = 0; k + 1 < g.length; k += 2) info.set(g[k], g[k + 1]);
+          if (info.get('name') === CONSUMER_GROUP) inFlight = Number(info.get('pending') ?? 0);
+        }
+        // Acknowledged messages are deleted, so the stream holds the waiting and the in-flight.
+        return { queue, ready: Math.max(0, Number(len ?? 0) - inFlight), scheduled: Number(scheduled ?? 0), inFlight };
+      });
+    })();
+    value.catch(() => undefined);
+    this.queueState = { at: Date.now(), value };
+    return value;
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    let body: string;
+    try {
+      body = await this.registry.metrics();
+    } catch {
+      // Redis away: the queue gauges are left out, the rest still answers.
+      this.queueState = { at: Date.now(), value: Promise.resolve([]) };
+      body = await this.registry.metrics();
+    }
+    return { contentType: this.registry.contentType, body };
+  }
+}
+
+type NodeHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+/** GET /metrics answers from `metrics` (behind the token unless public); the rest goes on. */
+export function withMetrics<H extends NodeHandler>(next: H, metrics: ApiMetrics, auth: TokenAuth): H {
+  return ((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') return next(req, res);
+    const reply = (status: number, type: string, body: string) => {
+      (res as http.ServerResponse).writeHead(status, { 'content-type': type }).end(body);
+    };
+    if (!auth.isPublic('metrics') && !auth.allows(req.headers.authorization)) {
+      reply(401, 'text/plain', 'a valid bearer token is required\n');
+      return;
+    }
+    metrics.render().then(
+      ({ contentType, body }) => reply(200, contentType, body),
+      () => reply(500, 'text/plain', 'metrics could not be collected\n'),
+    );
+  }) as H;
+}
