@@ -1,25 +1,37 @@
 /**
- * The TypeScript client (Connect over gRPC/HTTP2): start, status, cancel, watch (resumes by
- * itself after a dropped stream, from the last version it saw) and wait.
+ * The TypeScript client (Connect over gRPC/HTTP2), importable as `taskwire/client`:
+ * start, status, cancel, watch (resumes by itself after a dropped stream, from the last
+ * version it saw) and wait.
+ *
+ *   import { createTaskwireClient } from 'taskwire/client';
+ *   import { hello } from './tasks.js';                    // defineTask<[name?: string], {}, string>(…)
  *
  *   const tw = createTaskwireClient({ baseUrl: 'http://127.0.0.1:50051' });
- *   const task = await tw.start('hello', { args: ['Lucy'] });
- *   const result = await tw.wait(task.id);   // "Hello Lucy!"
+ *   const task = await tw.start(hello, { args: ['Lucy'] }); // args checked against hello's
+ *   const greeting = await tw.wait(task);                  // string: "Hello Lucy!"
+ *
+ * A task name works too (`tw.start('hello', …)`), untyped: its result is a JsonValue.
  */
 import { create, fromJson, toJson, type MessageInitShape } from '@bufbuild/protobuf';
 import { durationFromMs, ListValueSchema, timestampFromMs, ValueSchema } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, createClient, type Client, type Transport } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
 import { CancelOutcome, StartRequestSchema, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
 import type { JsonObject, JsonValue } from '../json.js';
+import type { TaskArgs, TaskDefinition, TaskKwargs } from '../tasks/define.js';
 
 export { TaskState, CancelOutcome, Code, ConnectError };
-export type { Task };
+export type { Task, JsonValue, JsonObject };
 
 export interface ClientOptions {
-  /** e.g. http://127.0.0.1:50051 */
+  /** e.g. http://127.0.0.1:50051, or https://… for a server with TLS (default: TASKWIRE_SERVER). */
   baseUrl?: string;
+  /** Bearer token sent with every call (default: TASKWIRE_TOKEN, if set). */
+  token?: string;
+  /** For https: the CA certificate(s) to trust besides the system's (PEM). */
+  ca?: string | Buffer;
+  /** A transport of your own (then baseUrl, token and ca are not used). */
   transport?: Transport;
 }
 
@@ -35,7 +47,18 @@ export interface StartOptions {
   timeLimitMs?: number;
   maxAttempts?: number;
   retryOn?: string[];
+  /** W3C trace context of the caller: the task's logs join this trace. */
+  traceparent?: string;
 }
+
+/** Start options for a task definition: args and kwargs of its own types. */
+export type TypedStartOptions<A extends TaskArgs, K extends TaskKwargs> = Omit<StartOptions, 'args' | 'kwargs'> &
+  ([] extends A ? { args?: A } : { args: A }) &
+  ({} extends K ? { kwargs?: K } : { kwargs: K });
+
+declare const RESULT: unique symbol;
+/** A task record that remembers the type of its result, for `wait` and `resultOf`. */
+export type TypedTask<R> = Task & { readonly [RESULT]?: R };
 
 export interface TaskRef {
   id?: string;
@@ -43,41 +66,85 @@ export interface TaskRef {
   queue?: string;
 }
 
+export interface WatchOptions {
+  signal?: AbortSignal;
+  /** Reconnects in a row without any message before giving up (default 20). */
+  maxRetries?: number;
+  /** Resume after this version (what a previous watch saw last). */
+  afterVersion?: bigint | number;
+  /** Told of each dropped stream before the watch resumes. */
+  onRetry?: (error: ConnectError, attempt: number, afterVersion: bigint | undefined) => void;
+}
+
+/** A task that ended in FAILURE or REVOKED, as `wait` rejects. */
 export class TaskFailedError extends Error {
   override readonly name = 'TaskFailedError';
+  /** 'FAILURE' or 'REVOKED'. */
+  readonly state: string;
+  /** The task's error type ("ValueError", "TimeLimitExceeded", "TaskRevokedError", …). */
+  readonly errorType: string;
+  readonly errorMessage: string;
+  readonly traceback: string;
+
   constructor(readonly task: Task) {
     super(`task ${task.id} ended ${TaskState[task.state]}: ${task.error?.type ?? ''}: ${task.error?.message ?? ''}`);
+    this.state = TaskState[task.state] ?? 'UNSPECIFIED';
+    this.errorType = task.error?.type ?? '';
+    this.errorMessage = task.error?.message ?? '';
+    this.traceback = task.error?.traceback ?? '';
   }
 }
 
 export const TERMINAL = new Set([TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED]);
 
 /** The handler's return value as plain JSON. */
-export function resultOf(task: Task): JsonValue | undefined {
-  return task.result ? (toJson(ValueSchema, task.result) as JsonValue) : undefined;
+export function resultOf<R = JsonValue>(task: TypedTask<R>): R | undefined {
+  return task.result ? (toJson(ValueSchema, task.result) as R) : undefined;
 }
 
 export function argsOf(task: Task): JsonValue[] {
   return task.args ? (toJson(ListValueSchema, task.args) as JsonValue[]) : [];
 }
 
-const ref = (r: string | TaskRef | undefined): TaskRef => (typeof r === 'string' ? { id: r } : (r ?? {}));
+/** Only what names a task: an id, or (without one) the latest task for a key on a queue. */
+const ref = (r: string | TaskRef | undefined): TaskRef => {
+  if (typeof r === 'string') return { id: r };
+  if (r?.id) return { id: r.id };
+  return { exclusiveKey: r?.exclusiveKey ?? '', queue: r?.queue ?? '' };
+};
+
+/** Codes after which the same watch may succeed on a new stream. */
+const TRANSIENT = new Set([Code.Unavailable, Code.Internal, Code.Unknown, Code.DeadlineExceeded, Code.Aborted]);
+
+const jsonList = (args: readonly (JsonValue | undefined)[]) => args.map((a) => (a === undefined ? null : a));
+const jsonObject = (kwargs: Record<string, JsonValue | undefined>): JsonObject =>
+  Object.fromEntries(Object.entries(kwargs).filter(([, v]) => v !== undefined)) as JsonObject;
 
 export class TaskwireClient {
   readonly rpc: Client<typeof TaskService>;
 
   constructor(options: ClientOptions = {}) {
-    const transport =
-      options.transport ??
-      createGrpcTransport({ baseUrl: options.baseUrl ?? process.env.TASKWIRE_SERVER ?? 'http://127.0.0.1:50051' });
+    let transport = options.transport;
+    if (!transport) {
+      const token = options.token ?? process.env.TASKWIRE_TOKEN;
+      const bearer: Interceptor = (next) => (req) => {
+        req.header.set('authorization', `Bearer ${token}`);
+        return next(req);
+      };
+      transport = createGrpcTransport({
+        baseUrl: options.baseUrl ?? process.env.TASKWIRE_SERVER ?? 'http://127.0.0.1:50051',
+        interceptors: token ? [bearer] : [],
+        nodeOptions: options.ca ? { ca: options.ca } : undefined,
+      });
+    }
     this.rpc = createClient(TaskService, transport);
   }
 
   static startRequest(name: string, o: StartOptions = {}): MessageInitShape<typeof StartRequestSchema> {
     return {
       name,
-      args: fromJson(ListValueSchema, o.args ?? []),
-      kwargs: o.kwargs,
+      args: fromJson(ListValueSchema, jsonList(o.args ?? [])),
+      kwargs: o.kwargs ? jsonObject(o.kwargs) : undefined,
       queue: o.queue,
       exclusiveKey: o.exclusiveKey,
       idempotencyKey: o.idempotencyKey,
@@ -89,12 +156,21 @@ export class TaskwireClient {
     };
   }
 
-  async start(name: string, options: StartOptions = {}): Promise<Task> {
-    const res = await this.rpc.start(create(StartRequestSchema, TaskwireClient.startRequest(name, options)));
+  /** Queue a task given its definition: args, kwargs and the result are typed from it. */
+  start<A extends TaskArgs, K extends TaskKwargs, R>(
+    task: TaskDefinition<A, K, R>,
+    ...options: [] extends A ? ({} extends K ? [TypedStartOptions<A, K>?] : [TypedStartOptions<A, K>]) : [TypedStartOptions<A, K>]
+  ): Promise<TypedTask<Awaited<R>>>;
+  /** Queue a task by name. */
+  start(name: string, options?: StartOptions): Promise<TypedTask<JsonValue | undefined>>;
+  async start(task: string | TaskDefinition<any, any, any>, options: StartOptions = {}): Promise<Task> {
+    const name = typeof task === 'string' ? task : task.name;
+    const headers = options.traceparent ? { traceparent: options.traceparent } : undefined;
+    const res = await this.rpc.start(create(StartRequestSchema, TaskwireClient.startRequest(name, options)), { headers });
     return res.task!;
   }
 
-  async status(task?: string | TaskRef): Promise<Task> {
+  async status<R = JsonValue>(task?: string | TaskRef | TypedTask<R>): Promise<TypedTask<R>> {
     return (await this.rpc.getStatus(ref(task))).task!;
   }
 
@@ -104,41 +180,50 @@ export class TaskwireClient {
 
   /**
    * The task's record, then each change, ending after a terminal state. A dropped stream
-   * is resumed from the last version seen, so no change is missed or repeated.
+   * (server restarted, connection lost, stream ended early) is resumed from the last
+   * version seen, so every version is seen exactly once, in order.
    */
-  async *watch(
-    task?: string | TaskRef,
-    options: { signal?: AbortSignal; maxRetries?: number; afterVersion?: bigint | number } = {},
-  ): AsyncGenerator<Task> {
+  async *watch<R = JsonValue>(task?: string | TaskRef | TypedTask<R>, options: WatchOptions = {}): AsyncGenerator<TypedTask<R>> {
     const r = ref(task);
     let id = r.id;
     let after = options.afterVersion === undefined ? undefined : BigInt(options.afterVersion);
     let failures = 0;
     for (;;) {
+      let error: ConnectError;
       try {
-        for await (const msg of this.rpc.watchStatus({ ...r, id: id ?? '', afterVersion: after }, { signal: options.signal })) {
+        const stream = this.rpc.watchStatus({ ...r, id: id ?? '', afterVersion: after }, { signal: options.signal });
+        for await (const msg of stream) {
           if (msg.event.case !== 'task') continue;
           const t = msg.event.value;
+          if (after !== undefined && t.version <= after) continue; // never twice, whatever a server sends
           id = t.id;
           after = t.version;
           failures = 0;
           yield t;
           if (TERMINAL.has(t.state)) return;
         }
-        return;
+        // A stream ends early when resumed after the final version (done), or when it was cut
+        // short (a server shutting down): the record tells which.
+        const now = (await this.rpc.getStatus(id ? { id } : r, { signal: options.signal })).task!;
+        if (TERMINAL.has(now.state) && after !== undefined && now.version <= after) return;
+        error = new ConnectError('the watch stream ended before the task finished', Code.Unavailable);
       } catch (err) {
-        const ce = ConnectError.from(err);
-        const transient = ce.code === Code.Unavailable || ce.code === Code.Internal || ce.code === Code.Unknown || ce.code === Code.DeadlineExceeded;
-        if (options.signal?.aborted || !transient || ++failures > (options.maxRetries ?? 20)) throw ce;
-        await new Promise((res) => setTimeout(res, Math.min(100 * 2 ** failures, 2000)));
+        error = ConnectError.from(err);
+        if (options.signal?.aborted || !TRANSIENT.has(error.code)) throw error;
       }
+      if (++failures > (options.maxRetries ?? 20)) throw error;
+      options.onRetry?.(error, failures, after);
+      await new Promise((res) => setTimeout(res, Math.min(100 * 2 ** (failures - 1), 2000)));
+      if (options.signal?.aborted) throw ConnectError.from(options.signal.reason);
     }
   }
 
-  /** Resolves with the task's result on SUCCESS; rejects with TaskFailedError otherwise. */
-  async wait(task?: string | TaskRef, options: { signal?: AbortSignal } = {}): Promise<JsonValue | undefined> {
+  /** Resolves with the task's result on SUCCESS; rejects with TaskFailedError on FAILURE or REVOKED. */
+  wait<R>(task: TypedTask<R>, options?: WatchOptions): Promise<R>;
+  wait(task?: string | TaskRef, options?: WatchOptions): Promise<JsonValue | undefined>;
+  async wait(task?: string | TaskRef | Task, options: WatchOptions = {}): Promise<unknown> {
     let last: Task | undefined;
-    for await (const t of this.watch(task, options)) last = t;
+    for await (const t of this.watch(task as TaskRef, options)) last = t;
     if (!last) throw new Error('the watch ended without a task');
     if (last.state !== TaskState.SUCCESS) throw new TaskFailedError(last);
     return resultOf(last);
