@@ -1,68 +1,49 @@
 /**
- * The worker's execution slots: `size` handler threads, each running one task at a time.
- * A killed or crashed slot is replaced, so the worker keeps its concurrency.
+ * The worker's execution slots: `size` of them, each running one task at a time on a
+ * handler thread it borrows for that task (threads.ts starts threads as they are needed,
+ * up to `size`). The number of free slots is what the worker may fetch.
  */
 import type { Logger } from '../log.js';
 import { Slot } from './slot.js';
+import { HandlerThreads, THREAD_DEFAULTS } from './threads.js';
 
 export class Pool {
   private readonly idle: Slot[] = [];
-  private readonly all = new Set<Slot>();
   private closed = false;
-  private replacing = 0;
 
-  private constructor(
-    private readonly tasksModule: string,
-    private readonly log: Logger,
-  ) {}
-
-  static async create(size: number, tasksModule: string, log: Logger): Promise<Pool> {
-    const pool = new Pool(tasksModule, log);
-    const slots = await Promise.all(Array.from({ length: size }, () => Slot.spawn(tasksModule)));
-    for (const s of slots) {
-      pool.all.add(s);
-      pool.idle.push(s);
-    }
-    return pool;
+  private constructor(private readonly threads: HandlerThreads, size: number) {
+    for (let i = 0; i < size; i++) this.idle.push(new Slot(threads));
   }
 
-  /** Slots free now (a slot being replaced is not free yet). */
+  static async create(size: number, tasksModule: string, log: Logger): Promise<Pool> {
+    const threads = await HandlerThreads.start(tasksModule, { ...THREAD_DEFAULTS, max: size }, log);
+    return new Pool(threads, size);
+  }
+
+  /** Slots free now. */
   get free(): number {
     return this.idle.length;
+  }
+
+  /** Handler threads alive now (at most the pool's size). */
+  get threadCount(): number {
+    return this.threads.size;
   }
 
   take(): Slot | undefined {
     return this.idle.pop();
   }
 
-  /** Give a slot back after its task settled; a dead one is replaced by a fresh thread. */
-  release(slot: Slot, onReplaced: () => void): void {
-    if (slot.alive) {
-      if (this.closed) void slot.kill('shutdown');
-      else this.idle.push(slot);
-      return;
-    }
-    this.all.delete(slot);
-    if (this.closed) return;
-    this.replacing++;
-    Slot.spawn(this.tasksModule)
-      .then((fresh) => {
-        if (this.closed) return void fresh.kill('shutdown');
-        this.all.add(fresh);
-        this.idle.push(fresh);
-      })
-      .catch((err: Error) => this.log.error(`could not start a handler thread: ${err.message}`))
-      .finally(() => {
-        this.replacing--;
-        onReplaced();
-      });
+  /** Give a slot back after its task settled. `onReplaced` is kept for callers written
+   * when a killed slot had to be replaced; a slot now outlives its task's thread. */
+  release(slot: Slot, _onReplaced?: () => void): void {
+    if (!this.closed) this.idle.push(slot);
   }
 
   /** Stop every thread (running handlers are killed). */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.all].map((s) => s.kill('shutdown')));
-    this.all.clear();
     this.idle.length = 0;
+    await this.threads.close();
   }
 }

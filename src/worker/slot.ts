@@ -1,111 +1,76 @@
 /**
- * One execution slot: a handler thread that runs one task at a time. Killing a slot
- * (terminate, hard time limit) terminates its thread, which stops even a busy loop at
- * once and touches no other slot; the pool then puts a fresh slot in its place.
+ * One execution slot: room for one running task. For each task it borrows a handler thread
+ * (threads.ts) that runs that task alone, and gives it back when the task settles. Killing
+ * the slot's task (terminate, hard time limit, shutdown) terminates that thread, which
+ * stops even a busy loop at once and touches no other task; the slot itself lives on.
  */
-import { Worker } from 'node:worker_threads';
-import type { TaskErrorInfo } from '../store/record.js';
-import type { FromThread, RunMessage } from './protocol.js';
+import type { HandlerThread, KillReason, Outcome } from './handlerThread.js';
+import type { RunMessage } from './protocol.js';
+import type { HandlerThreads } from './threads.js';
 
-export type KillReason = 'terminate' | 'time_limit' | 'shutdown';
+export type { KillReason, Outcome } from './handlerThread.js';
 
-export type Outcome =
-  | { kind: 'returned'; result: string }
-  | { kind: 'threw'; error: TaskErrorInfo }
-  | { kind: 'killed'; why: KillReason }
-  | { kind: 'crashed'; message: string };
-
-const threadModule = new URL(import.meta.url.endsWith('.ts') ? './thread.ts' : './thread.js', import.meta.url).href;
-const threadEntry = new URL('./threadEntry.mjs', import.meta.url);
-
-interface Running {
+interface Current {
   id: string;
-  settle: (o: Outcome) => void;
-  onProgress: (json: string) => void;
+  thread?: HandlerThread;
+  cancelWait?: () => void;
+  killed?: KillReason;
+  abort?: string;
 }
 
 export class Slot {
-  private running: Running | undefined;
-  private killedWith: KillReason | undefined;
-  private exited = false;
+  private current: Current | undefined;
 
-  private constructor(private readonly thread: Worker) {
-    thread.on('message', (m: FromThread) => this.onMessage(m));
-    thread.on('error', (err) => {
-      // The thread is going down (an uncaught error in a handler); never reuse it.
-      this.exited = true;
-      this.finish({ kind: 'crashed', message: err.message });
-    });
-    thread.on('exit', (code) => {
-      this.exited = true;
-      this.finish(
-        this.killedWith ? { kind: 'killed', why: this.killedWith } : { kind: 'crashed', message: `handler thread exited with code ${code}` },
-      );
-    });
-  }
-
-  static spawn(tasksModule: string): Promise<Slot> {
-    const thread = new Worker(threadEntry, { workerData: { tasksModule, threadModule } });
-    return new Promise((resolve, reject) => {
-      const onMessage = (m: FromThread) => {
-        if (m.type === 'ready') {
-          thread.off('message', onMessage);
-          thread.off('error', reject);
-          resolve(new Slot(thread));
-        } else if (m.type === 'fatal') {
-          void thread.terminate();
-          reject(new Error(m.message));
-        }
-      };
-      thread.on('message', onMessage);
-      thread.once('error', reject);
-    });
-  }
+  constructor(private readonly threads: HandlerThreads) {}
 
   get busy(): boolean {
-    return this.running !== undefined;
-  }
-
-  get alive(): boolean {
-    return !this.exited && this.killedWith === undefined;
+    return this.current !== undefined;
   }
 
   get taskId(): string | undefined {
-    return this.running?.id;
+    return this.current?.id;
   }
 
-  run(message: RunMessage, onProgress: (json: string) => void): Promise<Outcome> {
-    if (this.running) throw new Error(`slot is busy with task ${this.running.id}`);
-    return new Promise((settle) => {
-      this.running = { id: message.id, settle, onProgress };
-      this.thread.postMessage(message);
-    });
-  }
-
-  /** Fire the running handler's AbortSignal. */
-  abort(id: string, reason: string): void {
-    if (this.running?.id === id) this.thread.postMessage({ type: 'abort', id, reason });
-  }
-
-  /** Stop the thread by force; a running task settles as killed. */
-  async kill(why: KillReason): Promise<void> {
-    if (this.exited) return;
-    this.killedWith ??= why;
-    await this.thread.terminate();
-  }
-
-  private onMessage(m: FromThread): void {
-    const running = this.running;
-    if (!running) return;
-    if (m.type === 'progress' && m.id === running.id) running.onProgress(m.progress);
-    else if (m.type === 'done' && m.id === running.id) {
-      this.finish(m.error ? { kind: 'threw', error: m.error } : { kind: 'returned', result: m.result ?? 'null' });
+  async run(message: RunMessage, onProgress: (json: string) => void): Promise<Outcome> {
+    if (this.current) throw new Error(`slot is busy with task ${this.current.id}`);
+    const cur: Current = { id: message.id };
+    this.current = cur;
+    try {
+      const borrow = this.threads.borrow();
+      cur.cancelWait = borrow.cancel;
+      const lent = await borrow.thread;
+      cur.cancelWait = undefined;
+      if (lent instanceof Error) return { kind: 'crashed', message: `no handler thread could be started: ${lent.message}` };
+      if (!lent) return { kind: 'killed', why: cur.killed ?? 'shutdown' };
+      cur.thread = lent;
+      if (cur.killed) {
+        // Killed in the instant between getting the thread and starting: do not start.
+        await lent.kill(cur.killed);
+        return { kind: 'killed', why: cur.killed };
+      }
+      const outcome = lent.run(message, onProgress);
+      if (cur.abort !== undefined) lent.abort(message.id, cur.abort);
+      return await outcome;
+    } finally {
+      if (cur.thread) this.threads.giveBack(cur.thread);
+      this.current = undefined;
     }
   }
 
-  private finish(outcome: Outcome): void {
-    const running = this.running;
-    this.running = undefined;
-    running?.settle(outcome);
+  /** Fire the running handler's AbortSignal (at once, or as it starts). */
+  abort(id: string, reason: string): void {
+    const cur = this.current;
+    if (cur?.id !== id) return;
+    if (cur.thread) cur.thread.abort(id, reason);
+    else cur.abort = reason;
+  }
+
+  /** Stop the slot's task by force (its thread is terminated); it settles as killed. */
+  async kill(why: KillReason): Promise<void> {
+    const cur = this.current;
+    if (!cur) return;
+    cur.killed ??= why;
+    if (cur.thread) await cur.thread.kill(why);
+    else cur.cancelWait?.();
   }
 }
