@@ -113,8 +113,9 @@ const ref = (r: string | TaskRef | undefined): TaskRef => {
   return { exclusiveKey: r?.exclusiveKey ?? '', queue: r?.queue ?? '' };
 };
 
-/** Codes after which the same watch may succeed on a new stream. */
-const TRANSIENT = new Set([Code.Unavailable, Code.Internal, Code.Unknown, Code.DeadlineExceeded, Code.Aborted]);
+/** Codes after which the same watch may succeed on a new stream. CANCELED is among them:
+ * a server shutting down resets its streams with CANCEL (our own abort is checked apart). */
+const TRANSIENT = new Set([Code.Unavailable, Code.Internal, Code.Unknown, Code.DeadlineExceeded, Code.Aborted, Code.Canceled]);
 
 const jsonList = (args: readonly (JsonValue | undefined)[]) => args.map((a) => (a === undefined ? null : a));
 const jsonObject = (kwargs: Record<string, JsonValue | undefined>): JsonObject =>
