@@ -21,7 +21,41 @@ export interface TlsOptions {
   key: Buffer;
 }
 
+/**
+ * grpc-message encoded as the gRPC spec says: only '%' and bytes outside printable ASCII
+ * are percent-encoded. Connect encodes it with encodeURIComponent (':' → %3A, ',' → %2C),
+ * which @grpc/grpc-js decodes with decodeURI, so its users read "name%3A no task…".
+ * Every decoder reads this form back to the same text.
+ */
+export function specEncodeGrpcMessage(value: string): string {
+  let text: string;
+  try {
+    text = decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** Rewrites the grpc-message trailer (the only place Connect's gRPC handler puts it). */
+function withSpecGrpcMessage(handler: Handler): Handler {
+  return (req, res) => {
+    const addTrailers = res.addTrailers.bind(res) as (headers: http.OutgoingHttpHeaders) => void;
+    res.addTrailers = (headers: http.OutgoingHttpHeaders) => {
+      const message = headers['grpc-message'];
+      if (typeof message === 'string') headers = { ...headers, 'grpc-message': specEncodeGrpcMessage(message) };
+      addTrailers(headers);
+    };
+    handler(req, res);
+  };
+}
+
 export function listen(handler: Handler, host: string, port: number, tls?: TlsOptions): Promise<ListeningServer> {
+  handler = withSpecGrpcMessage(handler);
   const h2Handler = handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
   const h2 = tls ? http2.createSecureServer({ ...tls, allowHTTP1: true }, h2Handler) : http2.createServer(h2Handler);
   const sockets = new Set<net.Socket>();
