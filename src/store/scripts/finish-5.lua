@@ -46,7 +46,10 @@ if target == 'RETRY' then
   redis.call('HSET', record, 'next_at', ARGV[10])
   redis.call('ZADD', KEYS[5], ARGV[10], id .. '\n' .. (f[5] or ''))
 elseif target == 'PENDING' then
-  redis.call('HDEL', record, 'worker')
+  -- Handed back unfinished, not failed: it does not use up an attempt; the next claim runs
+  -- it under the same attempt number.
+  redis.call('HINCRBY', record, 'attempt', -1)
+  redis.call('HDEL', record, 'worker', 'started')
   redis.call('XADD', KEYS[3], '*', 'id', id, 'k', f[5] or '')
 else
   redis.call('HSET', record, 'finished', now)
