@@ -46,7 +46,8 @@ export class ApiMetrics {
   private readonly runSeconds: Histogram<'task' | 'queue' | 'state'>;
   private readonly waitSeconds: Histogram<'task' | 'queue'>;
   private readonly seen = new Map<string, Seen>();
-  private queueState: { at: number; value: Promise<QueueState[]> } | undefined;
+  /** Read once per scrape, shared by the queue gauges. */
+  private queueState: Promise<QueueState[]> | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -98,7 +99,8 @@ export class ApiMetrics {
       help: 'WatchStatus and WatchEvents streams open on this API server.',
       registers,
       collect() {
-        this.set(hub.watchers);
+        // Less one: the change-feed listener of these metrics is not a watcher.
+        this.set(hub.watchers - 1);
       },
     });
     new Gauge({
@@ -144,7 +146,7 @@ export class ApiMetrics {
 
   /** Queue figures from Redis, shared by the gauges of one scrape. */
   private readQueues(): Promise<QueueState[]> {
-    if (this.queueState && Date.now() - this.queueState.at < 500) return this.queueState.value;
+    if (this.queueState) return this.queueState;
     const value = (async () => {
       const pipe = this.redis.pipeline();
       for (const q of this.queues) {
@@ -166,17 +168,18 @@ export class ApiMetrics {
       });
     })();
     value.catch(() => undefined);
-    this.queueState = { at: Date.now(), value };
+    this.queueState = value;
     return value;
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
     let body: string;
+    this.queueState = undefined;
     try {
       body = await this.registry.metrics();
     } catch {
-      // Redis away: the queue gauges are left out, the rest still answers.
-      this.queueState = { at: Date.now(), value: Promise.resolve([]) };
+      // Redis away: the queue gauges keep their last values, the rest still answers.
+      this.queueState = Promise.resolve([]);
       body = await this.registry.metrics();
     }
     return { contentType: this.registry.contentType, body };
