@@ -8,6 +8,7 @@ import { create, toBinary, type DescFile, type DescMessage } from '@bufbuild/pro
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
+import { file_google_rpc_error_details } from '../../gen/google/rpc/error_details_pb.js';
 import * as v1 from '../../gen/grpc/reflection/v1/reflection_pb.js';
 import * as v1alpha from '../../gen/grpc/reflection/v1alpha/reflection_pb.js';
 
@@ -105,7 +106,9 @@ export interface Reflection {
 /** Reflection over the given services (and the reflection services themselves). */
 export function createReflection(served: readonly GenService<any>[]): Reflection {
   const all = [...served, v1.ServerReflection, v1alpha.ServerReflection];
-  const index = new DescriptorIndex(all.map((s) => s.file));
+  // The error detail types too (ErrorInfo, BadRequest): no service file imports them, and
+  // without them grpcurl and buf curl show an error's details as opaque bytes.
+  const index = new DescriptorIndex([...all.map((s) => s.file), file_google_rpc_error_details]);
   const names = all.map((s) => s.typeName).sort();
   const impl = (api: Api) => ({
     async *serverReflectionInfo(requests: AsyncIterable<Request>) {
