@@ -5,7 +5,12 @@
  * freed by any terminal state (SUCCESS, FAILURE, REVOKED), and keys do not block each other.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import { createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
 import { ErrorInfoSchema } from '../gen/google/rpc/error_details_pb.js';
+import { ServerReflection } from '../gen/grpc/reflection/v1/reflection_pb.js';
 import {
   CancelOutcome,
   Code,
@@ -134,5 +139,21 @@ describe('exclusive start', () => {
     // The same key on another queue is another key.
     const elsewhere = await one.start('hello', { exclusiveKey: key });
     expect((await finalOf(one, elsewhere.id)).state).toBe(TaskState.SUCCESS);
+  });
+
+  it("serves the refusal's detail type by reflection, so grpcurl can print the running id", async () => {
+    const reflection = createClient(ServerReflection, createGrpcTransport({ baseUrl: stack.baseUrl }));
+    async function* ask() {
+      yield { messageRequest: { case: 'fileContainingSymbol' as const, value: 'google.rpc.ErrorInfo' } };
+    }
+    for await (const res of reflection.serverReflectionInfo(ask())) {
+      expect(res.messageResponse.case).toBe('fileDescriptorResponse');
+      if (res.messageResponse.case !== 'fileDescriptorResponse') return;
+      const [file] = res.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b));
+      expect(file?.name).toBe('google/rpc/error_details.proto');
+      expect(file?.messageType.map((m) => m.name)).toContain('ErrorInfo');
+      return;
+    }
+    throw new Error('reflection sent no answer');
   });
 });
