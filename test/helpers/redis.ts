@@ -4,7 +4,9 @@ import { startRedisServer, type RedisServer } from '../../src/redisServer.js';
 
 export type { RedisServer };
 
-export async function startRedis(options: { dataDir?: string } = {}): Promise<RedisServer> {
+/** With `dataDir` it keeps its data (append-only file); stopped and started again with the
+ * same `port` and `dataDir`, it is a Redis restart with data. */
+export async function startRedis(options: { dataDir?: string; port?: number } = {}): Promise<RedisServer> {
   return startRedisServer(options);
 }
 
