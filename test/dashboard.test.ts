@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TaskState } from '../src/client/index.js';
+import { createTaskwireClient, TaskState } from '../src/client/index.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const CHROMIUM = process.env.TASKWIRE_CHROMIUM ?? '/usr/bin/chromium';
@@ -201,6 +201,26 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     await page.locator('#conn[data-status="live"]').waitFor();
     expect(await rowsShown()).toEqual(all.tasks.map((t) => [t.id, TaskState[t.state]]));
     expect(await page.textContent('#task-count')).toBe('(3)');
+  });
+
+  it('reconnects when the API server comes back, and catches up on what changed while it was away', async () => {
+    await page.evaluate(() => (window.sameDocument = true)); // marks this document again (the test before reloaded)
+    const port = stack.api.port;
+    await stack.api.stop();
+    await page.locator('#conn[data-status="down"]').waitFor();
+
+    // Meanwhile another API server takes a task that runs to its end: no event reaches the page.
+    const other = await stack.startApi();
+    const elsewhere = createTaskwireClient({ baseUrl: `http://127.0.0.1:${other.port}` });
+    const missed = await elsewhere.start('hello', { args: ['while away'] });
+    expect(await elsewhere.wait(missed.id)).toBe('Hello while away!');
+    expect(await row(missed.id).count()).toBe(0);
+
+    stack.api = await stack.startApi({ args: ['--port', String(port)] });
+    await page.locator('#conn[data-status="live"]').waitFor();
+    await rowInState(missed.id, 'SUCCESS');
+    await other.stop();
+    expect(await page.evaluate(() => window.sameDocument)).toBe(true);
   });
 
   it('takes a screenshot with tasks in several states (test-results/dashboard.png)', async () => {

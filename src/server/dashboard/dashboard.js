@@ -10,6 +10,7 @@
 const SERVICE = '/taskwire.v1.TaskService/';
 const HOUR = 60 * 60 * 1000;
 const FEED_MAX = 60;
+const QUIET_MS = 30_000;
 const TERMINAL = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
 const EXAMPLES = {
   progress: { args: '', kwargs: '{"steps": 20, "interval": 500}' },
@@ -295,10 +296,21 @@ async function loadList(gen) {
 
 async function follow(gen, signal) {
   for (let failures = 0; gen === generation; ) {
+    // The server sends a heartbeat every few seconds; a stream silent for much longer is dead
+    // (a proxy or a sleeping laptop dropped it without a word): drop it and open another.
+    const conn = new AbortController();
+    const stop = () => conn.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    let silence;
+    const heard = () => {
+      clearTimeout(silence);
+      silence = setTimeout(stop, QUIET_MS);
+    };
     try {
       setConn('connecting', 'connecting…');
+      heard();
       const stream = serverStream('WatchEvents', { queue }, {
-        signal,
+        signal: conn.signal,
         opened: async () => {
           await loadList(gen);
           setConn('live', 'live');
@@ -307,15 +319,20 @@ async function follow(gen, signal) {
       });
       for await (const message of stream) {
         if (gen !== generation) return;
+        heard();
         if (message.task) apply(message.task, 'event');
       }
     } catch (err) {
       if (gen !== generation) return;
       if (err instanceof RpcError && err.code === 'unauthenticated') refused(err, 'live feed');
+    } finally {
+      clearTimeout(silence);
+      signal.removeEventListener('abort', stop);
+      conn.abort();
     }
     failures++;
     setConn('down', 'reconnecting…');
-    await new Promise((r) => setTimeout(r, Math.min(500 * 2 ** failures, 10_000)));
+    await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** failures, 5_000)));
   }
 }
 
