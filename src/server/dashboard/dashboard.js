@@ -11,6 +11,7 @@ const SERVICE = '/taskwire.v1.TaskService/';
 const HOUR = 60 * 60 * 1000;
 const FEED_MAX = 60;
 const QUIET_MS = 30_000;
+const MAX_ROWS = 1000; // a busy queue: the newest this many, not every task of the hour
 const TERMINAL = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
 const EXAMPLES = {
   progress: { args: '', kwargs: '{"steps": 20, "interval": 500}' },
@@ -26,6 +27,7 @@ const rows = new Map(); // id -> <tr>
 let queue = new URLSearchParams(location.search).get('queue') || 'default';
 let token = sessionStorage.getItem('taskwire.token') || '';
 let generation = 0; // bumped when the queue changes: the old stream stops
+let truncated = false; // the last hour holds more tasks than the table shows
 
 class RpcError extends Error {
   constructor(code, message) {
@@ -224,7 +226,17 @@ function render(task) {
   tr.dataset.state = state;
   for (const b of tr.querySelectorAll('.actions button')) b.disabled = TERMINAL.has(state);
   tr.querySelector('.terminate').hidden = state !== 'STARTED';
-  summary();
+  summarySoon();
+}
+
+let summaryPending = false;
+function summarySoon() {
+  if (summaryPending) return;
+  summaryPending = true;
+  requestAnimationFrame(() => {
+    summaryPending = false;
+    summary();
+  });
 }
 
 function summary() {
@@ -241,7 +253,7 @@ function summary() {
         return chip;
       }),
   );
-  $('#task-count').textContent = tasks.size ? `(${tasks.size})` : '';
+  $('#task-count').textContent = tasks.size ? `(${truncated ? `newest ${tasks.size}` : tasks.size})` : '';
   $('#empty').hidden = tasks.size > 0;
 }
 
@@ -286,12 +298,16 @@ function refused(err, what) {
 async function loadList(gen) {
   const createdAfter = new Date(Date.now() - HOUR).toISOString();
   let pageToken = '';
+  let shown = 0;
   do {
     const page = await unary('ListTasks', { queue, pageSize: 500, pageToken, createdAfter });
     if (gen !== generation) return;
     for (const t of page.tasks || []) apply(t, 'list');
+    shown += (page.tasks || []).length;
     pageToken = page.nextPageToken || '';
-  } while (pageToken);
+  } while (pageToken && shown < MAX_ROWS);
+  truncated = Boolean(pageToken);
+  summary();
 }
 
 async function follow(gen, signal) {
@@ -344,6 +360,7 @@ function watchQueue(name) {
   const ctrl = new AbortController();
   stopFollowing = () => ctrl.abort();
   tasks.clear();
+  truncated = false;
   rows.clear();
   $('#tasks tbody').replaceChildren();
   $('#feed').replaceChildren();
@@ -424,14 +441,24 @@ function fillExample() {
   $('#task-kwargs').value = example.kwargs;
 }
 
-// Durations of running tasks tick; tasks older than an hour leave the table.
+function forget(id) {
+  tasks.delete(id);
+  rows.get(id)?.remove();
+  rows.delete(id);
+}
+
+// Durations of running tasks tick; tasks older than an hour leave the table, and so do the
+// oldest when there are more than MAX_ROWS.
 setInterval(() => {
   const cutoff = Date.now() - HOUR;
+  if (tasks.size > MAX_ROWS) {
+    const oldest = [...tasks.values()].sort((a, b) => (ms(a.createdAt) ?? 0) - (ms(b.createdAt) ?? 0));
+    for (const t of oldest.slice(0, tasks.size - MAX_ROWS)) forget(t.id);
+    truncated = true;
+  }
   for (const [id, t] of tasks) {
     if ((ms(t.createdAt) ?? Date.now()) < cutoff) {
-      tasks.delete(id);
-      rows.get(id)?.remove();
-      rows.delete(id);
+      forget(id);
     } else if (!TERMINAL.has(stateOf(t))) {
       const cell = rows.get(id)?.querySelector('.duration');
       if (cell) cell.textContent = duration(t);
