@@ -93,12 +93,18 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
       .locator('#tasks tbody tr')
       .evaluateAll((trs) => trs.map((tr) => [(tr as unknown as PageNode).dataset.taskId!, (tr as unknown as PageNode).dataset.state!]));
 
+  /** As a person does: type the name, Tab (the page fills in an example's arguments), edit them. */
+  async function fillForm(on: Page, name: string, args: string, kwargs: string): Promise<void> {
+    await on.fill('#task-name', name);
+    await on.press('#task-name', 'Tab');
+    await on.fill('#task-args', args);
+    await on.fill('#task-kwargs', kwargs);
+  }
+
   /** Fill the page's start form and press its button; returns the new task's id (from its row). */
   async function startFromPage(name: string, kwargs: string): Promise<string> {
     const before = new Set((await rowsShown()).map(([id]) => id));
-    await page.fill('#task-name', name);
-    await page.fill('#task-args', '');
-    await page.fill('#task-kwargs', kwargs);
+    await fillForm(page, name, '', kwargs);
     await page.click('#start');
     await page.waitForFunction(
       (known) => [...document.querySelectorAll('#tasks tbody tr')].some((tr) => !known.includes(tr.dataset.taskId!)),
@@ -185,8 +191,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     await row(other.id).locator('td.name').hover();
     await page.locator(`#tasks tbody tr[data-task-id="${other.id}"] td.name[title*="from a client"]`).waitFor();
 
-    await page.fill('#task-name', 'nope');
-    await page.fill('#task-kwargs', '');
+    await fillForm(page, 'nope', '', '');
     await page.click('#start');
     await page.locator('#message[data-kind="error"]', { hasText: 'no task is registered as "nope"' }).waitFor();
   });
@@ -221,6 +226,32 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     await rowInState(missed.id, 'SUCCESS');
     await other.stop();
     expect(await page.evaluate(() => window.sameDocument)).toBe(true);
+  });
+
+  it('asks for a token when the server wants one, and works with it', async () => {
+    const token = 'dashboard-test-token-0123456789';
+    const guarded = await stack.startApi({ env: { TASKWIRE_TOKENS: token } });
+    const tab = await browser.newPage();
+    try {
+      tab.setDefaultTimeout(15_000);
+      const res = await tab.goto(`http://127.0.0.1:${guarded.port}/`);
+      expect(res?.status()).toBe(200); // the page itself holds no data: it is served to anyone
+      await tab.locator('#token-box:not([hidden])').waitFor();
+      expect(await tab.textContent('#message')).toMatch(/token/);
+      expect(await tab.locator('#conn[data-status="live"]').count()).toBe(0);
+      expect(await tab.locator('#tasks tbody tr').count()).toBe(0);
+
+      await tab.fill('#token', token);
+      await tab.press('#token', 'Enter');
+      await tab.locator('#conn[data-status="live"]').waitFor();
+      await tab.locator('#tasks tbody tr').first().waitFor();
+      await fillForm(tab, 'hello', '["with a token"]', '');
+      await tab.click('#start');
+      await tab.locator('#tasks tbody tr[data-state="SUCCESS"] td.name[title*="with a token"]').waitFor();
+    } finally {
+      await tab.close();
+      await guarded.stop();
+    }
   });
 
   it('takes a screenshot with tasks in several states (test-results/dashboard.png)', async () => {
