@@ -1,11 +1,26 @@
 /**
- * One handler thread: a worker_thread that runs one task at a time. Killing it (terminate,
- * hard time limit, shutdown) terminates the thread, which stops even a busy loop at once
- * and touches no other task, since no other task runs on it. A dead thread is never reused.
+ * The main thread's side of one handler thread: tasks posted to it (run one at a time, in
+ * order, by thread.ts), their results, and stopping one of them by force. Killing a task
+ * terminates the thread only when that task is the one running, after making sure the
+ * thread starts nothing else (protocol.ts); the tasks still queued on it are withdrawn and
+ * handed back to be run elsewhere. A dead thread is never reused.
  */
 import { Worker } from 'node:worker_threads';
 import type { TaskErrorInfo } from '../store/record.js';
-import type { FromThread, RunMessage } from './protocol.js';
+import {
+  cellValue,
+  clock,
+  clockDiff,
+  CELLS,
+  HOLD,
+  QUEUED,
+  RUNNING,
+  STARTED_AT,
+  TAG_MASK,
+  WITHDRAWN,
+  type FromThread,
+  type RunMessage,
+} from './protocol.js';
 
 export type KillReason = 'terminate' | 'time_limit' | 'shutdown';
 
@@ -15,45 +30,71 @@ export type Outcome =
   | { kind: 'killed'; why: KillReason }
   | { kind: 'crashed'; message: string };
 
+/** A task to run: what the thread gets, and where its outcome goes. */
+export interface Job {
+  message: Omit<RunMessage, 'cell' | 'tag'>;
+  onProgress: (json: string) => void;
+  settle: (o: Outcome) => void;
+  /** The thread it is posted to, while it is. */
+  thread?: HandlerThread;
+  killedWith?: KillReason;
+  /** Order of submission, so jobs handed back keep their turn. */
+  seq: number;
+}
+
+interface Posted {
+  job: Job;
+  tag: number;
+}
+
 const threadModule = new URL(import.meta.url.endsWith('.ts') ? './thread.ts' : './thread.js', import.meta.url).href;
 const threadEntry = new URL('./threadEntry.mjs', import.meta.url);
 
-interface Running {
-  id: string;
-  settle: (o: Outcome) => void;
-  onProgress: (json: string) => void;
-}
-
 export class HandlerThread {
-  private running: Running | undefined;
-  private killedWith: KillReason | undefined;
+  /** Posted jobs by cell, in the order posted. */
+  private readonly posted = new Map<number, Posted>();
+  private readonly freeCells: number[];
+  private nextTag = 1;
+  private crashMessage: string | undefined;
   private exited = false;
-  /** When the thread last finished a task (ms), for retiring idle threads. */
+  /** A task on it is being killed: it takes no more work. */
+  private dying = false;
+  /** Average handler time (ms) of its recent tasks. */
+  private avgMs = 0;
+  /** When it last had nothing to do (ms), for retiring idle threads. */
   idleSince = Date.now();
 
-  private constructor(private readonly thread: Worker) {
+  private constructor(
+    private readonly thread: Worker,
+    private readonly shared: Int32Array,
+    cells: number,
+    /** Jobs taken back from this thread (not started) to be posted elsewhere. */
+    private readonly handBack: (jobs: Job[]) => void,
+    private readonly onSettled: () => void,
+  ) {
+    this.freeCells = Array.from({ length: cells }, (_, i) => cells - 1 - i);
     thread.on('message', (m: FromThread) => this.onMessage(m));
     thread.on('error', (err) => {
-      // The thread is going down (an uncaught error in a handler); never reuse it.
-      this.exited = true;
-      this.finish({ kind: 'crashed', message: err.message });
+      // The thread is going down (an uncaught error in a handler); 'exit' follows.
+      this.crashMessage ??= err.message;
     });
-    thread.on('exit', (code) => {
-      this.exited = true;
-      this.finish(
-        this.killedWith ? { kind: 'killed', why: this.killedWith } : { kind: 'crashed', message: `handler thread exited with code ${code}` },
-      );
-    });
+    thread.on('exit', (code) => this.onExit(code));
   }
 
-  static spawn(tasksModule: string): Promise<HandlerThread> {
-    const thread = new Worker(threadEntry, { workerData: { tasksModule, threadModule } });
+  static spawn(
+    tasksModule: string,
+    cells: number,
+    handBack: (jobs: Job[]) => void,
+    onSettled: () => void,
+  ): Promise<HandlerThread> {
+    const buffer = new SharedArrayBuffer((CELLS + cells) * 4);
+    const thread = new Worker(threadEntry, { workerData: { tasksModule, threadModule, shared: buffer } });
     return new Promise((resolve, reject) => {
       const onMessage = (m: FromThread) => {
         if (m.type === 'ready') {
           thread.off('message', onMessage);
           thread.off('error', reject);
-          resolve(new HandlerThread(thread));
+          resolve(new HandlerThread(thread, new Int32Array(buffer), cells, handBack, onSettled));
         } else if (m.type === 'fatal') {
           void thread.terminate();
           reject(new Error(m.message));
@@ -64,47 +105,136 @@ export class HandlerThread {
     });
   }
 
-  get busy(): boolean {
-    return this.running !== undefined;
-  }
-
   get alive(): boolean {
-    return !this.exited && this.killedWith === undefined;
+    return !this.exited && !this.dying;
   }
 
-  run(message: RunMessage, onProgress: (json: string) => void): Promise<Outcome> {
-    if (this.running) throw new Error(`handler thread is busy with task ${this.running.id}`);
-    return new Promise((settle) => {
-      this.running = { id: message.id, settle, onProgress };
-      this.thread.postMessage(message);
-    });
+  /** Jobs posted and not settled. */
+  get load(): number {
+    return this.posted.size;
   }
 
-  /** Fire the running handler's AbortSignal. */
-  abort(id: string, reason: string): void {
-    if (this.running?.id === id) this.thread.postMessage({ type: 'abort', id, reason });
+  get hasRoom(): boolean {
+    return this.alive && this.freeCells.length > 0;
   }
 
-  /** Stop the thread by force; a running task settles as killed. */
-  async kill(why: KillReason): Promise<void> {
-    if (this.exited) return;
-    this.killedWith ??= why;
-    await this.thread.terminate();
+  /** How long a job posted now would wait, going by the recent handler times. */
+  get expectedWaitMs(): number {
+    return this.posted.size * this.avgMs;
   }
 
-  private onMessage(m: FromThread): void {
-    const running = this.running;
-    if (!running) return;
-    if (m.type === 'progress' && m.id === running.id) running.onProgress(m.progress);
-    else if (m.type === 'done' && m.id === running.id) {
-      this.finish(m.error ? { kind: 'threw', error: m.error } : { kind: 'returned', result: m.result ?? 'null' });
+  /** How long the task running now has run (0 when none is). */
+  runningForMs(): number {
+    const first = this.posted.entries().next();
+    if (first.done) return 0;
+    const [cell, p] = first.value;
+    if (Atomics.load(this.shared, CELLS + cell) !== cellValue(p.tag, RUNNING)) return 0;
+    return clockDiff(clock(), Atomics.load(this.shared, STARTED_AT));
+  }
+
+  post(job: Job): void {
+    const cell = this.freeCells.pop();
+    if (cell === undefined || !this.alive) throw new Error('handler thread has no room');
+    const tag = this.nextTag;
+    this.nextTag = (this.nextTag + 1) & TAG_MASK || 1;
+    Atomics.store(this.shared, CELLS + cell, cellValue(tag, QUEUED));
+    this.posted.set(cell, { job, tag });
+    job.thread = this;
+    this.thread.postMessage({ ...job.message, type: 'run', cell, tag } satisfies RunMessage);
+  }
+
+  /** Take back every job not started yet (they are handed to the caller). */
+  withdrawQueued(): Job[] {
+    const out: Job[] = [];
+    for (const [cell, p] of this.posted) {
+      const queued = cellValue(p.tag, QUEUED);
+      if (Atomics.compareExchange(this.shared, CELLS + cell, queued, cellValue(p.tag, WITHDRAWN)) === queued) {
+        this.release(cell);
+        p.job.thread = undefined;
+        out.push(p.job);
+      }
+    }
+    return out;
+  }
+
+  /** Fire a job's AbortSignal (now, or as it starts). */
+  abort(job: Job, reason: string): void {
+    this.thread.postMessage({ type: 'abort', id: job.message.id, reason });
+  }
+
+  /** Stop one job by force: taken back if it has not started; its thread terminated if it
+   * runs; nothing if it already finished (its result is on its way). */
+  kill(job: Job, why: KillReason): void {
+    const found = [...this.posted].find(([, p]) => p.job === job);
+    if (!found || this.exited) return;
+    const [cell, { tag }] = found;
+    const at = CELLS + cell;
+    if (Atomics.compareExchange(this.shared, at, cellValue(tag, QUEUED), cellValue(tag, WITHDRAWN)) === cellValue(tag, QUEUED)) {
+      this.release(cell);
+      job.thread = undefined;
+      job.settle({ kind: 'killed', why });
+      this.onSettled();
+      return;
+    }
+    Atomics.store(this.shared, HOLD, 1);
+    if (Atomics.load(this.shared, at) === cellValue(tag, RUNNING)) {
+      // The thread is inside this task and will start no other: terminate it.
+      this.dying = true;
+      job.killedWith ??= why;
+      this.handBack(this.withdrawQueued());
+      void this.thread.terminate();
+    } else {
+      Atomics.store(this.shared, HOLD, 0);
+      Atomics.notify(this.shared, HOLD);
     }
   }
 
-  private finish(outcome: Outcome): void {
-    const running = this.running;
-    this.running = undefined;
-    this.idleSince = Date.now();
-    running?.settle(outcome);
+  /** Terminate the thread; what runs on it settles as killed (shutdown). */
+  async stop(): Promise<void> {
+    this.dying = true;
+    if (!this.exited) await this.thread.terminate();
+  }
+
+  private release(cell: number): void {
+    this.posted.delete(cell);
+    this.freeCells.push(cell);
+    if (this.posted.size === 0) this.idleSince = Date.now();
+  }
+
+  private onMessage(m: FromThread): void {
+    if (m.type !== 'progress' && m.type !== 'done') return;
+    const p = this.posted.get(m.cell);
+    if (!p || p.tag !== m.tag) return;
+    if (m.type === 'progress') return p.job.onProgress(m.progress);
+    this.avgMs = this.avgMs * 0.8 + m.ms * 0.2;
+    this.release(m.cell);
+    p.job.thread = undefined;
+    p.job.settle(m.error ? { kind: 'threw', error: m.error } : { kind: 'returned', result: m.result ?? 'null' });
+    this.onSettled();
+  }
+
+  private onExit(code: number): void {
+    this.exited = true;
+    const queued: Job[] = [];
+    for (const [cell, p] of this.posted) {
+      const v = Atomics.load(this.shared, CELLS + cell);
+      this.posted.delete(cell);
+      p.job.thread = undefined;
+      if (v === cellValue(p.tag, QUEUED)) {
+        queued.push(p.job);
+      } else {
+        // It was running (or had just finished, its result lost with the thread).
+        p.job.settle(
+          p.job.killedWith
+            ? { kind: 'killed', why: p.job.killedWith }
+            : this.dying
+              ? { kind: 'killed', why: 'shutdown' }
+              : { kind: 'crashed', message: this.crashMessage ?? `handler thread exited with code ${code}` },
+        );
+      }
+    }
+    if (queued.length > 0) this.handBack(queued);
+    this.onSettled();
   }
 }
+

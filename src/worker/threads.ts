@@ -1,49 +1,57 @@
 /**
  * The handler threads of a worker, started as they are needed. Each thread runs one task
- * at a time (so killing it stops only that task), but a thread is not tied to a slot: a
- * slot borrows an idle thread for each task. Fast handlers therefore share a few threads
- * (a thread costs ~10 MB and ~100 ms of CPU to start), while slow ones get a thread each,
- * up to the worker's concurrency: a task that waits longer than `spawnAfterMs` for a thread
- * gets a new one. Threads idle for `idleMs` are retired, down to `min`.
+ * at a time (so stopping a task by force stops only that task, see handlerThread.ts), but
+ * tasks are not tied to threads: a task goes to the thread where it would wait least, and
+ * waits there behind the ones posted before it. Fast handlers therefore share a thread or
+ * two (a thread costs ~10 MB and ~100 ms of CPU to start) with no round trip through the
+ * main thread between tasks; slow ones get a thread each, up to the worker's concurrency:
+ *
+ * - a task goes to a thread whose queue, at its recent handler times, would start it within
+ *   `spawnAfterMs`; when there is none, a new thread is started for it;
+ * - a task queued behind one that has run longer than `spawnAfterMs` is taken back and goes
+ *   elsewhere (to a new thread when needed);
+ * - threads idle for `idleMs` are retired, down to `min`.
  */
 import type { Logger } from '../log.js';
-import { HandlerThread } from './handlerThread.js';
+import { HandlerThread, type Job, type KillReason, type Outcome } from './handlerThread.js';
+import type { RunMessage } from './protocol.js';
 
 export interface ThreadOptions {
   /** The most threads at once: the worker's concurrency. */
   max: number;
   /** Threads kept even when idle (the first is started before the worker takes work). */
   min: number;
-  /** Start another thread for a task that has waited this long for one. */
+  /** The longest a task should wait for a thread before another is started for it. */
   spawnAfterMs: number;
   /** Retire a thread idle for this long (while more than `min` live). */
   idleMs: number;
 }
 
-export const THREAD_DEFAULTS: Omit<ThreadOptions, 'max'> = { min: 1, spawnAfterMs: 5, idleMs: 30_000 };
+export const THREAD_DEFAULTS: Omit<ThreadOptions, 'max'> = { min: 1, spawnAfterMs: 20, idleMs: 30_000 };
 
-/** A thread; undefined when the wait was cancelled or the pool closed; an Error when no
- * thread could be started. */
-export type Lent = HandlerThread | Error | undefined;
+/** Threads started at once, at most: starting one is CPU-bound (~100 ms), so more at once
+ * would not start them sooner, and a burst of waiting tasks that an existing thread is
+ * about to take anyway does not start a crowd of threads. */
+const SPAWNING_AT_ONCE = 2;
 
-interface Waiter {
-  since: number;
-  give: (lent: Lent) => void;
-}
-
-export interface Borrow {
-  thread: Promise<Lent>;
-  cancel(): void;
+/** A submitted task: its outcome, and the two ways to stop it. */
+export interface Run {
+  outcome: Promise<Outcome>;
+  /** Fire its AbortSignal (now, or as it starts). */
+  abort(reason: string): void;
+  /** Stop it by force; its outcome is `killed` unless it had already finished. */
+  kill(why: KillReason): void;
 }
 
 export class HandlerThreads {
-  private readonly all = new Set<HandlerThread>();
-  /** Idle threads, most recently used last (taken first; the first ones retire first). */
-  private readonly idle: HandlerThread[] = [];
-  private readonly waiters: Waiter[] = [];
+  private readonly threads = new Set<HandlerThread>();
+  /** Jobs waiting for a thread, in submission order. */
+  private readonly waiting: Job[] = [];
   private spawning = 0;
+  private seq = 0;
+  /** Tasks each thread may hold at once (its queue plus the running one). */
+  private readonly cells: number;
   private timer: NodeJS.Timeout | undefined;
-  private checkQueued = false;
   private readonly retire: NodeJS.Timeout;
   private closed = false;
 
@@ -52,135 +60,161 @@ export class HandlerThreads {
     private readonly options: ThreadOptions,
     private readonly log: Logger,
   ) {
+    this.cells = Math.max(1, Math.min(options.max, 256));
     this.retire = setInterval(() => this.retireIdle(), Math.max(1000, options.idleMs / 2));
     this.retire.unref();
   }
 
   /** Starts `min` threads first, so a tasks module that cannot load fails the worker at once. */
   static async start(tasksModule: string, options: ThreadOptions, log: Logger): Promise<HandlerThreads> {
-    const threads = new HandlerThreads(tasksModule, options, log);
-    const first = await Promise.all(
-      Array.from({ length: Math.max(1, Math.min(options.min, options.max)) }, () => HandlerThread.spawn(tasksModule)),
-    ).catch((err: Error) => {
-      clearInterval(threads.retire);
+    const pool = new HandlerThreads(tasksModule, options, log);
+    try {
+      const first = await Promise.all(
+        Array.from({ length: Math.max(1, Math.min(options.min, options.max)) }, () => pool.spawnThread()),
+      );
+      for (const t of first) pool.threads.add(t);
+    } catch (err) {
+      await pool.close();
       throw err;
-    });
-    for (const t of first) {
-      threads.all.add(t);
-      threads.idle.push(t);
     }
-    return threads;
+    return pool;
   }
 
-  /** Threads alive now (busy or idle). */
+  /** Threads alive now. */
   get size(): number {
-    return this.all.size;
+    return this.threads.size;
   }
 
-  /** An idle thread now, or the first one to become free, or a new one. */
-  borrow(): Borrow {
-    const idle = this.idle.pop();
-    if (idle) return { thread: Promise.resolve(idle), cancel: () => {} };
-    let waiter!: Waiter;
-    const thread = new Promise<Lent>((give) => (waiter = { since: Date.now(), give }));
-    if (this.closed) waiter.give(undefined);
-    else {
-      this.waiters.push(waiter);
-      this.check();
-    }
+  submit(message: Omit<RunMessage, 'type' | 'cell' | 'tag'> & { type?: 'run' }, onProgress: (json: string) => void): Run {
+    let settle!: (o: Outcome) => void;
+    const outcome = new Promise<Outcome>((r) => (settle = r));
+    let settled = false;
+    const job: Job = {
+      message: { ...message, type: 'run' },
+      onProgress,
+      settle: (o) => {
+        if (settled) return;
+        settled = true;
+        settle(o);
+      },
+      seq: this.seq++,
+    };
+    if (this.closed) job.settle({ kind: 'killed', why: 'shutdown' });
+    else this.place([job]);
     return {
-      thread,
-      cancel: () => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-        waiter.give(undefined);
+      outcome,
+      abort: (reason) => {
+        if (settled) return;
+        if (job.thread) job.thread.abort(job, reason);
+        else job.message.aborted ??= reason;
+      },
+      kill: (why) => {
+        if (settled) return;
+        job.killedWith ??= why;
+        if (job.thread) return job.thread.kill(job, why);
+        const i = this.waiting.indexOf(job);
+        if (i >= 0) this.waiting.splice(i, 1);
+        job.settle({ kind: 'killed', why });
       },
     };
   }
 
-  /** Give a thread back after its task settled; a dead one is dropped. */
-  giveBack(thread: HandlerThread): void {
-    if (!thread.alive) {
-      this.all.delete(thread);
-      this.check();
-      return;
-    }
-    if (this.closed) {
-      void this.stopThread(thread);
-      return;
-    }
-    const w = this.waiters.shift();
-    if (w) w.give(thread);
-    else this.idle.push(thread);
-  }
-
-  /** Stop every thread, running handlers included; waiting borrowers get no thread. */
+  /** Stop every thread, running handlers included; waiting tasks settle as killed. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.retire);
     clearTimeout(this.timer);
-    for (const w of this.waiters.splice(0)) w.give(undefined);
-    this.idle.length = 0;
-    await Promise.all([...this.all].map((t) => this.stopThread(t)));
+    for (const job of this.waiting.splice(0)) job.settle({ kind: 'killed', why: 'shutdown' });
+    await Promise.all([...this.threads].map((t) => t.stop()));
+    this.threads.clear();
   }
 
-  private async stopThread(t: HandlerThread): Promise<void> {
-    this.all.delete(t);
-    await t.kill('shutdown');
+  /** Post each job (oldest first) where it waits least, or keep it waiting for a new thread. */
+  private place(jobs: Job[]): void {
+    if (this.closed) {
+      for (const job of jobs) job.settle({ kind: 'killed', why: 'shutdown' });
+      return;
+    }
+    const queue = jobs.length > 0 ? [...this.waiting.splice(0), ...jobs].sort((a, b) => a.seq - b.seq) : this.waiting.splice(0);
+    const room = this.options.max - this.threads.size - this.spawning;
+    for (const job of queue) {
+      let best: HandlerThread | undefined;
+      for (const t of this.threads) {
+        if (!t.hasRoom || t.runningForMs() > this.options.spawnAfterMs) continue;
+        if (!best || t.expectedWaitMs < best.expectedWaitMs) best = t;
+      }
+      if (best && (best.expectedWaitMs < this.options.spawnAfterMs || room <= 0)) best.post(job);
+      else this.waiting.push(job);
+    }
+    // One new thread per task that found no place, as far as the concurrency allows.
+    const want = Math.min(this.waiting.length - this.spawning, room, SPAWNING_AT_ONCE - this.spawning);
+    for (let i = 0; i < want; i++) this.spawnForWaiting();
+    this.arm();
   }
 
-  /**
-   * Start threads for the tasks that have waited too long. Decided in the check phase of
-   * the event loop, after messages from the threads were handled, so a busy main loop
-   * does not mistake "done, not yet read" for "still running" and start threads for nothing.
-   */
-  private check(): void {
-    if (this.checkQueued || this.closed) return;
-    this.checkQueued = true;
-    setImmediate(() => {
-      this.checkQueued = false;
-      this.spawnForWaiters();
-    });
+  private spawnThread(): Promise<HandlerThread> {
+    return HandlerThread.spawn(
+      this.tasksModule,
+      this.cells,
+      (jobs) => this.place(jobs),
+      () => this.onSettled(),
+    );
   }
 
-  private spawnForWaiters(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.closed || this.waiters.length === 0) return;
-    const now = Date.now();
-    const room = this.options.max - this.all.size - this.spawning;
-    // Nothing running would ever free a thread: start one at once.
-    let due = this.all.size === 0 ? this.waiters.length : 0;
-    if (!due) while (due < this.waiters.length && now - this.waiters[due]!.since >= this.options.spawnAfterMs) due++;
-    const n = Math.min(room, due - this.spawning);
-    for (let i = 0; i < n; i++) this.spawnOne();
-    const next = this.waiters[Math.max(due, this.spawning)];
-    if (next && room > n) this.timer = setTimeout(() => this.check(), Math.max(1, next.since + this.options.spawnAfterMs - now));
-  }
-
-  private spawnOne(): void {
+  private spawnForWaiting(): void {
     this.spawning++;
-    HandlerThread.spawn(this.tasksModule).then(
+    this.spawnThread().then(
       (t) => {
         this.spawning--;
-        if (this.closed) return void t.kill('shutdown');
-        this.all.add(t);
-        this.giveBack(t);
+        if (this.closed) return void t.stop();
+        this.threads.add(t);
+        this.place([]);
       },
       (err: Error) => {
         this.spawning--;
         this.log.error(`could not start a handler thread: ${err.message}`);
-        // With no thread left to wait for, the waiting tasks fail (and are retried or
-        // failed by their attempts) rather than wait for ever.
-        if (this.all.size === 0 && this.spawning === 0) for (const w of this.waiters.splice(0)) w.give(err);
+        // With no thread to wait for, waiting tasks fail (retried or failed by their
+        // attempts) rather than wait for ever.
+        if (this.threads.size === 0 && this.spawning === 0) {
+          for (const job of this.waiting.splice(0)) {
+            job.settle({ kind: 'crashed', message: `no handler thread could be started: ${err.message}` });
+          }
+        }
       },
     );
   }
 
+  /** A task settled somewhere: a dead thread leaves, and waiting tasks may now have a place. */
+  private onSettled(): void {
+    for (const t of this.threads) if (!t.alive && t.load === 0) this.threads.delete(t);
+    if (this.waiting.length > 0) this.place([]);
+  }
+
+  /** While tasks are queued behind others, look every `spawnAfterMs` for one stuck behind
+   * a long task, and move it. */
+  private arm(): void {
+    if (this.timer || this.closed) return;
+    let queuedBehind = this.waiting.length > 0;
+    for (const t of this.threads) if (t.load > 1) queuedBehind = true;
+    if (!queuedBehind) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const moved: Job[] = [];
+      for (const t of this.threads) {
+        if (t.load > 1 && t.runningForMs() > this.options.spawnAfterMs) moved.push(...t.withdrawQueued());
+      }
+      this.place(moved);
+    }, this.options.spawnAfterMs);
+  }
+
   private retireIdle(): void {
     const cutoff = Date.now() - this.options.idleMs;
-    while (this.all.size > this.options.min && this.idle.length > 0 && this.idle[0]!.idleSince < cutoff) {
-      void this.stopThread(this.idle.shift()!);
+    for (const t of this.threads) {
+      if (this.threads.size <= this.options.min) return;
+      if (t.load === 0 && t.idleSince < cutoff) {
+        this.threads.delete(t);
+        void t.stop();
+      }
     }
   }
 }
