@@ -82,8 +82,14 @@ export function defineTask<A extends TaskArgs, K extends TaskKwargs, R>(
   return Object.freeze({ ...options, name, run });
 }
 
+/** Marks a registry across copies of this module: a tasks module written in TypeScript
+ * imports the TypeScript source (through tsx) while a built taskwire runs dist/. */
+const REGISTRY = Symbol.for('taskwire.TaskRegistry');
+
+
 /** A named set of tasks: what a worker can run and what the API accepts. */
 export class TaskRegistry {
+  readonly [REGISTRY] = true;
   private readonly byName = new Map<string, TaskDefinition<any, any, any>>();
 
   constructor(definitions: Iterable<TaskDefinition<any, any, any>>) {
@@ -111,13 +117,20 @@ export async function loadRegistry(modulePath: string): Promise<TaskRegistry> {
   const url = modulePath.startsWith('file:') ? modulePath : (await import('node:url')).pathToFileURL(modulePath).href;
   let mod: Record<string, unknown>;
   try {
+    // Built taskwire (dist/) loading a tasks module written in TypeScript: compile it on the fly.
+    if (/\.[cm]?ts$/.test(modulePath) && !import.meta.url.endsWith('.ts')) {
+      (await import('tsx/esm/api')).register();
+      (await import('tsx/cjs/api')).register();
+    }
     mod = (await import(url)) as Record<string, unknown>;
   } catch (err) {
     throw new Error(`cannot load the tasks module ${modulePath}: ${(err as Error).message}`);
   }
-  const registry = mod.default ?? mod.registry;
-  if (!(registry instanceof TaskRegistry)) {
+  // A module compiled as CommonJS arrives wrapped: its exports object is the default.
+  const exports = (mod.default as Record<string, unknown> | undefined)?.default !== undefined ? (mod.default as Record<string, unknown>) : mod;
+  const registry = exports.default ?? exports.registry;
+  if (!(registry instanceof TaskRegistry) && (registry as Partial<TaskRegistry> | undefined)?.[REGISTRY] !== true) {
     throw new Error(`the tasks module ${modulePath} must export a registry (createRegistry(...)) as default`);
   }
-  return registry;
+  return registry as TaskRegistry;
 }

@@ -1,0 +1,141 @@
+/**
+ * The producer side of the taskwire benchmarks, as its own process: the project's client
+ * over real gRPC to a running API server. One mode per run; prints `RESULT {json}`.
+ *
+ *   start   N Starts, `inflight` calls pending at once               → { perSec }
+ *   many    N tasks as StartMany batches of `batch`, `inflight` batches → { perSec }
+ *   e2e     a steady `rate`/s for `seconds`: Start, then WatchStatus until terminal
+ *           → latency samples (ms) from calling Start to the terminal record arriving
+ *   fanout  start N tasks (no worker yet), open one WatchStatus each, print WATCHING,
+ *           (after a line on stdin), then wait for every terminal record → delivery latency samples (ms) from
+ *           the task's finish time to its arrival on the stream
+ */
+import { create } from '@bufbuild/protobuf';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import { StartRequestSchema } from '../../gen/taskwire/v1/task_service_pb.js';
+import { TaskState } from '../../gen/taskwire/v1/task_pb.js';
+import { TERMINAL, TaskwireClient } from '../../src/client/index.js';
+import { inFlight } from '../lib/stats.js';
+
+interface Params {
+  mode: 'start' | 'many' | 'e2e' | 'fanout';
+  baseUrl: string;
+  count: number;
+  inflight: number;
+  batch: number;
+  rate: number;
+  seconds: number;
+  warmupSeconds: number;
+  /** fanout: spread the streams over this many HTTP/2 connections. */
+  connections: number;
+}
+
+const p = JSON.parse(process.argv[2]!) as Params;
+const client = new TaskwireClient({ baseUrl: p.baseUrl });
+const result = (r: unknown) => process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
+const noopRequest = create(StartRequestSchema, TaskwireClient.startRequest('noop'));
+
+async function warm(): Promise<void> {
+  // Open the HTTP/2 session and warm the JIT on both sides before the clock starts.
+  await inFlight(500, p.inflight || 16, () => client.rpc.start(noopRequest));
+}
+
+async function startMode(): Promise<void> {
+  await warm();
+  const t0 = performance.now();
+  await inFlight(p.count, p.inflight, () => client.rpc.start(noopRequest));
+  const s = (performance.now() - t0) / 1000;
+  result({ perSec: p.count / s, seconds: s });
+}
+
+async function manyMode(): Promise<void> {
+  await warm();
+  const batches = Math.ceil(p.count / p.batch);
+  const requests = Array.from({ length: p.batch }, () => noopRequest);
+  const t0 = performance.now();
+  let refused = 0;
+  await inFlight(batches, p.inflight, async () => {
+    const res = await client.rpc.startMany({ requests });
+    for (const r of res.results) if (r.outcome.case !== 'task') refused++;
+  });
+  const s = (performance.now() - t0) / 1000;
+  if (refused) throw new Error(`${refused} tasks were refused`);
+  result({ perSec: (batches * p.batch) / s, seconds: s });
+}
+
+async function e2eMode(): Promise<void> {
+  const samples: number[] = [];
+  const total = Math.round(p.rate * (p.seconds + p.warmupSeconds));
+  const warmup = Math.round(p.rate * p.warmupSeconds);
+  const interval = 1000 / p.rate;
+  const pending: Promise<void>[] = [];
+  let late = 0;
+  const t0 = performance.now() + 50;
+  const one = async (i: number) => {
+    const begin = performance.now();
+    const task = await client.start('noop');
+    let end = NaN;
+    for await (const t of client.watch(task.id)) {
+      if (TERMINAL.has(t.state)) {
+        end = performance.now();
+        if (t.state !== TaskState.SUCCESS) throw new Error(`task ${t.id} ended ${TaskState[t.state]}`);
+      }
+    }
+    if (i >= warmup) samples.push(end - begin);
+  };
+  for (let i = 0; i < total; i++) {
+    const due = t0 + i * interval;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    else if (wait < -interval) late++;
+    pending.push(one(i));
+  }
+  await Promise.all(pending);
+  result({ samples, late });
+}
+
+async function fanoutMode(): Promise<void> {
+  const clients = Array.from(
+    { length: p.connections },
+    () => new TaskwireClient({ transport: createGrpcTransport({ baseUrl: p.baseUrl }) }),
+  );
+  const ids: string[] = [];
+  const requests = Array.from({ length: Math.min(p.count, 1000) }, () => noopRequest);
+  while (ids.length < p.count) {
+    const res = await client.rpc.startMany({ requests: requests.slice(0, p.count - ids.length) });
+    for (const r of res.results) if (r.outcome.case === 'task') ids.push(r.outcome.value.id);
+  }
+  // The orchestrator measures the API's memory now, then lets the watchers open.
+  process.stdout.write(`CREATED ${ids.length}\n`);
+  await new Promise<void>((r) => process.stdin.once('data', () => r()));
+  const samples: number[] = [];
+  let open = 0;
+  let announce: () => void;
+  const allOpen = new Promise<void>((r) => (announce = r));
+  const watches = ids.map(async (id, i) => {
+    let first = true;
+    for await (const t of clients[i % clients.length]!.watch(id, { maxRetries: 0 })) {
+      if (first) {
+        first = false;
+        if (++open === ids.length) announce();
+      }
+      if (TERMINAL.has(t.state)) {
+        const finished = t.finishedAt ? Number(t.finishedAt.seconds) * 1000 + t.finishedAt.nanos / 1e6 : NaN;
+        samples.push(Date.now() - finished);
+      }
+    }
+  });
+  await allOpen;
+  process.stdout.write(`WATCHING ${open}\n`);
+  await Promise.all(watches);
+  result({ samples });
+}
+
+const modes = { start: startMode, many: manyMode, e2e: e2eMode, fanout: fanoutMode };
+modes[p.mode]().then(
+  () => process.exit(0),
+  (err: Error) => {
+    process.stderr.write(`taskwire client failed: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,358 @@
+/**
+ * taskwire against BullMQ on the same Redis, in the same run, alternating, several rounds.
+ *
+ *   npm run bench                  # full run (~5 min on 2 cores)
+ *   npm run bench -- --quick       # one short round (~1 min), a smoke test of the suite
+ *   npm run bench -- --rounds 5 --only drain,start
+ *   npm run bench -- --profile     # also write CPU profiles of the taskwire worker and API
+ *
+ * It starts its own redis-server (FLUSHALL between runs), runs every role in a process of
+ * its own (workers, API server, producers; this process only enqueues for the drains and
+ * watches Redis), prints a table of medians with min–max over the rounds and the
+ * taskwire/BullMQ ratio, and writes the raw figures to bench/results/.
+ * docs/performance.md explains each figure.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { connectReady } from '../src/redis.js';
+import { startRedisServer, type RedisServer } from '../src/redisServer.js';
+import { keys } from '../src/store/keys.js';
+import { TaskStore } from '../src/store/taskStore.js';
+import { loadRegistry } from '../src/tasks/define.js';
+import { spawnNode, stopAllProcs, type Proc } from './lib/proc.js';
+import { inFlight, latencyPercentiles, spread, type Spread } from './lib/stats.js';
+
+const ROOT = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../" : "../../", import.meta.url));
+const HERE = fileURLToPath(new URL('./', import.meta.url));
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+/** Compiled (npm run build) or TypeScript through tsx: the same way for both systems. */
+const LOADER = EXT === '.ts' ? ['--import', 'tsx'] : [];
+const CLI = fileURLToPath(new URL(`../src/cli/main${EXT}`, import.meta.url));
+const TASKS = `${HERE}tasks${EXT}`;
+const BULLMQ = `${HERE}peers/bullmq${EXT}`;
+const TW_CLIENT = `${HERE}peers/taskwireClient${EXT}`;
+const QUEUE = 'default';
+const BULL_QUEUE = 'bench';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean' },
+    rounds: { type: 'string' },
+    only: { type: 'string' },
+    profile: { type: 'boolean' },
+  },
+});
+const quick = flags.quick ?? false;
+const P = {
+  rounds: Number(flags.rounds ?? (quick ? 1 : 3)),
+  drainTasks: quick ? 5_000 : 20_000,
+  drainConcurrency: [1, 16, 100],
+  startTasks: quick ? 5_000 : 20_000,
+  startInflight: 64,
+  batchTasks: quick ? 20_000 : 50_000,
+  batchSize: 500,
+  batchInflight: 4,
+  e2eRate: 200,
+  e2eSeconds: quick ? 3 : 8,
+  e2eWarmup: 1,
+  e2eConcurrency: 16,
+  fanout: [1_000, 10_000],
+  fanoutConnections: 10,
+  fanoutConcurrency: 16,
+};
+const only = flags.only ? new Set(flags.only.split(',')) : undefined;
+const want = (s: string) => !only || only.has(s);
+const profileDir = `${ROOT}bench/results/profiles`;
+
+type System = 'taskwire' | 'bullmq';
+/** figure → system → one value per round */
+const figures = new Map<string, Record<System, number[]>>();
+function record(figure: string, system: System, value: number): void {
+  if (!figures.has(figure)) figures.set(figure, { taskwire: [], bullmq: [] });
+  figures.get(figure)![system].push(value);
+}
+
+let redisServer: RedisServer;
+let redis: Redis;
+let store: TaskStore;
+const log = (m: string) => process.stderr.write(`${m}\n`);
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// processes
+
+function twEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { REDIS_URL: redisServer.url, TASKWIRE_TASKS: TASKS, TASKWIRE_LEASE: '20s', ...extra };
+}
+
+function nodeArgs(script: string, role: string): string[] {
+  const prof = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${role}-${Date.now()}.cpuprofile`] : [];
+  return [...LOADER, ...prof, script];
+}
+
+async function startWorker(system: System, concurrency: number, tag: string): Promise<{ proc: Proc; readyMs: number }> {
+  const t0 = performance.now();
+  let proc: Proc;
+  if (system === 'taskwire') {
+    proc = spawnNode('taskwire worker', [...nodeArgs(CLI, `worker-${tag}`), 'worker', '-c', String(concurrency)], twEnv());
+    await proc.waitFor(/runs queues/);
+  } else {
+    proc = spawnNode('bullmq worker', [...LOADER, BULLMQ, JSON.stringify({ mode: 'worker', url: redisServer.url, queue: BULL_QUEUE, concurrency })]);
+    await proc.waitFor(/^READY$/m);
+  }
+  return { proc, readyMs: performance.now() - t0 };
+}
+
+async function startApi(tag: string): Promise<{ proc: Proc; baseUrl: string }> {
+  const proc = spawnNode('taskwire serve', [...nodeArgs(CLI, `api-${tag}`), 'serve', '--host', '127.0.0.1', '--port', '0'], twEnv());
+  const m = await proc.waitFor(/API listening on [^\s]+:(\d+)/);
+  return { proc, baseUrl: `http://127.0.0.1:${m[1]}` };
+}
+
+function client(system: System, params: Record<string, unknown>): Proc {
+  if (system === 'taskwire') return spawnNode('taskwire client', [...LOADER, TW_CLIENT, JSON.stringify(params)]);
+  return spawnNode('bullmq producer', [...LOADER, BULLMQ, JSON.stringify({ url: redisServer.url, queue: BULL_QUEUE, ...params })]);
+}
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 180_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// scenarios
+
+/** Pre-enqueue `n` no-op tasks, start one worker, and time the drain from the first task
+ * started to the last finished, as the records in Redis say. */
+async function drain(system: System, concurrency: number): Promise<void> {
+  const n = P.drainTasks;
+  await redis.flushall();
+  let ids: string[] = [];
+  let queue: Queue | undefined;
+  if (system === 'taskwire') {
+    ids = new Array<string>(n);
+    await inFlight(n, 256, async (i) => {
+      ids[i] = (await store.start({ name: 'noop' })).task.id;
+    });
+  } else {
+    queue = new Queue(BULL_QUEUE, { connection: { host: '127.0.0.1', port: redisServer.port } });
+    for (let i = 0; i < n; i += 1000) {
+      const jobs = await queue.addBulk(Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ name: 'noop', data: { i: i + j } })));
+      for (const j of jobs) ids.push(j.id!);
+    }
+  }
+  const { proc, readyMs } = await startWorker(system, concurrency, `drain-c${concurrency}`);
+  try {
+    if (system === 'taskwire') await until(async () => (await redis.xlen(keys.stream(QUEUE))) === 0, 'the taskwire drain');
+    else await until(async () => (await queue!.getCompletedCount()) === n, 'the BullMQ drain');
+    const rss = proc.peakRss();
+    // Verify every task really ran, and take its start/finish times.
+    const pipe = redis.pipeline();
+    for (const id of ids) {
+      if (system === 'taskwire') pipe.hmget(keys.task(QUEUE, id), 'state', 'started', 'finished');
+      // A BullMQ job that completed has a returnvalue ('null' for the no-op).
+      else pipe.hmget(`bull:${BULL_QUEUE}:${id}`, 'returnvalue', 'processedOn', 'finishedOn');
+    }
+    const rows = ((await pipe.exec()) ?? []).map(([, v]) => v as (string | null)[]);
+    let first = Infinity;
+    let last = -Infinity;
+    for (const [state, started, finished] of rows) {
+      if (system === 'taskwire' ? state !== 'SUCCESS' : state !== 'null') throw new Error(`a drained ${system} task did not succeed (${state})`);
+      if (!started || !finished) throw new Error(`a drained ${system} task has no start/finish time`);
+      first = Math.min(first, Number(started));
+      last = Math.max(last, Number(finished));
+    }
+    const perSec = n / Math.max(1, last - first) * 1000;
+    record(`drain c=${concurrency} (tasks/s)`, system, perSec);
+    record(`worker start → ready, c=${concurrency} (ms)`, system, readyMs);
+    if (concurrency === 100) record('worker peak RSS, drain c=100 (MiB)', system, rss / MiB);
+    log(`  ${system} drain c=${concurrency}: ${perSec.toFixed(0)}/s, ready in ${readyMs.toFixed(0)}ms, peak RSS ${(rss / MiB).toFixed(0)} MiB`);
+  } finally {
+    await proc.stop();
+    await queue?.close();
+  }
+}
+
+async function enqueueRate(system: System, batch: boolean): Promise<void> {
+  await redis.flushall();
+  const api = system === 'taskwire' ? await startApi(batch ? 'startmany' : 'start') : undefined;
+  const params = batch
+    ? { mode: system === 'taskwire' ? 'many' : 'bulk', count: P.batchTasks, batch: P.batchSize, inflight: P.batchInflight }
+    : { mode: system === 'taskwire' ? 'start' : 'add', count: P.startTasks, inflight: P.startInflight };
+  const proc = client(system, { ...params, baseUrl: api?.baseUrl });
+  try {
+    const r = await proc.result<{ perSec: number }>();
+    const figure = batch
+      ? `batch: StartMany vs addBulk, ${P.batchSize}/batch (tasks/s)`
+      : `Start over gRPC vs add, ${P.startInflight} in flight (tasks/s)`;
+    record(figure, system, r.perSec);
+    const rss = system === 'taskwire' ? api!.proc.peakRss() : proc.peakRss();
+    if (!batch) record('API peak RSS, Start bench (MiB) [BullMQ: producer]', system, rss / MiB);
+    log(`  ${system} ${batch ? 'batch' : 'start'}: ${r.perSec.toFixed(0)}/s, peak RSS ${(rss / MiB).toFixed(0)} MiB`);
+  } finally {
+    await proc.stop();
+    await api?.proc.stop();
+  }
+}
+
+async function endToEnd(system: System): Promise<void> {
+  await redis.flushall();
+  const api = system === 'taskwire' ? await startApi('e2e') : undefined;
+  const { proc: worker } = await startWorker(system, P.e2eConcurrency, 'e2e');
+  const proc = client(system, {
+    mode: 'e2e',
+    baseUrl: api?.baseUrl,
+    rate: P.e2eRate,
+    seconds: P.e2eSeconds,
+    warmupSeconds: P.e2eWarmup,
+  });
+  try {
+    const r = await proc.result<{ samples: number[]; late: number }>();
+    const l = latencyPercentiles(r.samples);
+    record(`end-to-end at ${P.e2eRate}/s: p50 (ms)`, system, l.p50);
+    record(`end-to-end at ${P.e2eRate}/s: p95 (ms)`, system, l.p95);
+    record(`end-to-end at ${P.e2eRate}/s: p99 (ms)`, system, l.p99);
+    log(`  ${system} e2e: p50 ${l.p50.toFixed(2)} p95 ${l.p95.toFixed(2)} p99 ${l.p99.toFixed(2)} ms (n=${l.n}, late ${r.late})`);
+  } finally {
+    await proc.stop();
+    await worker.stop();
+    await api?.proc.stop();
+  }
+}
+
+async function fanout(n: number): Promise<void> {
+  await redis.flushall();
+  const api = await startApi(`fanout-${n}`);
+  const proc = client('taskwire', { mode: 'fanout', baseUrl: api.baseUrl, count: n, connections: P.fanoutConnections });
+  let worker: Proc | undefined;
+  try {
+    await proc.waitFor(/^CREATED \d+$/m);
+    await new Promise((r) => setTimeout(r, 300)); // let the API's allocations from the Starts settle
+    const before = api.proc.rss();
+    proc.send('go');
+    await proc.waitFor(/^WATCHING \d+$/m, 120_000);
+    const after = api.proc.rss();
+    worker = (await startWorker('taskwire', P.fanoutConcurrency, `fanout-${n}`)).proc;
+    const r = await proc.result<{ samples: number[] }>(180_000);
+    if (r.samples.length !== n) throw new Error(`fan-out: ${r.samples.length} of ${n} watchers saw the end`);
+    const l = latencyPercentiles(r.samples);
+    const perWatcher = (after - before) / n / 1024;
+    record(`fan-out ${n} watchers: memory per watcher (KiB)`, 'taskwire', perWatcher);
+    record(`fan-out ${n} watchers: delivery p99 (ms)`, 'taskwire', l.p99);
+    log(`  taskwire fan-out ${n}: ${perWatcher.toFixed(1)} KiB/watcher, delivery p50 ${l.p50} p99 ${l.p99} ms, API peak ${(api.proc.peakRss() / MiB).toFixed(0)} MiB`);
+  } finally {
+    await proc.stop();
+    await worker?.stop();
+    await api.proc.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// report
+
+interface Row {
+  figure: string;
+  target?: string;
+  /** lower is better (latency, memory) */
+  lower?: boolean;
+  /** the check against the target: ratio taskwire/BullMQ, or taskwire's own value */
+  pass?: (tw: Spread, ratio: number) => boolean;
+}
+
+const fmt = (v: number) =>
+  !Number.isFinite(v) ? '—' : v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+const cell = (s: Spread) => (s.n === 0 ? '—' : s.n === 1 ? fmt(s.median) : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`);
+
+function report(rows: Row[]): string {
+  const lines: string[][] = [['figure', 'taskwire', 'BullMQ', 'tw/BullMQ', 'target']];
+  for (const row of rows) {
+    const f = figures.get(row.figure);
+    if (!f) continue;
+    const tw = spread(f.taskwire);
+    const bq = spread(f.bullmq);
+    const ratio = tw.median / bq.median;
+    const verdict = row.pass ? (row.pass(tw, ratio) ? ' ok' : ' MISSED') : '';
+    lines.push([row.figure, cell(tw), cell(bq), bq.n ? `${ratio.toFixed(2)}×` : '—', row.target ? `${row.target}${verdict}` : '']);
+  }
+  const widths = lines[0]!.map((_, c) => Math.max(...lines.map((l) => l[c]!.length)));
+  const out = lines.map((l) => l.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ').trimEnd());
+  out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return out.join('\n');
+}
+
+const atLeast = (x: number) => (_: Spread, r: number) => r >= x;
+const atMost = (x: number) => (_: Spread, r: number) => r <= x;
+const ROWS: Row[] = [
+  { figure: 'drain c=1 (tasks/s)', target: '≥1×', pass: atLeast(1) },
+  { figure: 'drain c=16 (tasks/s)' },
+  { figure: 'drain c=100 (tasks/s)', target: '≥2×', pass: atLeast(2) },
+  { figure: `Start over gRPC vs add, ${P.startInflight} in flight (tasks/s)`, target: '≥1×', pass: atLeast(1) },
+  { figure: `batch: StartMany vs addBulk, ${P.batchSize}/batch (tasks/s)`, target: '≥3×', pass: atLeast(3) },
+  { figure: `end-to-end at ${P.e2eRate}/s: p50 (ms)`, target: '≤1×', pass: atMost(1) },
+  { figure: `end-to-end at ${P.e2eRate}/s: p95 (ms)` },
+  { figure: `end-to-end at ${P.e2eRate}/s: p99 (ms)`, target: '≤1×', pass: atMost(1) },
+  ...P.fanout.flatMap((n): Row[] => [
+    {
+      figure: `fan-out ${n} watchers: memory per watcher (KiB)`,
+      ...(n >= 10_000 ? { target: '<10 KiB', pass: (tw: Spread) => tw.median < 10 } : {}),
+    },
+    { figure: `fan-out ${n} watchers: delivery p99 (ms)` },
+  ]),
+  { figure: 'worker peak RSS, drain c=100 (MiB)', target: '≤1×', pass: atMost(1) },
+  { figure: 'API peak RSS, Start bench (MiB) [BullMQ: producer]' },
+  ...P.drainConcurrency.map((c) => ({ figure: `worker start → ready, c=${c} (ms)` })),
+];
+
+// ---------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const began = Date.now();
+  mkdirSync(`${ROOT}bench/results`, { recursive: true });
+  if (flags.profile) mkdirSync(profileDir, { recursive: true });
+  redisServer = await startRedisServer();
+  redis = await connectReady(redisServer.url, 'bench');
+  await redis.config('SET', 'maxmemory-policy', 'noeviction');
+  store = new TaskStore(redis, await loadRegistry(TASKS), { resultTtlMs: 86_400_000, eventLogCap: 1000, maxPayloadBytes: 1 << 20 });
+  const info = ((await redis.info('server')).match(/redis_version:(\S+)/) ?? [])[1];
+  log(`redis-server ${info} (pid ${redisServer.pid}) at ${redisServer.url}; node ${process.version}; ${P.rounds} round(s)${quick ? ', quick' : ''}`);
+  try {
+    for (let round = 0; round < P.rounds; round++) {
+      // Alternate who goes first, so neither always runs on a warmer (or busier) machine.
+      const order: System[] = round % 2 === 0 ? ['taskwire', 'bullmq'] : ['bullmq', 'taskwire'];
+      log(`round ${round + 1}/${P.rounds}`);
+      for (const c of P.drainConcurrency) if (want('drain')) for (const s of order) await drain(s, c);
+      if (want('start')) for (const s of order) await enqueueRate(s, false);
+      if (want('batch')) for (const s of order) await enqueueRate(s, true);
+      if (want('e2e')) for (const s of order) await endToEnd(s);
+      if (want('fanout')) for (const n of P.fanout) await fanout(n);
+    }
+  } finally {
+    await stopAllProcs();
+    await redis.quit();
+    await redisServer.stop();
+  }
+  const table = report(ROWS);
+  const header = `taskwire vs BullMQ 6.7.0 — ${P.rounds} round(s), medians (min–max); node ${process.version}, redis ${info}, ${(
+    (Date.now() - began) /
+    1000
+  ).toFixed(0)} s`;
+  process.stdout.write(`\n${header}\n\n${table}\n`);
+  const file = `${ROOT}bench/results/${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  writeFileSync(file, JSON.stringify({ params: P, figures: Object.fromEntries(figures), table }, null, 2));
+  log(`\nraw figures: ${file}${flags.profile ? `\nCPU profiles: ${profileDir}` : ''}`);
+}
+
+main().catch(async (err: Error) => {
+  log(`bench failed: ${err.stack ?? err.message}`);
+  await stopAllProcs();
+  await redis?.quit().catch(() => {});
+  await redisServer?.stop();
+  process.exit(1);
+});
+
