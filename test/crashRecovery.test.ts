@@ -115,6 +115,25 @@ describe('a worker killed mid-task', () => {
   });
 });
 
+describe('a busy queue', () => {
+  it("does not make a dead worker's task wait behind it: the next free slot takes it first", async () => {
+    const queue = 'crash-busy';
+    const victim = await worker(queue, 'busy-victim');
+    const lost = await stack.client.start('sleep', { args: [30], queue });
+    const follow = new Follow(stack.client, lost.id);
+    await follow.until(isState(TaskState.STARTED), 'the task started on the victim');
+    await worker(queue, 'busy-rescuer');
+    // A queue the rescuer's one slot needs a dozen seconds to work through.
+    const queued = await Promise.all(Array.from({ length: 12 }, () => stack.client.start('sleep', { args: [1], queue })));
+    await victim.kill();
+
+    await follow.until((t) => t.state === TaskState.STARTED && t.attempt === 2, 'attempt 2 started');
+    const waiting = await Promise.all(queued.map((t) => stack.client.status(t.id)));
+    expect(waiting.filter((t) => t.state === TaskState.PENDING).length).toBeGreaterThan(0);
+    await Promise.all([lost, ...queued].map((t) => stack.client.cancel(t.id)));
+  });
+});
+
 describe('a long task on a live worker', () => {
   it('is never taken over, however long it runs past the lease, even when it blocks its thread', async () => {
     const queue = 'crash-long';

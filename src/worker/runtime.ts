@@ -52,6 +52,10 @@ export class Worker {
   private wake: (() => void) | undefined;
   private loopDone: Promise<void> = Promise.resolve();
   private idleWaiters: (() => void)[] = [];
+  /** A reclaim found every slot busy: the next free slot looks for abandoned tasks before
+   * new ones, so a dead worker's tasks do not wait behind the whole queue. */
+  private reclaimWhenFree = false;
+  private reclaiming: Promise<void> | undefined;
 
   private constructor(
     private readonly config: WorkerConfig,
@@ -113,6 +117,11 @@ export class Worker {
       const free = this.pool.free - this.backlog.length;
       if (free <= 0) {
         await new Promise<void>((r) => (this.wake = r));
+        continue;
+      }
+      if (this.reclaimWhenFree) {
+        this.reclaimWhenFree = false;
+        await this.reclaim().catch((err: Error) => this.log.warn(err.message));
         continue;
       }
       try {
@@ -264,10 +273,18 @@ export class Worker {
     for (const [id, mode] of cancels) this.applyCancel(id, mode);
   }
 
-  private async reclaim(): Promise<void> {
+  private reclaim(): Promise<void> {
+    this.reclaiming ??= this.reclaimFree().finally(() => (this.reclaiming = undefined));
+    return this.reclaiming;
+  }
+
+  private async reclaimFree(): Promise<void> {
     for (const queue of this.config.queues) {
       const free = this.pool.free - this.backlog.length;
-      if (free <= 0) return;
+      if (free <= 0) {
+        this.reclaimWhenFree = true;
+        return;
+      }
       for (const d of await this.reclaimer.reclaim(queue, free)) {
         this.log.info(`task ${d.id}: taken over from a worker that stopped renewing its lease`);
         this.dispatch(d);
