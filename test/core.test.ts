@@ -207,6 +207,16 @@ describe('errors', () => {
         const err = await rpcError(call);
         expect(err.code, err.message).toBe(code);
       }
+      // Through curl-style Connect JSON: args that are not a list, kwargs that are not an object.
+      for (const body of [{ name: 'hello', args: { name: 'Lucy' } }, { name: 'hello', kwargs: ['Lucy'] }, { name: 'hello', args: 'Lucy' }]) {
+        const res = await fetch(`http://127.0.0.1:${small.port}/taskwire.v1.TaskService/Start`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { code: string }).code).toBe('invalid_argument');
+      }
       const big = await rpcError(client.start('hello', { args: ['x'.repeat(200)] }));
       expect(big.rawMessage).toMatch(/limit is 100/);
 
