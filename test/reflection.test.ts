@@ -6,7 +6,11 @@
  * (grpcurl itself cannot be installed here: it is not packaged in Debian and the Go module
  * proxy is out of reach, so this test does its job.) It checks what the @grpc/reflection
  * package gets wrong (grpc/grpc-node#2958): imports of well-known types, and map<> fields.
+ * Last, `buf curl` (a dev dependency; Go's protobuf runtime, which refuses descriptors that
+ * do not link) lists the services and calls Start and GetStatus through reflection alone.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -16,6 +20,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const PROTO = fileURLToPath(new URL('../proto/', import.meta.url));
+const BUF = fileURLToPath(new URL('../node_modules/.bin/buf', import.meta.url));
+const run = promisify(execFile);
 const VERSIONS = ['v1', 'v1alpha'] as const;
 
 let stack: Stack;
@@ -163,5 +169,32 @@ describe.each(VERSIONS)('grpc.reflection.%s.ServerReflection', (version) => {
     const reply = await reflect(version, { file_containing_symbol: 'taskwire.v1.Nope' });
     expect(reply.message_response).toBe('error_response');
     expect(reply.error_response.error_code).toBe(grpc.status.NOT_FOUND);
+  });
+});
+
+describe('buf curl, a Go reflection client like grpcurl', () => {
+  const bufCurl = (...args: string[]) =>
+    run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', ...args], { timeout: 20_000 });
+  const base = () => `http://127.0.0.1:${stack.api.port}`;
+
+  it('lists the services and the methods through reflection', async () => {
+    const services = (await bufCurl('--list-services', base())).stdout.trim().split('\n');
+    expect(services).toEqual(expect.arrayContaining(['taskwire.v1.TaskService', 'grpc.health.v1.Health']));
+    const methods = (await bufCurl('--list-methods', base())).stdout;
+    expect(methods).toContain('taskwire.v1.TaskService/WatchStatus');
+  });
+
+  it('calls Start and GetStatus with no proto file at hand', async () => {
+    const started = JSON.parse(
+      (await bufCurl('-d', '{"name":"hello","args":["Lucy"],"kwargs":{"n":1}}', `${base()}/taskwire.v1.TaskService/Start`)).stdout,
+    );
+    expect(started.task).toMatchObject({ name: 'hello', state: 'TASK_STATE_PENDING', args: ['Lucy'], kwargs: { n: 1 }, version: '1' });
+    // Timestamps print as RFC 3339 text: the Timestamp type was resolved.
+    expect(started.task.createdAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+    const status = JSON.parse((await bufCurl('-d', `{"id":"${started.task.id}"}`, `${base()}/taskwire.v1.TaskService/GetStatus`)).stdout);
+    expect(status.task.id).toBe(started.task.id);
+    const health = JSON.parse((await bufCurl('-d', '{}', `${base()}/grpc.health.v1.Health/List`)).stdout);
+    // A map<string, HealthCheckResponse> printed as a JSON object.
+    expect(health.statuses['taskwire.v1.TaskService']).toEqual({ status: 'SERVING' });
   });
 });
