@@ -96,6 +96,8 @@ describe('a Redis restart', () => {
     const refused = await unavailable(client.rpc.start({ name: 'hello' }, { timeoutMs: 5000 }));
     expect(refused.rawMessage).toMatch(/Redis/);
     await unavailable(client.rpc.getStatus({ id: watched.id }, { timeoutMs: 5000 }));
+    // The exclusive-key path (a redlock lock first) does not sit out its lock retries either.
+    await unavailable(client.rpc.start({ name: 'hello', exclusiveKey: 'k' }, { timeoutMs: 5000 }));
     // A watcher that starts while Redis is down waits it out (the client retries).
     const lateFollow = new Follow(client, queued[0]!.id);
     const late = lateFollow.end();

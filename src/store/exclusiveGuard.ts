@@ -19,7 +19,7 @@ const RETRY_COUNT = Math.ceil((2 * LOCK_TTL_MS) / (RETRY_DELAY_MS - RETRY_JITTER
 export class ExclusiveGuard {
   private readonly redlock: Redlock;
 
-  constructor(redis: Redis) {
+  constructor(private readonly redis: Redis) {
     this.redlock = new Redlock([redis], {
       retryCount: RETRY_COUNT,
       retryDelay: RETRY_DELAY_MS,
@@ -30,6 +30,11 @@ export class ExclusiveGuard {
   }
 
   async run<T>(resource: string, fn: () => Promise<T>): Promise<T> {
+    // Redlock retries a failed attempt for its whole budget (seconds): with Redis away that
+    // would hold the Start that long, where every other call answers UNAVAILABLE at once.
+    if (this.redis.status !== 'ready') {
+      throw new TaskwireError('unavailable', 'Redis cannot be reached right now; try again shortly');
+    }
     let lock;
     try {
       lock = await this.redlock.acquire([resource], LOCK_TTL_MS);
