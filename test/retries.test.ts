@@ -4,9 +4,8 @@
  * attempt; the final FAILURE keeps the last error. Errors not listed, and errors no retry
  * can mend (EncodeError), end the task at once.
  */
-import { durationFromMs } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { resultOf, TaskState, TaskwireClient, type Task } from '../src/client/index.js';
+import { resultOf, TaskState, type Task } from '../src/client/index.js';
 import type { TaskRecord } from '../src/store/record.js';
 import { backoffMs, shouldRetry } from '../src/worker/retryPolicy.js';
 import { describe as show, Follow, oneToN, versions } from './helpers/follow.js';
@@ -31,17 +30,12 @@ interface Retry {
   initialBackoffMs?: number;
 }
 
-/** Start through the raw RPC: the Start request's whole retry policy. */
-async function start(name: string, kwargs: Record<string, string | number>, retry?: Retry): Promise<Task> {
-  const req = TaskwireClient.startRequest(name, { kwargs });
-  if (retry) {
-    req.retry = {
-      maxAttempts: retry.maxAttempts,
-      retryOn: retry.retryOn,
-      initialBackoff: durationFromMs(retry.initialBackoffMs ?? 100),
-    };
-  }
-  return (await stack.client.rpc.start(req)).task!;
+/** Start with a retry policy given by the Start request (through the client's options). */
+function start(name: string, kwargs: Record<string, string | number>, retry?: Retry): Promise<Task> {
+  return stack.client.start(name, {
+    kwargs,
+    ...(retry && { ...retry, initialBackoffMs: retry.initialBackoffMs ?? 100, maxBackoffMs: 1000 }),
+  });
 }
 
 const history = (t: Task) => new Follow(stack.client, t.id).end();
@@ -67,6 +61,8 @@ describe('a Start retry policy', () => {
       expect(retry.error?.message).toBe('boom');
       expect(retry.nextAttemptAt).toBeDefined();
       expect(retry.finishedAt).toBeUndefined();
+      // Due after the Start's initial backoff (100ms), doubled for the second: not the default 1s.
+      expect(ms(retry.nextAttemptAt) - ms(retry.updatedAt)).toBeLessThanOrEqual(i === 2 ? 100 : 200);
       // The next attempt did not start before it was due.
       expect(ms(seen[i + 1]!.startedAt)).toBeGreaterThanOrEqual(ms(retry.nextAttemptAt));
       // A new attempt starts clean.

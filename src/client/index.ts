@@ -47,6 +47,10 @@ export interface StartOptions {
   timeLimitMs?: number;
   maxAttempts?: number;
   retryOn?: string[];
+  /** The wait before the second attempt (doubles each attempt, with jitter); default: the task's. */
+  initialBackoffMs?: number;
+  /** The longest wait between attempts; default: the task's. */
+  maxBackoffMs?: number;
   /** W3C trace context of the caller: the task's logs join this trace. */
   traceparent?: string;
 }
@@ -153,7 +157,15 @@ export class TaskwireClient {
       notBefore: o.notBefore ? timestampFromMs(o.notBefore.getTime()) : undefined,
       expiresAt: o.expiresAt ? timestampFromMs(o.expiresAt.getTime()) : undefined,
       timeLimit: o.timeLimitMs !== undefined ? durationFromMs(o.timeLimitMs) : undefined,
-      retry: o.maxAttempts || o.retryOn ? { maxAttempts: o.maxAttempts ?? 0, retryOn: o.retryOn ?? [] } : undefined,
+      retry:
+        o.maxAttempts || o.retryOn || o.initialBackoffMs !== undefined || o.maxBackoffMs !== undefined
+          ? {
+              maxAttempts: o.maxAttempts ?? 0,
+              retryOn: o.retryOn ?? [],
+              initialBackoff: o.initialBackoffMs !== undefined ? durationFromMs(o.initialBackoffMs) : undefined,
+              maxBackoff: o.maxBackoffMs !== undefined ? durationFromMs(o.maxBackoffMs) : undefined,
+            }
+          : undefined,
     };
   }
 
