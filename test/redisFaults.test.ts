@@ -15,7 +15,7 @@ import { Health, HealthCheckResponse_ServingStatus as Serving } from '../gen/grp
 import { createTaskwireClient, TaskState, type Task, type TaskwireClient } from '../src/client/index.js';
 import { describe as show, Follow, isState, oneToN, versions } from './helpers/follow.js';
 import { startTaskwire, stopAll, type TaskwireProcess } from './helpers/processes.js';
-import { startRedis, type RedisServer } from './helpers/redis.js';
+import { redisClient, startRedis, type RedisServer } from './helpers/redis.js';
 
 // A lease longer than the outage: a task running across the restart keeps its worker.
 const ENV = { TASKWIRE_LEASE: '5s', TASKWIRE_WATCH_HEARTBEAT: '1s' };
@@ -135,5 +135,19 @@ describe('a Redis restart', () => {
       expect(w.output()).not.toContain('taken over');
     }
     expect(api.child.exitCode).toBeNull();
+  });
+
+  it('is ridden out even when Redis comes back empty: workers make their consumer group again and take new work', async () => {
+    // A Redis that lost its data (no persistence, a failover to a replica that lagged): the
+    // tasks it held are gone, but the workers must not be stuck on a missing group.
+    const r = redisClient(redis.url);
+    try {
+      await r.flushall();
+    } finally {
+      r.disconnect();
+    }
+    const tasks = await Promise.all(Array.from({ length: 4 }, (_, i) => client.start('hello', { args: [`empty${i}`] })));
+    const ends = await Promise.all(tasks.map((t) => new Follow(client, t.id).end()));
+    expect(ends.map((h) => TaskState[h.at(-1)!.state])).toEqual(['SUCCESS', 'SUCCESS', 'SUCCESS', 'SUCCESS']);
   });
 });

@@ -130,6 +130,9 @@ export class Worker {
       } catch (err) {
         if (this.stopping) break;
         this.log.warn(`reading the queues failed: ${(err as Error).message}`);
+        // A Redis that lost its data (restarted empty, failed over to a replica that lagged)
+        // has no consumer group: make it again, or this worker would never read a queue again.
+        if ((err as Error).message.includes('NOGROUP')) await ensureGroups(this.redis, this.config.queues).catch(() => {});
         await sleep(500);
       }
     }
