@@ -56,5 +56,5 @@ end
 redis.call('HSET', record, 'state', 'STARTED', 'attempt', attempt + 1, 'worker', ARGV[4],
   'token', ARGV[5], 'msg', msg, 'started', now, 'updated', now)
 redis.call('HDEL', record, 'next_at', 'err_type', 'err_msg', 'err_tb', 'progress')
-emit(record, events, ARGV[7], ARGV[8])
-return {'run', redis.call('HGETALL', record)}
+local _, flat = emit(record, events, ARGV[7], ARGV[8])
+return {'run', flat}

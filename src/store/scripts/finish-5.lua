@@ -55,4 +55,4 @@ else
   redis.call('HSET', record, 'finished', now)
   finalize(record, events, KEYS[4], id, ARGV[9])
 end
-return {'ok', target, emit(record, events, ARGV[7], ARGV[8])}
+return {'ok', target, (emit(record, events, ARGV[7], ARGV[8]))}

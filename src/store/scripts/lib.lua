@@ -5,7 +5,8 @@
 local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
 
 -- Bump the record's version, append its snapshot to the event log `events` (entry id
--- `<version>-0`, capped near `maxlen`) and publish the snapshot on `channel`.
+-- `<version>-0`, capped near `maxlen`) and publish the snapshot on `channel`. Returns the
+-- new version and the whole record as read (a flat list), so a caller needs no HGETALL.
 local function emit(record, events, channel, maxlen)
   local version = redis.call('HINCRBY', record, 'version', 1)
   local flat = redis.call('HGETALL', record)
@@ -18,7 +19,7 @@ local function emit(record, events, channel, maxlen)
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(snapshot))
   redis.call('PUBLISH', channel, cjson.encode(snapshot))
-  return version
+  return version, flat
 end
 
 -- Check that the record may move to `to`. Returns the current state, or nil and the

@@ -9,4 +9,4 @@
 local f = redis.call('HMGET', KEYS[1], 'state', 'token')
 if f[1] ~= 'STARTED' or f[2] ~= ARGV[1] then return {'stale', f[1] or 'missing'} end
 redis.call('HSET', KEYS[1], 'progress', ARGV[2], 'updated', ARGV[3])
-return {'ok', emit(KEYS[1], KEYS[2], ARGV[4], ARGV[5])}
+return {'ok', (emit(KEYS[1], KEYS[2], ARGV[4], ARGV[5]))}
