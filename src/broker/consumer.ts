@@ -43,6 +43,8 @@ export class Consumer {
     private readonly blocking: Redis,
     private readonly consumer: string,
     queues: readonly string[],
+    /** The command connection, for reads that do not block (see readNow). */
+    private readonly commands?: Redis,
   ) {
     this.streams = queues.map((q) => keys.stream(q));
     queues.forEach((q, i) => this.queueByStream.set(this.streams[i]!, q));
@@ -50,18 +52,44 @@ export class Consumer {
 
   /** Up to `count` new messages per queue, waiting at most blockMs for the first. */
   async read(count: number, blockMs: number): Promise<Delivery[]> {
-    const reply = (await this.blocking.xreadgroup(
-      'GROUP',
-      CONSUMER_GROUP,
-      this.consumer,
-      'COUNT',
-      count,
-      'BLOCK',
-      blockMs,
-      'STREAMS',
-      ...this.streams,
-      ...this.streams.map(() => '>'),
-    )) as StreamReply | null;
+    return this.deliveries(
+      (await this.blocking.xreadgroup(
+        'GROUP',
+        CONSUMER_GROUP,
+        this.consumer,
+        'COUNT',
+        count,
+        'BLOCK',
+        blockMs,
+        'STREAMS',
+        ...this.streams,
+        ...this.streams.map(() => '>'),
+      )) as StreamReply | null,
+    );
+  }
+
+  /**
+   * Up to `count` new messages per queue that are there now, without blocking. It goes on
+   * the command connection, so it rides in the same round trip as the writes issued just
+   * before it (the finish that freed the slot) and Redis applies those first.
+   */
+  async readNow(count: number): Promise<Delivery[]> {
+    if (!this.commands) return [];
+    return this.deliveries(
+      (await this.commands.xreadgroup(
+        'GROUP',
+        CONSUMER_GROUP,
+        this.consumer,
+        'COUNT',
+        count,
+        'STREAMS',
+        ...this.streams,
+        ...this.streams.map(() => '>'),
+      )) as StreamReply | null,
+    );
+  }
+
+  private deliveries(reply: StreamReply | null): Delivery[] {
     if (!reply) return [];
     return reply.flatMap(([stream, entries]) => toDeliveries(this.queueByStream.get(stream)!, entries));
   }

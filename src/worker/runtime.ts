@@ -66,7 +66,7 @@ export class Worker {
     private readonly pool: Pool,
   ) {
     this.attempts = new AttemptStore(redis, config.workerName, config);
-    this.consumer = new Consumer(blocking, config.workerName, config.queues);
+    this.consumer = new Consumer(blocking, config.workerName, config.queues, redis);
     this.reclaimer = new Reclaimer(redis, config.workerName, config.leaseMs);
   }
 
@@ -125,8 +125,14 @@ export class Worker {
         continue;
       }
       try {
-        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(free / queues)), 2000);
-        for (const d of deliveries) this.dispatch(d);
+        const count = Math.max(1, Math.ceil(free / queues));
+        // What is there now first (it rides with the finish that freed the slot); block on
+        // the reader's own connection only when the queues are empty.
+        let deliveries = await this.consumer.readNow(count);
+        if (deliveries.length === 0 && !this.stopping) deliveries = await this.consumer.read(count, 2000);
+        // Read as a stop began: not claimed, so handed straight back (stop() does it).
+        if (this.stopping) this.backlog.push(...deliveries);
+        else for (const d of deliveries) this.dispatch(d);
       } catch (err) {
         if (this.stopping) break;
         this.log.warn(`reading the queues failed: ${(err as Error).message}`);
@@ -157,6 +163,7 @@ export class Worker {
 
   private async execute(d: Delivery, slot: Slot): Promise<void> {
     const token = randomUUID();
+    let released = false;
     try {
       const claim = await this.attempts.claim(d, token);
       if (!claim.run) return;
@@ -175,7 +182,15 @@ export class Worker {
       const began = Date.now();
       const outcome = await this.runInSlot(task, run);
       const [state, fields] = this.decide(task, outcome);
-      const written = await this.finish(d, token, state, fields);
+      const finishing = this.finish(d, token, state, fields);
+      // The handler is done: the slot is free as soon as its finish is sent. Redis applies
+      // the finish before the read that follows it on the same connection, so the next
+      // fetch shares its round trip and still never runs ahead of a free slot. (The task
+      // stays in `running`, its lease renewed, until the finish is written.)
+      released = true;
+      this.pool.release(slot, this.slotFreed);
+      this.slotFreed();
+      const written = await finishing;
       const ms = Date.now() - began;
       if (written) log.info(`task ${written.toLowerCase()} in ${ms}ms`, { state: written, ms, error_type: fields.errorType });
     } catch (err) {
@@ -183,7 +198,7 @@ export class Worker {
       this.log.error(`task ${d.id}: ${(err as Error).message}`);
     } finally {
       this.running.delete(d.id);
-      this.pool.release(slot, this.slotFreed);
+      if (!released) this.pool.release(slot, this.slotFreed);
       this.slotFreed();
     }
   }
@@ -288,10 +303,14 @@ export class Worker {
         this.reclaimWhenFree = true;
         return;
       }
-      for (const d of await this.reclaimer.reclaim(queue, free)) {
+      const taken = await this.reclaimer.reclaim(queue, free);
+      for (const d of taken) {
         this.log.info(`task ${d.id}: taken over from a worker that stopped renewing its lease`);
         this.dispatch(d);
       }
+      // There may be more (a dead worker held several): the next free slot looks again
+      // before new work, until a look finds none.
+      if (taken.length > 0) this.reclaimWhenFree = true;
     }
   }
 
