@@ -106,8 +106,8 @@ async function startWorker(system: System, concurrency: number, tag: string): Pr
   return { proc, readyMs: performance.now() - t0 };
 }
 
-async function startApi(tag: string): Promise<{ proc: Proc; baseUrl: string }> {
-  const proc = spawnNode('taskwire serve', [...nodeArgs(CLI, `api-${tag}`), 'serve', '--host', '127.0.0.1', '--port', '0'], twEnv());
+async function startApi(tag: string, env: Record<string, string> = {}): Promise<{ proc: Proc; baseUrl: string }> {
+  const proc = spawnNode('taskwire serve', [...nodeArgs(CLI, `api-${tag}`), 'serve', '--host', '127.0.0.1', '--port', '0'], twEnv(env));
   const m = await proc.waitFor(/API listening on [^\s]+:(\d+)/);
   return { proc, baseUrl: `http://127.0.0.1:${m[1]}` };
 }
@@ -228,7 +228,12 @@ async function endToEnd(system: System): Promise<void> {
 
 async function fanout(n: number): Promise<void> {
   await redis.flushall();
-  const api = await startApi(`fanout-${n}`);
+  // The default stream limits (10,000 per server, fewer per connection) guard a shared
+  // server; this run opens n watches over P.fanoutConnections connections on purpose.
+  const api = await startApi(`fanout-${n}`, {
+    TASKWIRE_MAX_STREAMS: String(n * 2),
+    TASKWIRE_MAX_WATCHERS_PER_CONNECTION: String(n),
+  });
   const proc = client('taskwire', { mode: 'fanout', baseUrl: api.baseUrl, count: n, connections: P.fanoutConnections });
   let worker: Proc | undefined;
   try {
