@@ -29,6 +29,8 @@ interface Running {
   cancel?: CancelMode;
 }
 
+const EARLY_CANCEL_MS = 5000;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export type WorkerConfig = Pick<
@@ -38,6 +40,8 @@ export type WorkerConfig = Pick<
 
 export class Worker {
   private readonly running = new Map<string, Running>();
+  /** Cancel requests heard for tasks not (yet) running here, by id. */
+  private readonly earlyCancels = new Map<string, { mode: CancelMode; at: number }>();
   /** Messages received beyond the free slots (several queues read at once). */
   private readonly backlog: Delivery[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
@@ -208,7 +212,7 @@ export class Worker {
       ? setTimeout(() => void run.slot.kill('time_limit'), task.timeLimitMs)
       : undefined;
     try {
-      return await run.slot.run(
+      const outcome = run.slot.run(
         {
           type: 'run',
           id: task.id,
@@ -223,6 +227,13 @@ export class Worker {
           });
         },
       );
+      // A cancel pushed while the claim was in flight found nothing running: apply it now.
+      const early = this.earlyCancels.get(task.id);
+      if (early) {
+        this.earlyCancels.delete(task.id);
+        this.applyCancel(task.id, early.mode);
+      }
+      return await outcome;
     } finally {
       clearTimeout(limit);
     }
@@ -275,7 +286,16 @@ export class Worker {
 
   applyCancel(id: string, mode: CancelMode): void {
     const run = this.running.get(id);
-    if (!run || run.cancel === 'terminate' || run.cancel === mode) return;
+    if (!run) {
+      // Maybe its claim is in flight here: remember the request for a few seconds (the
+      // lease renewal would catch it too, but only a quarter lease later).
+      const now = Date.now();
+      for (const [k, v] of this.earlyCancels) if (now - v.at > EARLY_CANCEL_MS) this.earlyCancels.delete(k);
+      const prev = this.earlyCancels.get(id)?.mode;
+      this.earlyCancels.set(id, { mode: prev === 'terminate' ? prev : mode, at: now });
+      return;
+    }
+    if (run.cancel === 'terminate' || run.cancel === mode) return;
     run.cancel = mode;
     if (mode === 'terminate') {
       this.log.info(`task ${id}: terminating on request`);
