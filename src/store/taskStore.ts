@@ -210,6 +210,7 @@ export class TaskStore {
         ekey,
         ikey,
         holder,
+        channels.control(q),
         ...newRecordFields(task),
       ],
     )) as [string, string | number];

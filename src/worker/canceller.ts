@@ -1,7 +1,8 @@
 /**
- * Hears cancel requests for running tasks: the control channel of each queue carries
- * `<id>\n<abort|terminate>`. A missed message is caught by the next lease renewal, which
- * reads the same flag from the record.
+ * Hears the control channel of each queue: cancel requests for running tasks
+ * (`<id>\n<abort|terminate>`; a missed one is caught by the next lease renewal, which reads
+ * the same flag from the record) and countdowns (`due\n<ms>`), so the scheduler wakes when
+ * one is due instead of polling.
  */
 import type { Redis } from 'ioredis';
 import { channels } from '../store/keys.js';
@@ -12,12 +13,17 @@ export async function listenForCancels(
   sub: Redis,
   queues: readonly string[],
   onCancel: (id: string, mode: CancelMode) => void,
+  onScheduled: (dueMs: number) => void = () => {},
 ): Promise<void> {
   sub.on('message', (_channel: string, payload: string) => {
     const nl = payload.indexOf('\n');
     if (nl < 0) return;
-    const mode = payload.slice(nl + 1);
-    if (mode === 'abort' || mode === 'terminate') onCancel(payload.slice(0, nl), mode);
+    const head = payload.slice(0, nl);
+    const rest = payload.slice(nl + 1);
+    if (head === 'due') {
+      const due = Number(rest);
+      if (Number.isFinite(due)) onScheduled(due);
+    } else if (rest === 'abort' || rest === 'terminate') onCancel(head, rest);
   });
   await sub.subscribe(...queues.map((q) => channels.control(q)));
 }

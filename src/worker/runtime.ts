@@ -40,6 +40,9 @@ export type WorkerConfig = Pick<
 
 export class Worker {
   private readonly running = new Map<string, Running>();
+  private promoteTimer: NodeJS.Timeout | undefined;
+  private promoteDue = 0;
+  private promoteEveryMs = 1000;
   /** Cancel requests heard for tasks not (yet) running here, by id. */
   private readonly earlyCancels = new Map<string, { mode: CancelMode; at: number }>();
   /** Messages received beyond the free slots (several queues read at once). */
@@ -83,7 +86,12 @@ export class Worker {
     await ensureGroups(redis, config.queues);
     const pool = await Pool.create(config.concurrency, config.tasksModule, log);
     const worker = new Worker(config, log, redis, blocking, sub, pool);
-    await listenForCancels(sub, config.queues, (id, mode) => worker.applyCancel(id, mode));
+    await listenForCancels(
+      sub,
+      config.queues,
+      (id, mode) => worker.applyCancel(id, mode),
+      (due) => worker.promoteAt(due),
+    );
     worker.begin();
     log.info(`worker ${config.workerName} runs queues [${config.queues.join(', ')}] with ${config.concurrency} slots`);
     return worker;
@@ -110,8 +118,8 @@ export class Worker {
     // and a grace period longer than the lease must not let another worker take them.
     every(leaseTick, () => this.renew(), true);
     every(leaseTick, () => this.reclaim());
-    every(Math.min(1000, leaseTick), () => this.promote());
-    void this.promote();
+    this.promoteEveryMs = leaseTick;
+    this.promoteAt(Date.now());
     this.loopDone = this.fetchLoop();
   }
 
@@ -195,6 +203,7 @@ export class Worker {
       this.pool.release(slot, this.slotFreed);
       this.slotFreed();
       const written = await finishing;
+      if (written === 'RETRY' && fields.nextAttemptAt) this.promoteAt(fields.nextAttemptAt);
       const ms = Date.now() - began;
       if (written) log.info(`task ${written.toLowerCase()} in ${ms}ms`, { state: written, ms, error_type: fields.errorType });
     } catch (err) {
@@ -334,8 +343,31 @@ export class Worker {
     }
   }
 
+  /**
+   * Move due scheduled tasks at `due` (or sooner if already planned). The timer is set to
+   * the next due time the promote script reports, with a quarter-lease fallback (another
+   * worker may have promoted, a countdown message may have been missed); countdowns
+   * announce themselves on the control channel and retries are known here.
+   */
+  promoteAt(due: number): void {
+    if (this.stopping || (this.promoteTimer && this.promoteDue <= due)) return;
+    clearTimeout(this.promoteTimer);
+    this.promoteDue = due;
+    this.promoteTimer = setTimeout(() => void this.promote(), Math.max(0, due - Date.now()));
+  }
+
   private async promote(): Promise<void> {
-    for (const queue of this.config.queues) await promoteDue(this.redis, queue);
+    this.promoteTimer = undefined;
+    let next = Date.now() + this.promoteEveryMs;
+    try {
+      for (const queue of this.config.queues) {
+        const due = await promoteDue(this.redis, queue);
+        if (due !== undefined) next = Math.min(next, due);
+      }
+    } catch (err) {
+      this.log.warn(`promoting scheduled tasks failed: ${(err as Error).message}`);
+    }
+    this.promoteAt(next);
   }
 
   /**
@@ -373,6 +405,7 @@ export class Worker {
       }
     }
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.promoteTimer);
     await this.pool.close();
     await Promise.allSettled([this.redis.quit(), this.sub.quit()]);
     this.log.info(`worker ${this.config.workerName} stopped`);

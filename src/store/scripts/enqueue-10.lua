@@ -13,7 +13,8 @@
 -- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] due (ms; 0 = run now)   ARGV[4] events channel
 -- ARGV[5] event log cap   ARGV[6] result TTL (ms)   ARGV[7] exclusive key or ''
 -- ARGV[8] idempotency key or ''   ARGV[9] id the caller saw holding the exclusive key, or ''
--- ARGV[10..] the record's fields, as name, value pairs
+-- ARGV[10] control channel (told `due\n<ms>` of a countdown, so workers wake for it)
+-- ARGV[11..] the record's fields, as name, value pairs
 --
 -- Returns {'created', version}; {'duplicate', id} when the idempotency key already names a
 -- task; {'exists', id} when a non-terminal task holds the exclusive key; {'moved'} when the
@@ -39,7 +40,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('ERR task id ' .. id .. ' already exists')
 end
 
-redis.call('HSET', KEYS[1], 'version', 0, unpack(slice(ARGV, 10)))
+redis.call('HSET', KEYS[1], 'version', 0, unpack(slice(ARGV, 11)))
 local version = emit(KEYS[1], KEYS[2], ARGV[4], ARGV[5])
 
 local ttl = tonumber(ARGV[6])
@@ -56,6 +57,7 @@ end
 
 if due > now then
   redis.call('ZADD', KEYS[4], due, id .. '\n' .. ekey)
+  redis.call('PUBLISH', ARGV[10], 'due\n' .. due)
 else
   redis.call('XADD', KEYS[3], '*', 'id', id, 'k', ekey)
 end
