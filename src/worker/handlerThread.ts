@@ -20,6 +20,7 @@ import {
   WITHDRAWN,
   type FromThread,
   type RunMessage,
+  type RunsMessage,
 } from './protocol.js';
 
 export type KillReason = 'terminate' | 'time_limit' | 'shutdown';
@@ -54,6 +55,7 @@ export class HandlerThread {
   /** Posted jobs by cell, in the order posted. */
   private readonly posted = new Map<number, Posted>();
   private readonly freeCells: number[];
+  private readonly outbox: RunMessage[] = [];
   private nextTag = 1;
   private crashMessage: string | undefined;
   private exited = false;
@@ -140,8 +142,15 @@ export class HandlerThread {
     Atomics.store(this.shared, CELLS + cell, cellValue(tag, QUEUED));
     this.posted.set(cell, { job, tag });
     job.thread = this;
-    this.thread.postMessage({ ...job.message, type: 'run', cell, tag } satisfies RunMessage);
+    if (this.outbox.length === 0) process.nextTick(this.flush);
+    this.outbox.push({ ...job.message, type: 'run', cell, tag });
   }
+
+  /** Send the runs posted in this tick as one message. */
+  private readonly flush = () => {
+    if (this.outbox.length === 0 || this.exited) return;
+    this.thread.postMessage({ type: 'runs', runs: this.outbox.splice(0) } satisfies RunsMessage);
+  };
 
   /** Take back every job not started yet (they are handed to the caller). */
   withdrawQueued(): Job[] {
@@ -159,6 +168,7 @@ export class HandlerThread {
 
   /** Fire a job's AbortSignal (now, or as it starts). */
   abort(job: Job, reason: string): void {
+    this.flush(); // the run goes first, or the thread would not know the task
     this.thread.postMessage({ type: 'abort', id: job.message.id, reason });
   }
 

@@ -60,7 +60,13 @@ export interface AbortMessage {
   reason: string;
 }
 
-export type ToThread = RunMessage | AbortMessage;
+/** Runs posted in the same tick travel as one message (a message costs more than a run). */
+export interface RunsMessage {
+  type: 'runs';
+  runs: RunMessage[];
+}
+
+export type ToThread = RunsMessage | AbortMessage;
 
 export interface ReadyMessage {
   type: 'ready';

@@ -112,7 +112,7 @@ async function main(): Promise<void> {
       }
       return;
     }
-    queue.push(m);
+    queue.push(...m.runs);
     if (!pumping) void pump();
   });
   post({ type: 'ready' });
