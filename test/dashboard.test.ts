@@ -42,7 +42,7 @@ if (!hasChromium) {
   );
 }
 
-describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
+describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_000 }, () => {
   let stack: Stack;
   let profile: string;
   let browser: BrowserContext;
@@ -69,7 +69,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
       ],
     });
     page = browser.pages()[0] ?? (await browser.newPage());
-    page.setDefaultTimeout(15_000);
+    page.setDefaultTimeout(30_000);
     page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
     page.on('console', (msg) => {
       // Refused RPCs (the test makes one on purpose) are shown on the page; Chromium also logs them.
@@ -233,7 +233,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     const guarded = await stack.startApi({ env: { TASKWIRE_TOKENS: token } });
     const tab = await browser.newPage();
     try {
-      tab.setDefaultTimeout(15_000);
+      tab.setDefaultTimeout(30_000);
       const res = await tab.goto(`http://127.0.0.1:${guarded.port}/`);
       expect(res?.status()).toBe(200); // the page itself holds no data: it is served to anyone
       await tab.locator('#token-box:not([hidden])').waitFor();
