@@ -9,6 +9,7 @@ import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTaskwireClient, TaskState, TERMINAL, type Task, type TaskwireClient } from '../src/client/index.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { seededRandom } from './helpers/random.js';
 
 let stack: Stack;
 let clients: TaskwireClient[];
@@ -28,17 +29,6 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-/** A small seeded PRNG (mulberry32), so a failing run can be replayed with its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Phase = 'before' | 'during' | 'after';
 
@@ -85,7 +75,7 @@ const startWorkers = () => (workersStarted ??= Promise.all([stack.startWorker(),
 describe('the watch invariant under races', () => {
   it('every watcher gets a gap-free, duplicate-free, ordered sequence ending in the terminal state', async () => {
     const seed = Number(process.env.WATCH_SEED ?? Date.now() % 1_000_000);
-    const rand = prng(seed);
+    const rand = seededRandom(seed);
     const pick = (n: number) => Math.floor(rand() * n);
     const TASKS = 60;
 

@@ -23,6 +23,7 @@ import { pairsToHash, type Hash } from '../../src/store/record.js';
 import { sideEffectKey } from '../fixtures/faultTasks.js';
 import { startTaskwire, stopAll, type TaskwireProcess } from '../helpers/processes.js';
 import { redisClient, startRedis, type RedisServer } from '../helpers/redis.js';
+import { seededRandom } from '../helpers/random.js';
 
 const TASKS = Number(process.env.CHAOS_TASKS ?? 2500);
 const SEED = Number(process.env.CHAOS_SEED ?? Date.now() % 1_000_000);
@@ -40,17 +41,6 @@ const ENV = {
 };
 const TERMINAL = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
 
-/** mulberry32: a small seeded generator, so a failing run can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -64,8 +54,8 @@ afterAll(async () => {
 });
 
 it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis restart: none lost, none stuck`, { timeout: 240_000 }, async () => {
-  const taskRandom = rng(SEED);
-  const chaosRandom = rng(SEED + 1);
+  const taskRandom = seededRandom(SEED);
+  const chaosRandom = seededRandom(SEED + 1);
   const t0 = Date.now();
   dataDir = mkdtempSync(join(tmpdir(), 'taskwire-chaos-'));
   redis = await startRedis({ dataDir });
