@@ -125,13 +125,56 @@ export class HandlerThread {
     return this.posted.size * this.avgMs;
   }
 
-  /** How long the task running now has run (0 when none is). */
-  runningForMs(): number {
+  /** Recent handler time per task (ms); a new thread starts from its pool's figure. */
+  get averageMs(): number {
+    return this.avgMs;
+  }
+
+  set averageMs(ms: number) {
+    this.avgMs = ms;
+  }
+
+  /** Share of the recent time (last ~250 ms window) this thread spent running tasks. A
+   * queue on a thread that is mostly idle comes from a burst it will clear faster than a
+   * new thread could start; a queue on a busy one is worth another thread. */
+  get utilization(): number {
+    const now = performance.now();
+    const span = now - this.windowStart;
+    const current = span >= 50 ? this.busyMs / span : this.lastUtilization;
+    if (span >= 250) {
+      this.lastUtilization = current;
+      this.windowStart = now;
+      this.busyMs = 0;
+    }
+    return Math.max(current, this.lastUtilization);
+  }
+
+  private busyMs = 0;
+  private windowStart = performance.now();
+  private lastUtilization = 0;
+
+  /** The task running now has run longer than the pool's limit at two checks in a row:
+   * the tasks queued behind it should go elsewhere, and no more should come here. */
+  stuck = false;
+  /** The tag of the task seen running too long at the last check. */
+  private suspect: number | undefined;
+
+  /** The pool's periodic check: is the task running now running longer than `limitMs`?
+   * Once is not enough (a busy machine stalls a thread for a moment); the same task at two
+   * checks in a row makes the thread `stuck`, until that task ends. */
+  checkStuck(limitMs: number): boolean {
     const first = this.posted.entries().next();
-    if (first.done) return 0;
-    const [cell, p] = first.value;
-    if (Atomics.load(this.shared, CELLS + cell) !== cellValue(p.tag, RUNNING)) return 0;
-    return clockDiff(clock(), Atomics.load(this.shared, STARTED_AT));
+    const head = first.done ? undefined : first.value;
+    const running =
+      head !== undefined &&
+      Atomics.load(this.shared, CELLS + head[0]) === cellValue(head[1].tag, RUNNING) &&
+      clockDiff(clock(), Atomics.load(this.shared, STARTED_AT)) > limitMs;
+    if (!running) {
+      this.suspect = undefined;
+      this.stuck = false;
+    } else if (this.suspect === head[1].tag) this.stuck = true;
+    else this.suspect = head[1].tag;
+    return this.stuck;
   }
 
   post(job: Job): void {
@@ -217,6 +260,11 @@ export class HandlerThread {
     if (!p || p.tag !== m.tag) return;
     if (m.type === 'progress') return p.job.onProgress(m.progress);
     this.avgMs = this.avgMs * 0.8 + m.ms * 0.2;
+    this.busyMs += m.ms;
+    if (m.tag === this.suspect) {
+      this.suspect = undefined;
+      this.stuck = false;
+    }
     this.release(m.cell);
     p.job.thread = undefined;
     p.job.settle(m.error ? { kind: 'threw', error: m.error } : { kind: 'returned', result: m.result ?? 'null' });

@@ -6,10 +6,13 @@
  * two (a thread costs ~10 MB and ~100 ms of CPU to start) with no round trip through the
  * main thread between tasks; slow ones get a thread each, up to the worker's concurrency:
  *
- * - a task goes to a thread whose queue, at its recent handler times, would start it within
- *   `spawnAfterMs`; when there is none, a new thread is started for it;
- * - a task queued behind one that has run longer than `spawnAfterMs` is taken back and goes
- *   elsewhere (to a new thread when needed);
+ * - a task goes to the thread where it would start soonest, at the threads' recent handler
+ *   times; when that is later than `spawnAfterMs` on a thread busy most of the time, a new
+ *   thread is started for it (a burst queued on a mostly idle thread clears faster than a
+ *   thread starts), and the queues are shared out again when it is ready;
+ * - a task queued behind one seen running longer than `spawnAfterMs` at two checks in a
+ *   row (one stall of a busy machine is not enough) is taken back and goes elsewhere (to a
+ *   new thread when needed);
  * - threads idle for `idleMs` are retired, down to `min`.
  */
 import type { Logger } from '../log.js';
@@ -33,6 +36,9 @@ export const THREAD_DEFAULTS: Omit<ThreadOptions, 'max'> = { min: 1, spawnAfterM
  * would not start them sooner, and a burst of waiting tasks that an existing thread is
  * about to take anyway does not start a crowd of threads. */
 const SPAWNING_AT_ONCE = 2;
+
+/** A thread busy this share of the time, with a queue, is worth another thread. */
+const BUSY = 0.5;
 
 /** A submitted task: its outcome, and the two ways to stop it. */
 export interface Run {
@@ -140,10 +146,11 @@ export class HandlerThreads {
     for (const job of queue) {
       let best: HandlerThread | undefined;
       for (const t of this.threads) {
-        if (!t.hasRoom || t.runningForMs() > this.options.spawnAfterMs) continue;
+        if (!t.hasRoom || t.stuck) continue;
         if (!best || t.expectedWaitMs < best.expectedWaitMs) best = t;
       }
-      if (best && (best.expectedWaitMs < this.options.spawnAfterMs || room <= 0)) best.post(job);
+      const worthAThread = best && best.expectedWaitMs >= this.options.spawnAfterMs && best.utilization >= BUSY && room > 0;
+      if (best && !worthAThread) best.post(job);
       else this.waiting.push(job);
     }
     // One new thread per task that found no place, as far as the concurrency allows.
@@ -167,8 +174,15 @@ export class HandlerThreads {
       (t) => {
         this.spawning--;
         if (this.closed) return void t.stop();
+        // Share out what waits on the other threads (not started yet), the new one included.
+        const moved: Job[] = [];
+        for (const other of this.threads) {
+          t.averageMs = Math.max(t.averageMs, other.averageMs);
+          if (other.load > 1) moved.push(...other.withdrawQueued());
+        }
         this.threads.add(t);
-        this.place([]);
+        this.log.debug(`started handler thread ${this.threads.size} of at most ${this.options.max}`);
+        this.place(moved);
       },
       (err: Error) => {
         this.spawning--;
@@ -190,8 +204,8 @@ export class HandlerThreads {
     if (this.waiting.length > 0) this.place([]);
   }
 
-  /** While tasks are queued behind others, look every `spawnAfterMs` for one stuck behind
-   * a long task, and move it. */
+  /** While tasks are queued behind others, look every `spawnAfterMs` for ones stuck behind
+   * a long task, and move them. */
   private arm(): void {
     if (this.timer || this.closed) return;
     let queuedBehind = this.waiting.length > 0;
@@ -201,7 +215,7 @@ export class HandlerThreads {
       this.timer = undefined;
       const moved: Job[] = [];
       for (const t of this.threads) {
-        if (t.load > 1 && t.runningForMs() > this.options.spawnAfterMs) moved.push(...t.withdrawQueued());
+        if (t.load > 1 && t.checkStuck(this.options.spawnAfterMs)) moved.push(...t.withdrawQueued());
       }
       this.place(moved);
     }, this.options.spawnAfterMs);
