@@ -65,6 +65,9 @@ export function listen(handler: Handler, host: string, port: number, tls?: TlsOp
     s.once('close', () => sessions.delete(s));
   });
   const track = (socket: net.Socket) => {
+    // As Node's own HTTP servers do: small RPC frames leave at once (no Nagle), which the
+    // raw socket the protocol sniffing accepts would not otherwise get.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   };
