@@ -10,6 +10,7 @@
  */
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { inFlight } from '../lib/stats.js';
+import { paced } from '../lib/pace.js';
 
 interface Params {
   mode: 'worker' | 'add' | 'bulk' | 'e2e';
@@ -76,9 +77,6 @@ async function e2eMode(): Promise<void> {
   const total = Math.round(p.rate * (p.seconds + p.warmupSeconds));
   const warmup = Math.round(p.rate * p.warmupSeconds);
   const interval = 1000 / p.rate;
-  const pending: Promise<void>[] = [];
-  let late = 0;
-  const t0 = performance.now() + 50;
   const one = async (i: number) => {
     const begin = performance.now();
     const job = await queue.add('noop', { i });
@@ -88,14 +86,7 @@ async function e2eMode(): Promise<void> {
     early.delete(id);
     if (i >= warmup) samples.push(end - begin);
   };
-  for (let i = 0; i < total; i++) {
-    const due = t0 + i * interval;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    else if (wait < -interval) late++;
-    pending.push(one(i));
-  }
-  await Promise.all(pending);
+  const late = await paced(total, interval, one);
   result({ samples, late });
   await Promise.all([events.close(), queue.close()]);
 }

@@ -16,6 +16,7 @@ import { StartRequestSchema } from '../../gen/taskwire/v1/task_service_pb.js';
 import { TaskState } from '../../gen/taskwire/v1/task_pb.js';
 import { TERMINAL, TaskwireClient } from '../../src/client/index.js';
 import { inFlight } from '../lib/stats.js';
+import { paced } from '../lib/pace.js';
 
 interface Params {
   mode: 'start' | 'many' | 'e2e' | 'fanout';
@@ -68,9 +69,6 @@ async function e2eMode(): Promise<void> {
   const total = Math.round(p.rate * (p.seconds + p.warmupSeconds));
   const warmup = Math.round(p.rate * p.warmupSeconds);
   const interval = 1000 / p.rate;
-  const pending: Promise<void>[] = [];
-  let late = 0;
-  const t0 = performance.now() + 50;
   const one = async (i: number) => {
     const begin = performance.now();
     const task = await client.start('noop');
@@ -83,14 +81,7 @@ async function e2eMode(): Promise<void> {
     }
     if (i >= warmup) samples.push(end - begin);
   };
-  for (let i = 0; i < total; i++) {
-    const due = t0 + i * interval;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    else if (wait < -interval) late++;
-    pending.push(one(i));
-  }
-  await Promise.all(pending);
+  const late = await paced(total, interval, one);
   result({ samples, late });
 }
 
