@@ -48,6 +48,9 @@ const OUTCOME = {
 
 const MAX_BATCH = 1000;
 
+/** The event a quiet stream carries so that proxies keep it open. */
+const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSchema, { time: timestampNow() }) });
+
 export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted }: ServiceDeps): ServiceImpl<typeof TaskService> {
   const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
@@ -134,7 +137,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
             event:
               'task' in item
                 ? { case: 'task', value: taskToWire(item.task) }
-                : { case: 'heartbeat', value: create(HeartbeatSchema, { time: timestampNow() }) },
+                : heartbeat(),
           });
         }
       } catch (err) {
@@ -158,9 +161,8 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
 
     async *watchEvents(req, ctx) {
       const box = new Mailbox<ReturnType<typeof parseRecord>>();
-      const prefix = req.queue ? `${req.queue}` : undefined;
       const off = hub.watchAll((h) => {
-        if (prefix !== undefined && h.queue !== prefix) return;
+        if (req.queue && h.queue !== req.queue) return;
         try {
           box.push(parseRecord(h));
         } catch {
@@ -178,7 +180,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
             event:
               'item' in next
                 ? { case: 'task', value: taskToWire(next.item) }
-                : { case: 'heartbeat', value: create(HeartbeatSchema, { time: timestampNow() }) },
+                : heartbeat(),
           });
         }
       } catch (err) {

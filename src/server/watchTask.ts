@@ -30,7 +30,9 @@ export async function* watchTask(
     await hub.ready();
     const full = await store.getHash(id);
     // Change snapshots leave out the immutable bulk; every record sent carries it.
-    const complete = (h: Hash): TaskRecord => parseRecord({ ...h, args: full.args!, kwargs: full.kwargs! });
+    // Parsed once per watcher, not once per change.
+    const current = parseRecord(full);
+    const complete = (h: Hash): TaskRecord => ({ ...parseRecord(h), args: current.args, kwargs: current.kwargs });
     let last: number;
     let done = false;
 
@@ -59,7 +61,7 @@ export async function* watchTask(
       // A log trimmed past the caller's version still ends with the current record.
       if (!done && Number(full.version) > last) yield { task: send(full)! };
       // Resuming after the final version: nothing more will come.
-      if (isTerminal(complete(full).state) && last >= Number(full.version)) done = true;
+      if (isTerminal(current.state) && last >= current.version) done = true;
     }
 
     while (!done) {
