@@ -1,6 +1,6 @@
 /**
  * The Lua scripts in ./scripts, loaded once per process and called by name.
- * A file `name-N.lua` takes N keys. Each script is prefixed with the state machine
+ * A file `name-N.lua` takes N keys, `name-n.lua` any number (given with each call). Each script is prefixed with the state machine
  * (states.ts) and the shared helpers (lib.lua), so every writer enforces one table.
  */
 import { readFileSync, readdirSync } from 'node:fs';
@@ -8,10 +8,11 @@ import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { luaPrelude } from './states.js';
 
-export type ScriptName = 'enqueue' | 'claim' | 'finish' | 'progress' | 'cancel' | 'promote';
+export type ScriptName = 'enqueue' | 'enqueue_batch' | 'claim' | 'finish' | 'progress' | 'cancel' | 'promote';
 
 interface ScriptSource {
-  numberOfKeys: number;
+  /** undefined: the caller passes the number of keys first (`name-n.lua`). */
+  numberOfKeys?: number;
   lua: string;
 }
 
@@ -23,10 +24,10 @@ function loadSources(): Map<ScriptName, ScriptSource> {
   const lib = luaPrelude() + readFileSync(dir + 'lib.lua', 'utf8');
   sources = new Map();
   for (const file of readdirSync(dir)) {
-    const m = /^([a-z]+)-(\d+)\.lua$/.exec(file);
+    const m = /^([a-z_]+)-(\d+|n)\.lua$/.exec(file);
     if (!m) continue;
     sources.set(m[1] as ScriptName, {
-      numberOfKeys: Number(m[2]),
+      numberOfKeys: m[2] === 'n' ? undefined : Number(m[2]),
       lua: `${lib}\n${readFileSync(dir + file, 'utf8')}`,
     });
   }
@@ -55,11 +56,13 @@ export function runScript(
   keys: readonly string[],
   args: readonly Arg[],
 ): Promise<unknown> {
-  const expected = loadSources().get(name)?.numberOfKeys;
-  if (expected !== keys.length) {
-    throw new Error(`script ${name} takes ${expected} keys, got ${keys.length}`);
+  const source = loadSources().get(name);
+  if (!source) throw new Error(`no script ${name}`);
+  const variable = source.numberOfKeys === undefined;
+  if (!variable && source.numberOfKeys !== keys.length) {
+    throw new Error(`script ${name} takes ${source.numberOfKeys} keys, got ${keys.length}`);
   }
   const fn = (client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[commandName(name)];
   if (!fn) throw new Error(`script ${name} is not installed on this connection`);
-  return fn.call(client, ...keys, ...args);
+  return variable ? fn.call(client, keys.length, ...keys, ...args) : fn.call(client, ...keys, ...args);
 }

@@ -8,6 +8,7 @@ import { invalid, notFound, TaskwireError } from '../errors.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId, queueOf } from '../ids.js';
 import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../json.js';
 import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
+import { EnqueueBatcher } from './enqueueBatcher.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
 import { channels, keys } from './keys.js';
 import { newRecordFields, pairsToHash, parseRecord, type Hash, type TaskRecord } from './record.js';
@@ -74,6 +75,7 @@ const KEY_TEXT = /^[^\x00-\x1f\x7f]{1,200}$/;
 
 export class TaskStore {
   private readonly guard: ExclusiveGuard;
+  private readonly batcher: EnqueueBatcher;
 
   constructor(
     private readonly redis: Redis,
@@ -81,6 +83,7 @@ export class TaskStore {
     private readonly limits: StoreLimits,
   ) {
     this.guard = new ExclusiveGuard(redis);
+    this.batcher = new EnqueueBatcher(redis, limits);
   }
 
   /** Check a Start before anything reaches Redis; returns the record to create. */
@@ -166,7 +169,11 @@ export class TaskStore {
   async start(input: StartInput): Promise<StartResult> {
     const task = this.prepare(input);
     const key = task.exclusiveKey;
-    if (!key) return this.enqueue(task, '');
+    if (!key) {
+      const outcome = await this.batcher.enqueue(task);
+      if (outcome.created) return { task: { ...task, version: outcome.version }, created: true };
+      return { task: await this.get(outcome.existingId), created: false };
+    }
     // The seed's guard: a redlock lock around check-and-start. The script re-checks the
     // holder atomically, so even a lock that expired mid-way cannot admit two tasks.
     return this.guard.run(keys.exclusiveLock(task.queue, key), async () => {
@@ -179,8 +186,7 @@ export class TaskStore {
     });
   }
 
-  private async enqueue(task: TaskRecord, holder: ''): Promise<StartResult>;
-  private async enqueue(task: TaskRecord, holder: string): Promise<StartResult | undefined>;
+  /** A task with an exclusive key: created only if `holder` still holds the key. */
   private async enqueue(task: TaskRecord, holder: string): Promise<StartResult | undefined> {
     const q = task.queue;
     const ekey = task.exclusiveKey ?? '';

@@ -1,0 +1,73 @@
+-- enqueue_batch: create task records of one queue and queue them, in order. The Start of
+-- every task without an exclusive key comes here; concurrent Starts of one queue share a
+-- call (a group commit), so Redis runs one script for many tasks. Each task is still one
+-- all-or-nothing step of this script: checked, then written whole, or refused with nothing
+-- written.
+--
+-- KEYS[1] stream     taskwire:{q}:stream
+-- KEYS[2] scheduled  taskwire:{q}:scheduled
+-- KEYS[3] index      taskwire:{q}:index
+-- KEYS[4] latest     taskwire:{q}:latest
+-- then three per task: record taskwire:{q}:t:<id>, events taskwire:{q}:t:<id>:events,
+--   idempotency taskwire:{q}:idem:<key> (unused when the task has none)
+-- ARGV[1] now (ms)   ARGV[2] events channel   ARGV[3] event log cap   ARGV[4] result TTL (ms)
+-- ARGV[5] control channel (told `due\n<ms>` of the earliest countdown, so workers wake for it)
+-- then per task: id, created (ms, its score in the index), due (ms; 0 = run now),
+--   idempotency key or '', n, and n values: the record's fields as name, value pairs
+--
+-- Returns two values per task, in order: 'created', version; 'duplicate', id of the task the
+-- idempotency key already names; or 'exists', id (a record with this id exists: refused).
+local now, channel, maxlen, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out, index, earliest, latest = {}, {}, nil, nil
+local a, k = 6, 5
+
+while a <= #ARGV do
+  local id, created, due, ikey = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  local record, events, idem = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local first, last = a + 5, a + 4 + tonumber(ARGV[a + 4])
+  a, k = last + 1, k + 3
+
+  local existing = ikey ~= '' and redis.call('GET', idem)
+  if existing then
+    out[#out + 1] = 'duplicate'
+    out[#out + 1] = existing
+  elseif redis.call('EXISTS', record) == 1 then
+    out[#out + 1] = 'exists'
+    out[#out + 1] = id
+  else
+    -- The record is new, so its snapshot is what is written here: version 1 and the fields
+    -- (no HGETALL). Same log entry and event as every other change (lib.lua's emit).
+    local fields, snapshot = {'version', '1'}, {'version', '1'}
+    for i = first, last, 2 do
+      fields[#fields + 1] = ARGV[i]
+      fields[#fields + 1] = ARGV[i + 1]
+      if not PRIVATE[ARGV[i]] then
+        snapshot[#snapshot + 1] = ARGV[i]
+        snapshot[#snapshot + 1] = ARGV[i + 1]
+      end
+    end
+    redis.call('HSET', record, unpack(fields))
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '1-0', unpack(snapshot))
+    redis.call('PUBLISH', channel, cjson.encode(snapshot))
+    if ikey ~= '' then redis.call('SET', idem, id, 'PX', ttl) end
+    index[#index + 1] = created
+    index[#index + 1] = id
+    latest = id
+    if due > now then
+      redis.call('ZADD', KEYS[2], due, id .. '\n')
+      if not earliest or due < earliest then earliest = due end
+    else
+      redis.call('XADD', KEYS[1], '*', 'id', id, 'k', '')
+    end
+    out[#out + 1] = 'created'
+    out[#out + 1] = 1
+  end
+end
+
+if latest then
+  redis.call('ZADD', KEYS[3], unpack(index))
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
+  redis.call('SET', KEYS[4], latest)
+end
+if earliest then redis.call('PUBLISH', ARGV[5], 'due\n' .. earliest) end
+return out
