@@ -20,6 +20,7 @@ import { TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
 import { CancelOutcome, StartRequestSchema, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
 import type { JsonObject, JsonValue } from '../json.js';
 import type { TaskArgs, TaskDefinition, TaskKwargs } from '../tasks/define.js';
+import { StartBatcher } from './startBatcher.js';
 
 export { TaskState, CancelOutcome, Code, ConnectError };
 export type { Task, JsonValue, JsonObject };
@@ -33,6 +34,12 @@ export interface ClientOptions {
   ca?: string | Buffer;
   /** A transport of your own (then baseUrl, token and ca are not used). */
   transport?: Transport;
+  /**
+   * Send the `start()` calls made within one turn of the event loop as one StartMany RPC
+   * (default true). Each call still gets its own task or its own error; a lone call is a
+   * plain Start. Calls with a `traceparent` always go alone.
+   */
+  batchStarts?: boolean;
 }
 
 export interface StartOptions {
@@ -125,8 +132,16 @@ const jsonList = (args: readonly (JsonValue | undefined)[]) => args.map((a) => (
 const jsonObject = (kwargs: Record<string, JsonValue | undefined>): JsonObject =>
   Object.fromEntries(Object.entries(kwargs).filter(([, v]) => v !== undefined)) as JsonObject;
 
+/** About how many bytes a start request takes encoded: its JSON payload, doubled (protobuf's
+ * Struct is larger than JSON for small values), plus the rest. Only bounds batch sizes. */
+function estimatedSize(o: StartOptions): number {
+  const payload = (o.args?.length ? JSON.stringify(o.args).length : 0) + (o.kwargs ? JSON.stringify(o.kwargs).length : 0);
+  return 2 * payload + 256;
+}
+
 export class TaskwireClient {
   readonly rpc: Client<typeof TaskService>;
+  private readonly batcher?: StartBatcher;
 
   constructor(options: ClientOptions = {}) {
     let transport = options.transport;
@@ -143,6 +158,7 @@ export class TaskwireClient {
       });
     }
     this.rpc = createClient(TaskService, transport);
+    if (options.batchStarts ?? true) this.batcher = new StartBatcher(this.rpc);
   }
 
   static startRequest(name: string, o: StartOptions = {}): MessageInitShape<typeof StartRequestSchema> {
@@ -178,9 +194,10 @@ export class TaskwireClient {
   start(name: string, options?: StartOptions): Promise<TypedTask<JsonValue | undefined>>;
   async start(task: string | TaskDefinition<any, any, any>, options: StartOptions = {}): Promise<Task> {
     const name = typeof task === 'string' ? task : task.name;
+    const request = create(StartRequestSchema, TaskwireClient.startRequest(name, options));
+    if (this.batcher && !options.traceparent) return this.batcher.start(request, estimatedSize(options));
     const headers = options.traceparent ? { traceparent: options.traceparent } : undefined;
-    const res = await this.rpc.start(create(StartRequestSchema, TaskwireClient.startRequest(name, options)), { headers });
-    return res.task!;
+    return (await this.rpc.start(request, { headers })).task!;
   }
 
   async status<R = JsonValue>(task?: string | TaskRef | TypedTask<R>): Promise<TypedTask<R>> {

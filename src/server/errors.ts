@@ -3,7 +3,8 @@
  * (it would leak as UNKNOWN with its message); unexpected ones are logged here and sent
  * as INTERNAL without a stack.
  */
-import { create } from '@bufbuild/protobuf';
+import { create, type DescMessage, type Message } from '@bufbuild/protobuf';
+import { anyPack, AnySchema, type Any } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { BadRequest_FieldViolationSchema, BadRequestSchema, ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { TaskwireError, type ErrorKind } from '../errors.js';
@@ -46,4 +47,14 @@ export function toConnectError(err: unknown, log?: Logger): ConnectError {
   }
   log?.error(`unexpected error: ${(err as Error)?.stack ?? String(err)}`);
   return new ConnectError('internal error; the server log has the details', Code.Internal);
+}
+
+/** A ConnectError's details as google.protobuf.Any (for StartError, which carries them). */
+export function detailsAsAny(err: ConnectError): Any[] {
+  const out: Any[] = [];
+  for (const d of err.details) {
+    if ('desc' in d) out.push(anyPack(d.desc as DescMessage, d.value as Message));
+    else out.push(create(AnySchema, { typeUrl: `type.googleapis.com/${d.type}`, value: d.value }));
+  }
+  return out;
 }

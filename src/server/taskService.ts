@@ -26,7 +26,7 @@ import { parseRecord, type TaskRecord } from '../store/record.js';
 import { childSpan, formatTraceparent, parseTraceparent, traceFields } from '../trace.js';
 import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { startInputFromWire, stateFromWire, taskToWire } from './convert.js';
-import { toConnectError } from './errors.js';
+import { detailsAsAny, toConnectError } from './errors.js';
 import { Mailbox } from './mailbox.js';
 import type { WatchHub } from './watchHub.js';
 import { watchTask } from './watchTask.js';
@@ -100,6 +100,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
                     code: ce.code,
                     message: ce.rawMessage,
                     existingTaskId: info?.metadata.running_task_id ?? '',
+                    details: detailsAsAny(ce),
                   }),
                 },
               });
