@@ -188,25 +188,36 @@ async function drain(system: System, concurrency: number): Promise<void> {
   }
 }
 
+const START_FIGURE = `Start over gRPC vs add, ${P.startInflight} in flight (tasks/s)`;
+const SINGLE_FIGURE = `  the same, one Start RPC per call (tasks/s)`;
+const BATCH_FIGURE = `batch: StartMany vs addBulk, ${P.batchSize}/batch (tasks/s)`;
+
 async function enqueueRate(system: System, batch: boolean): Promise<void> {
-  await redis.flushall();
-  const api = system === 'taskwire' ? await startApi(batch ? 'startmany' : 'start') : undefined;
-  const params = batch
-    ? { mode: system === 'taskwire' ? 'many' : 'bulk', count: P.batchTasks, batch: P.batchSize, inflight: P.batchInflight }
-    : { mode: system === 'taskwire' ? 'start' : 'add', count: P.startTasks, inflight: P.startInflight };
-  const proc = client(system, { ...params, baseUrl: api?.baseUrl });
-  try {
-    const r = await proc.result<{ perSec: number }>();
-    const figure = batch
-      ? `batch: StartMany vs addBulk, ${P.batchSize}/batch (tasks/s)`
-      : `Start over gRPC vs add, ${P.startInflight} in flight (tasks/s)`;
-    record(figure, system, r.perSec);
-    const rss = system === 'taskwire' ? api!.proc.peakRss() : proc.peakRss();
-    if (!batch) record('API peak RSS, Start bench (MiB) [BullMQ: producer]', system, rss / MiB);
-    log(`  ${system} ${batch ? 'batch' : 'start'}: ${r.perSec.toFixed(0)}/s, peak RSS ${(rss / MiB).toFixed(0)} MiB`);
-  } finally {
-    await proc.stop();
-    await api?.proc.stop();
+  // taskwire's Start runs twice: as its client sends it (start() calls made together go as
+  // one StartMany) and with batching off (one Start RPC per call, the cost of the gRPC hop).
+  const modes: [mode: string, figure: string][] = batch
+    ? [[system === 'taskwire' ? 'many' : 'bulk', BATCH_FIGURE]]
+    : system === 'taskwire'
+      ? [['start', START_FIGURE], ['single', SINGLE_FIGURE]]
+      : [['add', START_FIGURE]];
+  for (const [mode, figure] of modes) {
+    await redis.flushall();
+    const api = system === 'taskwire' ? await startApi(mode) : undefined;
+    const params = batch
+      ? { mode, count: P.batchTasks, batch: P.batchSize, inflight: P.batchInflight }
+      : { mode, count: mode === 'single' ? P.startTasks / 4 : P.startTasks, inflight: P.startInflight };
+    const proc = client(system, { ...params, baseUrl: api?.baseUrl });
+    try {
+      const r = await proc.result<{ perSec: number }>();
+      record(figure, system, r.perSec);
+      if (system === 'bullmq' && !batch) record(SINGLE_FIGURE, system, r.perSec);
+      const rss = system === 'taskwire' ? api!.proc.peakRss() : proc.peakRss();
+      if (mode === 'start' || mode === 'add') record('API peak RSS, Start bench (MiB) [BullMQ: producer]', system, rss / MiB);
+      log(`  ${system} ${mode}: ${r.perSec.toFixed(0)}/s, peak RSS ${(rss / MiB).toFixed(0)} MiB`);
+    } finally {
+      await proc.stop();
+      await api?.proc.stop();
+    }
   }
 }
 
@@ -301,8 +312,9 @@ const ROWS: Row[] = [
   { figure: 'drain c=1 (tasks/s)', target: '≥1×', pass: atLeast(1) },
   { figure: 'drain c=16 (tasks/s)' },
   { figure: 'drain c=100 (tasks/s)', target: '≥2×', pass: atLeast(2) },
-  { figure: `Start over gRPC vs add, ${P.startInflight} in flight (tasks/s)`, target: '≥1×', pass: atLeast(1) },
-  { figure: `batch: StartMany vs addBulk, ${P.batchSize}/batch (tasks/s)`, target: '≥3×', pass: atLeast(3) },
+  { figure: START_FIGURE, target: '≥1×', pass: atLeast(1) },
+  { figure: SINGLE_FIGURE },
+  { figure: BATCH_FIGURE, target: '≥3×', pass: atLeast(3) },
   { figure: `end-to-end at ${P.e2eRate}/s: p50 (ms)`, target: '≤1×', pass: atMost(1) },
   { figure: `end-to-end at ${P.e2eRate}/s: p95 (ms)` },
   { figure: `end-to-end at ${P.e2eRate}/s: p99 (ms)`, target: '≤1×', pass: atMost(1) },

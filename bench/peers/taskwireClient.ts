@@ -2,7 +2,9 @@
  * The producer side of the taskwire benchmarks, as its own process: the project's client
  * over real gRPC to a running API server. One mode per run; prints `RESULT {json}`.
  *
- *   start   N Starts, `inflight` calls pending at once               → { perSec }
+ *   start   N client.start() calls, `inflight` pending at once (the client sends the calls
+ *           made together as one StartMany)                             → { perSec }
+ *   single  the same with batchStarts: false: one Start RPC per call     → { perSec }
  *   many    N tasks as StartMany batches of `batch`, `inflight` batches → { perSec }
  *   e2e     a steady `rate`/s for `seconds`: Start, then WatchStatus until terminal
  *           → latency samples (ms) from calling Start to the terminal record arriving
@@ -19,7 +21,7 @@ import { inFlight } from '../lib/stats.js';
 import { paced } from '../lib/pace.js';
 
 interface Params {
-  mode: 'start' | 'many' | 'e2e' | 'fanout';
+  mode: 'start' | 'single' | 'many' | 'e2e' | 'fanout';
   baseUrl: string;
   count: number;
   inflight: number;
@@ -41,10 +43,12 @@ async function warm(): Promise<void> {
   await inFlight(500, p.inflight || 16, () => client.rpc.start(noopRequest));
 }
 
-async function startMode(): Promise<void> {
+async function startMode(batchStarts = true): Promise<void> {
   await warm();
+  const starter = new TaskwireClient({ baseUrl: p.baseUrl, batchStarts });
+  await inFlight(500, p.inflight, () => starter.start('noop'));
   const t0 = performance.now();
-  await inFlight(p.count, p.inflight, () => client.rpc.start(noopRequest));
+  await inFlight(p.count, p.inflight, () => starter.start('noop'));
   const s = (performance.now() - t0) / 1000;
   result({ perSec: p.count / s, seconds: s });
 }
@@ -122,7 +126,7 @@ async function fanoutMode(): Promise<void> {
   result({ samples });
 }
 
-const modes = { start: startMode, many: manyMode, e2e: e2eMode, fanout: fanoutMode };
+const modes = { start: () => startMode(true), single: () => startMode(false), many: manyMode, e2e: e2eMode, fanout: fanoutMode };
 modes[p.mode]().then(
   () => process.exit(0),
   (err: Error) => {

@@ -15,7 +15,7 @@
 import { create, fromJson, toJson, type MessageInitShape } from '@bufbuild/protobuf';
 import { durationFromMs, ListValueSchema, timestampFromMs, ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { compressionGzip, createGrpcTransport } from '@connectrpc/connect-node';
 import { TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
 import { CancelOutcome, StartRequestSchema, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
 import type { JsonObject, JsonValue } from '../json.js';
@@ -40,6 +40,11 @@ export interface ClientOptions {
    * plain Start. Calls with a `traceparent` always go alone.
    */
   batchStarts?: boolean;
+  /**
+   * gzip requests and accept gzipped replies (default false: a task queue's API is usually
+   * near, where compressing costs more CPU on both ends than the bytes it saves).
+   */
+  compress?: boolean;
 }
 
 export interface StartOptions {
@@ -155,6 +160,8 @@ export class TaskwireClient {
         baseUrl: options.baseUrl ?? process.env.TASKWIRE_SERVER ?? 'http://127.0.0.1:50051',
         interceptors: token ? [bearer] : [],
         nodeOptions: options.ca ? { ca: options.ca } : undefined,
+        acceptCompression: options.compress ? [compressionGzip] : [],
+        sendCompression: options.compress ? compressionGzip : undefined,
       });
     }
     this.rpc = createClient(TaskService, transport);
