@@ -51,26 +51,15 @@ export class StreamLimits {
         this.openStreams--;
         if (watch && conn) this.perConnection.set(conn, (this.perConnection.get(conn) ?? 1) - 1);
       };
+      // Connect aborts a call's signal when the call ends for any reason (its last message
+      // sent, an error, the client gone), so this one listener releases every stream.
       req.signal.addEventListener('abort', release, { once: true });
-      let res;
       try {
-        res = await next(req);
+        return await next(req);
       } catch (err) {
         release();
         throw err;
       }
-      if (!res.stream) return res;
-      const messages = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* messages;
-          } finally {
-            release();
-          }
-        })(),
-      };
     };
   }
 }
