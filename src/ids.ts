@@ -3,7 +3,7 @@
  * expect a UUID); ids of another queue carry it as `<queue>/<uuid>`, so that any id
  * alone finds its record without a lookup.
  */
-import { randomFillSync } from 'node:crypto';
+import { randomBytes } from './random.js';
 
 export const DEFAULT_QUEUE = 'default';
 const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -13,16 +13,8 @@ export function isValidQueueName(queue: string): boolean {
   return QUEUE_NAME.test(queue);
 }
 
-// Random bytes are drawn 4 KiB at a time: one call into the CSPRNG per 256 ids, not per id.
-const pool = Buffer.alloc(4096);
-let used = pool.length;
-
 function uuidv7(now = Date.now()): string {
-  if (used === pool.length) {
-    randomFillSync(pool);
-    used = 0;
-  }
-  const b = Buffer.from(pool.subarray(used, (used += 16)));
+  const b = randomBytes(16);
   b.writeUIntBE(now, 0, 6);
   b[6] = (b[6]! & 0x0f) | 0x70;
   b[8] = (b[8]! & 0x3f) | 0x80;

@@ -3,7 +3,7 @@
  * one trace from a Start request through the task record into the worker that runs it:
  * the API's span is a child of the caller's, each attempt's span a child of the API's.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from './random.js';
 
 export interface TraceContext {
   traceId: string;

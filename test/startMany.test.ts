@@ -153,12 +153,12 @@ describe('the client sends start() calls made together as one StartMany', () => 
     const together = [counted.start('hello'), counted.start('no-such-task'), counted.start('hello', { exclusiveKey: 'nightly' }), counted.start('hello')];
     const [ok1, unknown, busy, ok2] = await Promise.allSettled(together);
     expect(calls).toEqual(['StartMany']);
-    expect(ok1.status).toBe('fulfilled');
-    expect(ok2.status).toBe('fulfilled');
+    expect(ok1?.status).toBe('fulfilled');
+    expect(ok2?.status).toBe('fulfilled');
     expect(await refusal(together[1]!)).toEqual(aloneUnknown);
     expect(await refusal(together[2]!)).toEqual(aloneBusy);
-    expect(unknown.status).toBe('rejected');
-    expect(busy.status).toBe('rejected');
+    expect(unknown?.status).toBe('rejected');
+    expect(busy?.status).toBe('rejected');
   });
 
   it('sends calls one by one when asked not to batch', async () => {
