@@ -15,7 +15,8 @@ export interface WatchListener {
 }
 
 export class WatchHub {
-  private readonly byTask = new Map<string, Set<WatchListener>>();
+  /** A task's watchers: one listener as itself (the usual case), several in a set. */
+  private readonly byTask = new Map<string, WatchListener | Set<WatchListener>>();
   private readonly everything = new Set<(snapshot: Hash) => void>();
   private subscribed: Promise<unknown> | undefined;
 
@@ -28,7 +29,10 @@ export class WatchHub {
       void this.sub
         .ping()
         .then(() => {
-          for (const set of this.byTask.values()) for (const l of set) l.resync();
+          for (const entry of this.byTask.values()) {
+            if (entry instanceof Set) for (const l of entry) l.resync();
+            else entry.resync();
+          }
         })
         .catch(() => {});
     });
@@ -40,14 +44,21 @@ export class WatchHub {
     return this.subscribed;
   }
 
-  watch(id: string, listener: WatchListener): () => void {
-    let set = this.byTask.get(id);
-    if (!set) this.byTask.set(id, (set = new Set()));
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.byTask.delete(id);
-    };
+  /** Routes the task's changes to `listener` until `remove`. */
+  add(id: string, listener: WatchListener): void {
+    const entry = this.byTask.get(id);
+    if (!entry) this.byTask.set(id, listener);
+    else if (entry instanceof Set) entry.add(listener);
+    else if (entry !== listener) this.byTask.set(id, new Set([entry, listener]));
+  }
+
+  remove(id: string, listener: WatchListener): void {
+    const entry = this.byTask.get(id);
+    if (entry === listener) this.byTask.delete(id);
+    else if (entry instanceof Set) {
+      entry.delete(listener);
+      if (entry.size === 1) this.byTask.set(id, entry.values().next().value!);
+    }
   }
 
   watchAll(listener: (snapshot: Hash) => void): () => void {
@@ -57,7 +68,7 @@ export class WatchHub {
 
   get watchers(): number {
     let n = this.everything.size;
-    for (const set of this.byTask.values()) n += set.size;
+    for (const entry of this.byTask.values()) n += entry instanceof Set ? entry.size : 1;
     return n;
   }
 
@@ -68,8 +79,9 @@ export class WatchHub {
     } catch {
       return;
     }
-    const set = snapshot.id ? this.byTask.get(snapshot.id) : undefined;
-    if (set) for (const l of set) l.change(snapshot);
+    const entry = snapshot.id ? this.byTask.get(snapshot.id) : undefined;
+    if (entry instanceof Set) for (const l of entry) l.change(snapshot);
+    else entry?.change(snapshot);
     for (const l of this.everything) l(snapshot);
   }
 }
