@@ -4,11 +4,10 @@
 -- Fields of the record that never travel in change events: immutable bulk and secrets.
 local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
 
--- Bump the record's version, append its snapshot to the event log `events` (entry id
--- `<version>-0`, capped near `maxlen`) and publish the snapshot on `channel`. Returns the
--- new version and the whole record as read (a flat list), so a caller needs no HGETALL.
-local function emit(record, events, channel, maxlen)
-  local version = redis.call('HINCRBY', record, 'version', 1)
+-- Append the record's snapshot at `version` (already written) to the event log `events`
+-- (entry id `<version>-0`, capped near `maxlen`) and publish it on `channel`. Returns the
+-- whole record as read (a flat list), so a caller needs no HGETALL.
+local function log_change(record, events, channel, maxlen, version)
   local flat = redis.call('HGETALL', record)
   local snapshot = {}
   for i = 1, #flat, 2 do
@@ -19,7 +18,14 @@ local function emit(record, events, channel, maxlen)
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(snapshot))
   redis.call('PUBLISH', channel, cjson.encode(snapshot))
-  return version, flat
+  return flat
+end
+
+-- Bump the record's version, then log_change(). Returns the new version and the record.
+-- (A script that reads the version anyway sets it in its own HSET and calls log_change.)
+local function emit(record, events, channel, maxlen)
+  local version = redis.call('HINCRBY', record, 'version', 1)
+  return version, log_change(record, events, channel, maxlen, version)
 end
 
 -- Check that the record may move to `to`. Returns the current state, or nil and the
@@ -32,9 +38,11 @@ local function may_move(record, to)
 end
 
 -- What every terminal write does besides the state: free the exclusive key (if this task
--- holds it) and start the result TTL of the record and its log.
-local function finalize(record, events, exclusive, id, ttl)
-  if redis.call('HGET', record, 'ekey') and redis.call('GET', exclusive) == id then
+-- holds it) and start the result TTL of the record and its log. `ekey`: the record's
+-- exclusive key when the caller has read it (false: it has none), nil to read it here.
+local function finalize(record, events, exclusive, id, ttl, ekey)
+  if ekey == nil then ekey = redis.call('HGET', record, 'ekey') end
+  if ekey and redis.call('GET', exclusive) == id then
     redis.call('DEL', exclusive)
   end
   redis.call('PEXPIRE', record, ttl)
