@@ -73,7 +73,8 @@ export class AttemptStore {
 
   async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<FinishResult> {
     const pairs: string[] = [];
-    if (state === 'SUCCESS') pairs.push('result', fields.result ?? 'null', 'err_type', '', 'err_msg', '', 'err_tb', '');
+    // No error fields to clear on SUCCESS: the claim that began this attempt cleared them.
+    if (state === 'SUCCESS') pairs.push('result', fields.result ?? 'null');
     else if (fields.errorType) {
       pairs.push('err_type', fields.errorType, 'err_msg', fields.errorMessage ?? '', 'err_tb', fields.traceback ?? '');
     }

@@ -31,7 +31,7 @@ local function terminal(state, etype, emsg)
   ack()
 end
 
-local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason')
+local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress')
 local state = f[1]
 if not state then ack() return {'gone'} end
 if TERMINAL[state] then ack() return {'finished', state} end
@@ -53,8 +53,11 @@ elseif f[4] and tonumber(f[4]) < tonumber(now) then
   return {'expired'}
 end
 
-redis.call('HSET', record, 'state', 'STARTED', 'attempt', attempt + 1, 'worker', ARGV[4],
-  'token', ARGV[5], 'msg', msg, 'started', now, 'updated', now)
-redis.call('HDEL', record, 'next_at', 'err_type', 'err_msg', 'err_tb', 'progress')
-local _, flat = emit(record, events, ARGV[7], ARGV[8])
-return {'run', flat}
+local version = tonumber(f[7] or '0') + 1
+redis.call('HSET', record, 'version', version, 'state', 'STARTED', 'attempt', attempt + 1,
+  'worker', ARGV[4], 'token', ARGV[5], 'msg', msg, 'started', now, 'updated', now)
+-- What an earlier attempt may have left: a RETRY its due time and error, any its progress.
+if state == 'RETRY' or f[8] then
+  redis.call('HDEL', record, 'next_at', 'err_type', 'err_msg', 'err_tb', 'progress')
+end
+return {'run', log_change(record, events, ARGV[7], ARGV[8], version)}

@@ -18,7 +18,7 @@
 local id, msg, group, token, target, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local record, events = KEYS[1], KEYS[2]
 
-local f = redis.call('HMGET', record, 'state', 'token', 'cancel', 'cancel_reason', 'ekey')
+local f = redis.call('HMGET', record, 'state', 'token', 'cancel', 'cancel_reason', 'ekey', 'version', 'attempt')
 if not f[1] then
   redis.call('XACK', KEYS[3], group, msg)
   redis.call('XDEL', KEYS[3], msg)
@@ -36,23 +36,39 @@ if f[3] then
 end
 if not ALLOWED[f[1]][target] then return {'stale', f[1]} end
 
-write(record, fields)
-redis.call('HSET', record, 'state', target, 'updated', now)
-redis.call('HDEL', record, 'token', 'msg')
-redis.call('XACK', KEYS[3], group, msg)
-redis.call('XDEL', KEYS[3], msg)
-
+-- One HSET and one HDEL: the fields given ('' deletes), the state, and what the target adds.
+local version = tonumber(f[6] or '0') + 1
+local set, del = {'version', version, 'state', target, 'updated', now}, {'token', 'msg'}
+for i = 1, #fields, 2 do
+  if fields[i + 1] == '' then
+    del[#del + 1] = fields[i]
+  else
+    set[#set + 1] = fields[i]
+    set[#set + 1] = fields[i + 1]
+  end
+end
+local ends = false
 if target == 'RETRY' then
-  redis.call('HSET', record, 'next_at', ARGV[10])
+  set[#set + 1] = 'next_at'
+  set[#set + 1] = ARGV[10]
   redis.call('ZADD', KEYS[5], ARGV[10], id .. '\n' .. (f[5] or ''))
 elseif target == 'PENDING' then
   -- Handed back unfinished, not failed: it does not use up an attempt; the next claim runs
   -- it under the same attempt number.
-  redis.call('HINCRBY', record, 'attempt', -1)
-  redis.call('HDEL', record, 'worker', 'started')
+  set[#set + 1] = 'attempt'
+  set[#set + 1] = tonumber(f[7]) - 1
+  del[#del + 1] = 'worker'
+  del[#del + 1] = 'started'
   redis.call('XADD', KEYS[3], '*', 'id', id, 'k', f[5] or '')
 else
-  redis.call('HSET', record, 'finished', now)
-  finalize(record, events, KEYS[4], id, ARGV[9])
+  ends = true
+  set[#set + 1] = 'finished'
+  set[#set + 1] = now
 end
-return {'ok', target, (emit(record, events, ARGV[7], ARGV[8]))}
+redis.call('HSET', record, unpack(set))
+redis.call('HDEL', record, unpack(del))
+redis.call('XACK', KEYS[3], group, msg)
+redis.call('XDEL', KEYS[3], msg)
+if ends then finalize(record, events, KEYS[4], id, ARGV[9], f[5] or false) end
+log_change(record, events, ARGV[7], ARGV[8], version)
+return {'ok', target, version}
