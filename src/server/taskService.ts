@@ -2,7 +2,7 @@
  * taskwire.v1.TaskService: decode and check the request, call the domain, map errors.
  * No Redis command is issued here.
  */
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { timestampMs, timestampNow } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import {
@@ -29,7 +29,7 @@ import { startInputFromWire, stateFromWire, taskToWire } from './convert.js';
 import { detailsAsAny, toConnectError } from './errors.js';
 import { Mailbox } from './mailbox.js';
 import type { WatchHub } from './watchHub.js';
-import { watchTask } from './watchTask.js';
+import { watchTask, type WatchDeps } from './watchTask.js';
 
 export interface ServiceDeps {
   store: TaskStore;
@@ -52,6 +52,14 @@ const MAX_BATCH = 1000;
 const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSchema, { time: timestampNow() }) });
 
 export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted }: ServiceDeps): ServiceImpl<typeof TaskService> {
+  // Shared by every WatchStatus stream: a watcher allocates no closures of its own.
+  const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema>> = {
+    store,
+    hub,
+    heartbeatMs: watchHeartbeatMs,
+    toWire: (item) => ({ event: 'task' in item ? { case: 'task', value: taskToWire(item.task) } : heartbeat() }),
+    toError: (err) => toConnectError(err, log),
+  };
   const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
@@ -124,27 +132,13 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
         return create(CancelResponseSchema, { task: taskToWire(task), outcome: code, message });
       }),
 
-    async *watchStatus(req, ctx) {
-      let id: string;
-      try {
-        id = await store.resolve({ id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue });
-      } catch (err) {
-        throw toConnectError(err, log);
-      }
-      const after = req.afterVersion === undefined ? undefined : Number(req.afterVersion);
-      try {
-        for await (const item of watchTask(store, hub, id, after, watchHeartbeatMs, ctx.signal)) {
-          yield create(WatchStatusResponseSchema, {
-            event:
-              'task' in item
-                ? { case: 'task', value: taskToWire(item.task) }
-                : heartbeat(),
-          });
-        }
-      } catch (err) {
-        throw toConnectError(err, log);
-      }
-    },
+    watchStatus: (req, ctx) =>
+      watchTask(
+        watchDeps,
+        { id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue },
+        req.afterVersion === undefined ? undefined : Number(req.afterVersion),
+        ctx.signal,
+      ),
 
     listTasks: (req) =>
       guard(async () => {

@@ -5,108 +5,186 @@
  * reconnect) is filled from the task's event log, which is the truth.
  *
  * A watcher is held for as long as its stream is open, by the thousand on one server, so
- * it keeps little: its mailbox (which is also its hub listener and its abort listener, so
- * no closures), the last version sent, and the task's args and kwargs — not the record.
+ * it is one plain object — the stream's iterator, its hub listener and its abort listener —
+ * that keeps the last version sent and the task's args and kwargs, nothing else. It is not
+ * an async generator on purpose: a suspended generator keeps every register of its frame,
+ * so each watcher would hold the whole record it read first and the last change it saw.
  */
 import { parseRecord, type Hash, type TaskRecord } from '../store/record.js';
 import { isTerminal } from '../store/states.js';
-import type { TaskStore } from '../store/taskStore.js';
+import type { TaskRef, TaskStore } from '../store/taskStore.js';
 import { Mailbox } from './mailbox.js';
 import type { WatchHub, WatchListener } from './watchHub.js';
 
 export type WatchItem = { task: TaskRecord } | { heartbeat: true };
 
+/** What every watch of one service shares. */
+export interface WatchDeps<Out> {
+  store: TaskStore;
+  hub: WatchHub;
+  heartbeatMs: number;
+  /** The stream message for an item. */
+  toWire(item: WatchItem): Out;
+  /** The error the stream ends with, for an error thrown while watching. */
+  toError(err: unknown): unknown;
+}
+
 type Signal = { change: Hash } | { resync: true };
 
 const RESYNC: Signal = { resync: true };
+const HEARTBEAT: WatchItem = { heartbeat: true };
 
-class Watcher extends Mailbox<Signal> implements WatchListener {
+class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
+  private readonly box = new Mailbox<Signal>();
+  /** Records read from the log (or the first one), not yet sent. */
+  private backlog: TaskRecord[] = [];
+  private id: string | undefined;
+  private ref: TaskRef | undefined;
+  private started = false;
+  private ended = false;
   /** The last version sent. */
-  last = -1;
-  done = false;
+  private last = -1;
+  /** A terminal version was sent: nothing more will come. */
+  private done = false;
   /** Change snapshots leave out the immutable bulk; every record sent carries it. */
-  args: unknown;
-  kwargs: unknown;
+  private args: TaskRecord['args'];
+  private kwargs: TaskRecord['kwargs'];
 
+  constructor(
+    private readonly deps: WatchDeps<Out>,
+    ref: TaskRef,
+    private readonly afterVersion: number | undefined,
+    private readonly signal: AbortSignal,
+  ) {
+    this.ref = ref;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<Out>> {
+    let item: WatchItem | undefined;
+    try {
+      item = await this.step();
+    } catch (err) {
+      this.end();
+      throw this.deps.toError(err);
+    }
+    if (item === undefined) {
+      this.end();
+      return { done: true, value: undefined };
+    }
+    return { done: false, value: this.deps.toWire(item) };
+  }
+
+  async return(): Promise<IteratorResult<Out>> {
+    this.end();
+    return { done: true, value: undefined };
+  }
+
+  async throw(err: unknown): Promise<IteratorResult<Out>> {
+    this.end();
+    throw err;
+  }
+
+  // WatchListener (the hub) and EventListener (the call's abort signal)
   change(change: Hash): void {
-    this.push({ change });
+    this.box.push({ change });
   }
 
   resync(): void {
-    this.push(RESYNC);
+    this.box.push(RESYNC);
+  }
+
+  handleEvent(): void {
+    this.box.close();
+  }
+
+  /** The next item to send, or undefined at the end. */
+  private async step(): Promise<WatchItem | undefined> {
+    if (!this.started) {
+      this.started = true;
+      await this.begin();
+    }
+    for (;;) {
+      const rec = this.backlog.shift();
+      if (rec) return { task: rec };
+      if (this.done || this.ended) return undefined;
+      const n = await this.box.next(this.deps.heartbeatMs);
+      if ('closed' in n) return undefined;
+      if ('timeout' in n) return HEARTBEAT;
+      const s = n.item;
+      if ('change' in s && Number(s.change.version) === this.last + 1) return { task: this.accept(s.change)! };
+      if ('resync' in s || Number(s.change.version) > this.last + 1) await this.readLog();
+    }
+  }
+
+  /** Subscribe, then read the record (and the log when resuming): the backlog to send first. */
+  private async begin(): Promise<void> {
+    const { store, hub } = this.deps;
+    const id = (this.id = await store.resolve(this.ref!));
+    this.ref = undefined;
+    if (this.ended) return;
+    hub.add(id, this);
+    this.signal.addEventListener('abort', this);
+    if (this.signal.aborted) this.box.close();
+    await hub.ready();
+    const full = await store.getHash(id);
+    // Parsed once per watcher, not once per change; only args and kwargs are kept.
+    const current = parseRecord(full);
+    this.args = current.args;
+    this.kwargs = current.kwargs;
+    if (this.afterVersion === undefined) {
+      this.backlog.push(this.accept(full)!);
+      return;
+    }
+    this.last = this.afterVersion;
+    await this.readLog();
+    // A log trimmed past the caller's version still ends with the current record.
+    if (!this.done && current.version > this.last) this.backlog.push(this.accept(full)!);
+    // Resuming after the final version: nothing more will come.
+    else if (isTerminal(current.state) && this.last >= current.version) this.done = true;
+  }
+
+  /** Fill a gap from the task's event log, up to its terminal version. */
+  private async readLog(): Promise<void> {
+    for (const h of await this.deps.store.readLog(this.id!, this.last)) {
+      const rec = this.accept(h);
+      if (rec) this.backlog.push(rec);
+      if (this.done) return;
+    }
   }
 
   /** The record to send for `h`, or undefined when that version was already sent. */
-  accept(h: Hash): TaskRecord | undefined {
+  private accept(h: Hash): TaskRecord | undefined {
     const v = Number(h.version);
     if (v <= this.last) return undefined;
     this.last = v;
     const rec = parseRecord(h);
-    rec.args = this.args as TaskRecord['args'];
-    rec.kwargs = this.kwargs as TaskRecord['kwargs'];
+    rec.args = this.args;
+    rec.kwargs = this.kwargs;
     this.done = isTerminal(rec.state);
     return rec;
   }
-}
 
-async function* fromLog(store: TaskStore, id: string, w: Watcher): AsyncGenerator<WatchItem> {
-  for (const h of await store.readLog(id, w.last)) {
-    const rec = w.accept(h);
-    if (rec) yield { task: rec };
-    if (w.done) return;
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.backlog = [];
+    if (this.id !== undefined) {
+      this.signal.removeEventListener('abort', this);
+      this.deps.hub.remove(this.id, this);
+    }
+    this.box.close();
   }
 }
 
-export async function* watchTask(
-  store: TaskStore,
-  hub: WatchHub,
-  id: string,
-  afterVersion: number | undefined,
-  heartbeatMs: number,
-  signal: AbortSignal,
-): AsyncGenerator<WatchItem> {
-  const w = new Watcher();
-  hub.add(id, w);
-  signal.addEventListener('abort', w);
-  try {
-    await hub.ready();
-    let first: TaskRecord | undefined;
-    {
-      // Parsed once per watcher, not once per change; only args and kwargs are kept.
-      const full = await store.getHash(id);
-      const current = parseRecord(full);
-      w.args = current.args;
-      w.kwargs = current.kwargs;
-      if (afterVersion === undefined) {
-        first = w.accept(full)!;
-      } else {
-        w.last = afterVersion;
-        yield* fromLog(store, id, w);
-        // A log trimmed past the caller's version still ends with the current record.
-        if (!w.done && current.version > w.last) first = w.accept(full)!;
-        // Resuming after the final version: nothing more will come.
-        else if (isTerminal(current.state) && w.last >= current.version) w.done = true;
-      }
-    }
-    if (first) yield { task: first };
-
-    while (!w.done) {
-      const next = await w.next(heartbeatMs);
-      if ('closed' in next) return;
-      if ('timeout' in next) {
-        yield { heartbeat: true };
-        continue;
-      }
-      const s = next.item;
-      if ('change' in s && Number(s.change.version) === w.last + 1) {
-        yield { task: w.accept(s.change)! };
-      } else if ('resync' in s || Number(s.change.version) > w.last + 1) {
-        yield* fromLog(store, id, w);
-      }
-    }
-  } finally {
-    signal.removeEventListener('abort', w);
-    hub.remove(id, w);
-    w.close();
-  }
+/**
+ * The stream of one `WatchStatus` call: the task `ref` names (resolved when the stream
+ * starts), from `afterVersion` (exclusive) or from its current record, until its terminal
+ * version, with a heartbeat item whenever the stream was quiet for `heartbeatMs`.
+ */
+export function watchTask<Out>(deps: WatchDeps<Out>, ref: TaskRef, afterVersion: number | undefined, signal: AbortSignal): AsyncIterableIterator<Out> {
+  return new Watch(deps, ref, afterVersion, signal);
 }
