@@ -34,32 +34,79 @@ export interface EndFields {
 
 export type FinishResult = { written: true; state: State; version: number } | { written: false; state: string };
 
+/** At most this many claims per script call (one call blocks Redis while it runs). */
+const MAX_CLAIMS = 128;
+
+interface PendingClaim {
+  d: Delivery;
+  token: string;
+  resolve: (r: ClaimResult) => void;
+  reject: (err: unknown) => void;
+}
+
 export class AttemptStore {
+  /** Claims asked for in this tick, by queue: they go to Redis as one script call. */
+  private readonly claims = new Map<string, PendingClaim[]>();
+  private claimsQueued = false;
+
   constructor(
     private readonly redis: Redis,
     private readonly worker: string,
     private readonly limits: { resultTtlMs: number; eventLogCap: number },
   ) {}
 
-  async claim(d: Delivery, token: string): Promise<ClaimResult> {
-    const reply = (await runScript(
-      this.redis,
-      'claim',
-      [keys.task(d.queue, d.id), keys.events(d.queue, d.id), keys.stream(d.queue), keys.exclusive(d.queue, d.ekey)],
-      [
-        d.id,
-        d.msgId,
-        CONSUMER_GROUP,
-        this.worker,
-        token,
-        Date.now(),
-        channels.events(d.queue),
-        this.limits.eventLogCap,
-        this.limits.resultTtlMs,
-      ],
-    )) as [string, string[]?];
-    if (reply[0] === 'run') return { run: true, task: parseRecord(pairsToHash(reply[1] ?? [])) };
-    return { run: false, why: reply[0] as 'gone' };
+  /** Begin an attempt (see claim-n.lua). Claims made together (the messages of one read)
+   * share a script call, sent at the end of the current microtask run. */
+  claim(d: Delivery, token: string): Promise<ClaimResult> {
+    return new Promise((resolve, reject) => {
+      const pending = this.claims.get(d.queue);
+      if (pending) pending.push({ d, token, resolve, reject });
+      else this.claims.set(d.queue, [{ d, token, resolve, reject }]);
+      if (!this.claimsQueued) {
+        this.claimsQueued = true;
+        queueMicrotask(this.sendClaims);
+      }
+    });
+  }
+
+  private readonly sendClaims = () => {
+    this.claimsQueued = false;
+    for (const [queue, pending] of this.claims) {
+      for (let i = 0; i < pending.length; i += MAX_CLAIMS) void this.claimBatch(queue, pending.slice(i, i + MAX_CLAIMS));
+    }
+    this.claims.clear();
+  };
+
+  private async claimBatch(queue: string, batch: PendingClaim[]): Promise<void> {
+    const keyList = [keys.stream(queue)];
+    const args: (string | number)[] = [
+      CONSUMER_GROUP,
+      this.worker,
+      Date.now(),
+      channels.events(queue),
+      this.limits.eventLogCap,
+      this.limits.resultTtlMs,
+    ];
+    for (const { d, token } of batch) {
+      keyList.push(keys.task(queue, d.id), keys.events(queue, d.id), keys.exclusive(queue, d.ekey));
+      args.push(d.id, d.msgId, token);
+    }
+    let replies: [string, string[]?][];
+    try {
+      replies = (await runScript(this.redis, 'claim', keyList, args)) as [string, string[]?][];
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const reply = replies[i] ?? ['gone'];
+      try {
+        if (reply[0] === 'run') p.resolve({ run: true, task: parseRecord(pairsToHash(reply[1] ?? [])) });
+        else p.resolve({ run: false, why: reply[0] as 'gone' });
+      } catch (err) {
+        p.reject(err);
+      }
+    });
   }
 
   progress(d: Delivery, token: string, progressJson: string): Promise<unknown> {

@@ -1,0 +1,74 @@
+-- claim: begin an attempt of each task whose message a worker just received (fresh, or
+-- reclaimed from a worker that stopped renewing its lease), in order. Decides whether each
+-- runs. The claims of one queue made within one tick share a call, so Redis pays the
+-- per-call cost of a script once for them; each claim is still its own checked change.
+--
+-- KEYS[1] stream      taskwire:{q}:stream
+-- then three per task: record taskwire:{q}:t:<id>, events taskwire:{q}:t:<id>:events,
+--   exclusive taskwire:{q}:excl:<key> (the key the message names, or a dummy)
+-- ARGV[1] consumer group   ARGV[2] worker name   ARGV[3] now (ms)   ARGV[4] events channel
+-- ARGV[5] log cap   ARGV[6] result TTL (ms)
+-- then three per task: id, message id, attempt token
+--
+-- Returns one reply per task, in order: {'run', <record fields as a flat list>} when the
+-- worker must run it now; otherwise the message is acknowledged and the reply says why it
+-- does not run: {'gone'} (record expired or never written), {'finished', state} (already
+-- terminal), {'expired'}, {'revoked'} (cancelled while its worker was lost), {'lost'} (its
+-- worker died and no attempts are left: FAILURE WorkerLostError).
+local stream, group, worker, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local channel, maxlen, ttl = ARGV[4], ARGV[5], ARGV[6]
+
+local function ack(msg)
+  redis.call('XACK', stream, group, msg)
+  redis.call('XDEL', stream, msg)
+end
+
+-- End a task that will not run, with its message.
+local function terminal(id, msg, record, events, exclusive, state, etype, emsg)
+  redis.call('HSET', record, 'state', state, 'err_type', etype, 'err_msg', emsg,
+    'finished', now, 'updated', now)
+  redis.call('HDEL', record, 'token', 'next_at')
+  finalize(record, events, exclusive, id, ttl)
+  emit(record, events, channel, maxlen)
+  ack(msg)
+end
+
+local function claim(id, msg, token, record, events, exclusive)
+  local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress')
+  local state = f[1]
+  if not state then ack(msg) return {'gone'} end
+  if TERMINAL[state] then ack(msg) return {'finished', state} end
+
+  local attempt, max = tonumber(f[2] or '0'), tonumber(f[3] or '1')
+  if state == 'STARTED' then
+    -- The attempt in the record belonged to a worker that is gone.
+    if f[5] then
+      terminal(id, msg, record, events, exclusive, 'REVOKED', 'TaskRevokedError', f[6] or 'cancelled')
+      return {'revoked'}
+    end
+    if attempt >= max then
+      terminal(id, msg, record, events, exclusive, 'FAILURE', 'WorkerLostError',
+        'the worker running attempt ' .. attempt .. ' of ' .. max .. ' was lost')
+      return {'lost'}
+    end
+  elseif f[4] and tonumber(f[4]) < tonumber(now) then
+    terminal(id, msg, record, events, exclusive, 'REVOKED', 'Expired', 'the task expired before a worker could start it')
+    return {'expired'}
+  end
+
+  local version = tonumber(f[7] or '0') + 1
+  redis.call('HSET', record, 'version', version, 'state', 'STARTED', 'attempt', attempt + 1,
+    'worker', worker, 'token', token, 'msg', msg, 'started', now, 'updated', now)
+  -- What an earlier attempt may have left: a RETRY its due time and error, any its progress.
+  if state == 'RETRY' or f[8] then
+    redis.call('HDEL', record, 'next_at', 'err_type', 'err_msg', 'err_tb', 'progress')
+  end
+  return {'run', log_change(record, events, channel, maxlen, version)}
+end
+
+local out = {}
+for t = 0, (#ARGV - 6) / 3 - 1 do
+  local a, k = 7 + t * 3, 2 + t * 3
+  out[t + 1] = claim(ARGV[a], ARGV[a + 1], ARGV[a + 2], KEYS[k], KEYS[k + 1], KEYS[k + 2])
+end
+return out
