@@ -19,9 +19,29 @@ export interface Logger {
   with(fields: LogFields): Logger;
 }
 
-/** Synchronous writes to fd 2, so the last lines before an exit are not lost. */
+/**
+ * Synchronous writes to fd 2, so the last lines before an exit are not lost, with the lines
+ * of one turn of the event loop written together: a busy worker logs a line per task, and a
+ * write per line is a system call per task. An exit writes what is still held at once.
+ */
+function batched(stderr: DestinationStream): DestinationStream {
+  let held: string[] = [];
+  const flush = () => {
+    if (held.length === 0) return;
+    const text = held.length === 1 ? held[0]! : held.join('');
+    held = [];
+    stderr.write(text);
+  };
+  process.on('exit', flush);
+  return {
+    write(line: string) {
+      if (held.push(line) === 1) setImmediate(flush);
+    },
+  };
+}
+
 function destination(format: LogConfig['format']): DestinationStream {
-  const stderr = pinoDestination({ fd: 2, sync: true });
+  const stderr = batched(pinoDestination({ fd: 2, sync: true }));
   if (format === 'json') return stderr;
   return {
     write(line: string) {

@@ -11,7 +11,7 @@ import { renewLeases } from '../broker/lease.js';
 import { Reclaimer } from '../broker/reclaimer.js';
 import { promoteDue } from '../broker/scheduler.js';
 import type { Config } from '../config.js';
-import type { Logger } from '../log.js';
+import type { LogFields, Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady, isConnectionError } from '../redis.js';
 import { AttemptStore, type Delivery, type EndFields, type EndState } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
@@ -182,13 +182,15 @@ export class Worker {
       const task = claim.task;
       // Each attempt is a span of the trace the Start request began (see src/trace.ts).
       const parent = parseTraceparent(task.traceparent);
-      const log = this.log.with({
+      // The fields every line about this attempt carries (passed per line: a child logger
+      // per task would cost more than the one line it writes).
+      const about: LogFields = {
         task_id: task.id,
         task: task.name,
         attempt: task.attempt,
         ...(parent ? traceFields(childSpan(parent)) : {}),
-      });
-      log.debug('task started');
+      };
+      this.log.debug('task started', about);
       const run: Running = { delivery: d, token, slot };
       this.running.set(d.id, run);
       const began = Date.now();
@@ -205,7 +207,9 @@ export class Worker {
       const written = await finishing;
       if (written === 'RETRY' && fields.nextAttemptAt) this.promoteAt(fields.nextAttemptAt);
       const ms = Date.now() - began;
-      if (written) log.info(`task ${written.toLowerCase()} in ${ms}ms`, { state: written, ms, error_type: fields.errorType });
+      if (written) {
+        this.log.info(`task ${written.toLowerCase()} in ${ms}ms`, { ...about, state: written, ms, error_type: fields.errorType });
+      }
     } catch (err) {
       // The message stays pending; when its lease runs out it is reclaimed and retried.
       this.log.error(`task ${d.id}: ${(err as Error).message}`);
