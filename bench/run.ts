@@ -12,7 +12,7 @@
  * taskwire/BullMQ ratio, and writes the raw figures to bench/results/.
  * docs/performance.md explains each figure.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
@@ -106,7 +106,9 @@ async function startWorker(system: System, concurrency: number, tag: string): Pr
   const t0 = performance.now();
   let proc: Proc;
   if (system === 'taskwire') {
-    proc = spawnNode('taskwire worker', [...nodeArgs(CLI, `worker-${tag}`), 'worker', '-c', String(concurrency)], twEnv());
+    // As `taskwire worker` (bin/taskwire.js) starts it: with the worker's Node flags.
+    const flags = (JSON.parse(readFileSync(`${ROOT}bin/node-flags.json`, 'utf8')) as Record<string, string[]>).worker ?? [];
+    proc = spawnNode('taskwire worker', [...flags, ...nodeArgs(CLI, `worker-${tag}`), 'worker', '-c', String(concurrency)], twEnv());
     await proc.waitFor(/runs queues/);
   } else {
     proc = spawnNode('bullmq worker', [...LOADER, BULLMQ, JSON.stringify({ mode: 'worker', url: redisServer.url, queue: BULL_QUEUE, concurrency })]);

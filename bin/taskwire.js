@@ -4,7 +4,7 @@
 // (faster, ~20 MB less per thread); otherwise runs the TypeScript source through tsx, so
 // the package works straight from a checkout and a stale build is never run.
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -35,6 +35,7 @@ if (buildIsFresh()) {
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   args = ['--import', tsx, at('src/cli/main.ts')];
 }
-const child = spawn(process.execPath, [...args, ...process.argv.slice(2)], { stdio: 'inherit' });
+const nodeFlags = JSON.parse(readFileSync(at('bin/node-flags.json'), 'utf8'))[process.argv[2]] ?? [];
+const child = spawn(process.execPath, [...nodeFlags, ...args, ...process.argv.slice(2)], { stdio: 'inherit' });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
