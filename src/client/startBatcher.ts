@@ -58,7 +58,9 @@ export class StartBatcher {
       const [one] = batch as [Pending];
       this.startAlone(one.request).then(one.resolve, one.reject);
     } else if (batch.length > 1) {
-      void this.startMany(batch);
+      this.startMany(batch).catch((err: unknown) => {
+        for (const p of batch) p.reject(err);
+      });
     }
   }
 

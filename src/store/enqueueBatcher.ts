@@ -66,7 +66,10 @@ export class EnqueueBatcher {
           for (const f of pending[to]!.fields) bytes += f.length;
           to++;
         }
-        void this.send(queue, pending.slice(from, to));
+        const batch = pending.slice(from, to);
+        this.send(queue, batch).catch((err: unknown) => {
+          for (const p of batch) p.reject(err);
+        });
         from = to;
       }
     }
