@@ -3,6 +3,7 @@
  * Each is one Lua script; each end also acknowledges the queue message in the same step.
  */
 import type { Redis } from 'ioredis';
+import { KeyedBatcher } from './keyedBatcher.js';
 import { CONSUMER_GROUP, channels, keys } from './keys.js';
 import { pairsToHash, parseRecord, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
@@ -34,20 +35,19 @@ export interface EndFields {
 
 export type FinishResult = { written: true; state: State; version: number } | { written: false; state: string };
 
-/** At most this many claims per script call (one call blocks Redis while it runs). */
-const MAX_CLAIMS = 128;
-
-interface PendingClaim {
+interface Claim {
   d: Delivery;
   token: string;
-  resolve: (r: ClaimResult) => void;
-  reject: (err: unknown) => void;
 }
 
 export class AttemptStore {
-  /** Claims asked for in this tick, by queue: they go to Redis as one script call. */
-  private readonly claims = new Map<string, PendingClaim[]>();
-  private claimsQueued = false;
+  /** The claims of one read (asked for in one run of microtasks) share a script call per
+   * queue, at most 128 (one call blocks Redis while it runs). */
+  private readonly claims = new KeyedBatcher<Claim, ClaimResult>({
+    send: (queue, claims) => this.claimBatch(queue, claims),
+    schedule: queueMicrotask,
+    maxItems: 128,
+  });
 
   constructor(
     private readonly redis: Redis,
@@ -55,29 +55,12 @@ export class AttemptStore {
     private readonly limits: { resultTtlMs: number; eventLogCap: number },
   ) {}
 
-  /** Begin an attempt (see claim-n.lua). Claims made together (the messages of one read)
-   * share a script call, sent at the end of the current microtask run. */
+  /** Begin an attempt (see claim-n.lua); each caller gets its own outcome. */
   claim(d: Delivery, token: string): Promise<ClaimResult> {
-    return new Promise((resolve, reject) => {
-      const pending = this.claims.get(d.queue);
-      if (pending) pending.push({ d, token, resolve, reject });
-      else this.claims.set(d.queue, [{ d, token, resolve, reject }]);
-      if (!this.claimsQueued) {
-        this.claimsQueued = true;
-        queueMicrotask(this.sendClaims);
-      }
-    });
+    return this.claims.add(d.queue, { d, token });
   }
 
-  private readonly sendClaims = () => {
-    this.claimsQueued = false;
-    for (const [queue, pending] of this.claims) {
-      for (let i = 0; i < pending.length; i += MAX_CLAIMS) void this.claimBatch(queue, pending.slice(i, i + MAX_CLAIMS));
-    }
-    this.claims.clear();
-  };
-
-  private async claimBatch(queue: string, batch: PendingClaim[]): Promise<void> {
+  private async claimBatch(queue: string, batch: Claim[]): Promise<(ClaimResult | Error)[]> {
     const keyList = [keys.stream(queue)];
     const args: (string | number)[] = [
       CONSUMER_GROUP,
@@ -91,20 +74,14 @@ export class AttemptStore {
       keyList.push(keys.task(queue, d.id), keys.events(queue, d.id), keys.exclusive(queue, d.ekey));
       args.push(d.id, d.msgId, token);
     }
-    let replies: [string, string[]?][];
-    try {
-      replies = (await runScript(this.redis, 'claim', keyList, args)) as [string, string[]?][];
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-      return;
-    }
-    batch.forEach((p, i) => {
+    const replies = (await runScript(this.redis, 'claim', keyList, args)) as [string, string[]?][];
+    return batch.map((_, i): ClaimResult | Error => {
       const reply = replies[i] ?? ['gone'];
+      if (reply[0] !== 'run') return { run: false, why: reply[0] as 'gone' };
       try {
-        if (reply[0] === 'run') p.resolve({ run: true, task: parseRecord(pairsToHash(reply[1] ?? [])) });
-        else p.resolve({ run: false, why: reply[0] as 'gone' });
+        return { run: true, task: parseRecord(pairsToHash(reply[1] ?? [])) };
       } catch (err) {
-        p.reject(err);
+        return err instanceof Error ? err : new Error(String(err));
       }
     });
   }
