@@ -39,14 +39,7 @@ if not ALLOWED[f[1]][target] then return {'stale', f[1]} end
 -- One HSET and one HDEL: the fields given ('' deletes), the state, and what the target adds.
 local version = tonumber(f[6] or '0') + 1
 local set, del = {'version', version, 'state', target, 'updated', now}, {'token', 'msg'}
-for i = 1, #fields, 2 do
-  if fields[i + 1] == '' then
-    del[#del + 1] = fields[i]
-  else
-    set[#set + 1] = fields[i]
-    set[#set + 1] = fields[i + 1]
-  end
-end
+split_fields(fields, set, del)
 local ends = false
 if target == 'RETRY' then
   set[#set + 1] = 'next_at'

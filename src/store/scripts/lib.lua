@@ -49,9 +49,9 @@ local function finalize(record, events, exclusive, id, ttl, ekey)
   redis.call('PEXPIRE', events, ttl)
 end
 
--- Set `fields` (a flat list of name, value; an empty value deletes the field).
-local function write(record, fields)
-  local set, del = {}, {}
+-- Sort `fields` (a flat list of name, value) into `set` (name, value pairs to HSET) and
+-- `del` (names to HDEL: an empty value deletes the field), appending to both.
+local function split_fields(fields, set, del)
   for i = 1, #fields, 2 do
     if fields[i + 1] == '' then
       del[#del + 1] = fields[i]
@@ -60,8 +60,6 @@ local function write(record, fields)
       set[#set + 1] = fields[i + 1]
     end
   end
-  if #set > 0 then redis.call('HSET', record, unpack(set)) end
-  if #del > 0 then redis.call('HDEL', record, unpack(del)) end
 end
 
 local function slice(list, from)
