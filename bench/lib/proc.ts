@@ -106,3 +106,14 @@ export function spawnNode(name: string, args: string[], env: Record<string, stri
 export async function stopAllProcs(): Promise<void> {
   await Promise.all([...live].map((p) => p.stop(3000)));
 }
+
+// The child's side of the same protocol: its parameters come as JSON in argv[2], its result
+// goes out as one `RESULT {json}` line.
+
+export function childParams<P>(): P {
+  return JSON.parse(process.argv[2]!) as P;
+}
+
+export function printResult(r: unknown): void {
+  process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
+}

@@ -11,6 +11,7 @@
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { inFlight } from '../lib/stats.js';
 import { paced } from '../lib/pace.js';
+import { childParams, printResult } from '../lib/proc.js';
 
 interface Params {
   mode: 'worker' | 'add' | 'bulk' | 'e2e';
@@ -25,10 +26,9 @@ interface Params {
   warmupSeconds: number;
 }
 
-const p = JSON.parse(process.argv[2]!) as Params;
+const p = childParams<Params>();
 const { hostname, port } = new URL(p.url);
 const connection = { host: hostname, port: Number(port), maxRetriesPerRequest: null };
-const result = (r: unknown) => process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
 
 async function workerMode(): Promise<void> {
   const worker = new Worker(p.queue, async () => null, { connection, concurrency: p.concurrency });
@@ -45,7 +45,7 @@ async function addMode(): Promise<void> {
   const t0 = performance.now();
   await inFlight(p.count, p.inflight, (i) => queue.add('noop', { i }));
   const s = (performance.now() - t0) / 1000;
-  result({ perSec: p.count / s, seconds: s });
+  printResult({ perSec: p.count / s, seconds: s });
   await queue.close();
 }
 
@@ -57,7 +57,7 @@ async function bulkMode(): Promise<void> {
   const t0 = performance.now();
   await inFlight(batches, p.inflight, () => queue.addBulk(batch(p.batch)));
   const s = (performance.now() - t0) / 1000;
-  result({ perSec: (batches * p.batch) / s, seconds: s });
+  printResult({ perSec: (batches * p.batch) / s, seconds: s });
   await queue.close();
 }
 
@@ -87,7 +87,7 @@ async function e2eMode(): Promise<void> {
     if (i >= warmup) samples.push(end - begin);
   };
   const late = await paced(total, interval, one);
-  result({ samples, late });
+  printResult({ samples, late });
   await Promise.all([events.close(), queue.close()]);
 }
 

@@ -19,6 +19,7 @@ import { TaskState } from '../../gen/taskwire/v1/task_pb.js';
 import { TERMINAL, TaskwireClient } from '../../src/client/index.js';
 import { inFlight } from '../lib/stats.js';
 import { paced } from '../lib/pace.js';
+import { childParams, printResult } from '../lib/proc.js';
 
 interface Params {
   mode: 'start' | 'single' | 'many' | 'e2e' | 'fanout';
@@ -33,9 +34,8 @@ interface Params {
   connections: number;
 }
 
-const p = JSON.parse(process.argv[2]!) as Params;
+const p = childParams<Params>();
 const client = new TaskwireClient({ baseUrl: p.baseUrl });
-const result = (r: unknown) => process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
 const noopRequest = create(StartRequestSchema, TaskwireClient.startRequest('noop'));
 
 async function warm(): Promise<void> {
@@ -50,7 +50,7 @@ async function startMode(batchStarts = true): Promise<void> {
   const t0 = performance.now();
   await inFlight(p.count, p.inflight, () => starter.start('noop'));
   const s = (performance.now() - t0) / 1000;
-  result({ perSec: p.count / s, seconds: s });
+  printResult({ perSec: p.count / s, seconds: s });
 }
 
 async function manyMode(): Promise<void> {
@@ -65,7 +65,7 @@ async function manyMode(): Promise<void> {
   });
   const s = (performance.now() - t0) / 1000;
   if (refused) throw new Error(`${refused} tasks were refused`);
-  result({ perSec: (batches * p.batch) / s, seconds: s });
+  printResult({ perSec: (batches * p.batch) / s, seconds: s });
 }
 
 async function e2eMode(): Promise<void> {
@@ -86,7 +86,7 @@ async function e2eMode(): Promise<void> {
     if (i >= warmup) samples.push(end - begin);
   };
   const late = await paced(total, interval, one);
-  result({ samples, late });
+  printResult({ samples, late });
 }
 
 async function fanoutMode(): Promise<void> {
@@ -123,7 +123,7 @@ async function fanoutMode(): Promise<void> {
   await allOpen;
   process.stdout.write(`WATCHING ${open}\n`);
   await Promise.all(watches);
-  result({ samples });
+  printResult({ samples });
 }
 
 const modes = { start: () => startMode(true), single: () => startMode(false), many: manyMode, e2e: e2eMode, fanout: fanoutMode };
