@@ -1,11 +1,21 @@
 /** `taskwire start|status|watch|cancel`: the four calls from the shell, through the client. */
+import { Code, ConnectError } from '@connectrpc/connect';
+import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { TaskState, TaskwireClient, argsOf, resultOf, type Task } from '../client/index.js';
 import type { Flags } from '../config.js';
 import { parseDuration } from '../config.js';
 import type { JsonObject, JsonValue } from '../json.js';
+import { UsageError } from './usageError.js';
 
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
+/** What the command prints for an error of a call: its code, message and ErrorInfo metadata
+ * (undefined when `err` is not one). */
+export function rpcErrorText(err: unknown): string | undefined {
+  if (!(err instanceof ConnectError)) return undefined;
+  let text = `taskwire: ${Code[err.code]}: ${err.rawMessage}\n`;
+  for (const info of err.findDetails(ErrorInfoSchema)) {
+    for (const [k, v] of Object.entries(info.metadata)) text += `  ${k}: ${v}\n`;
+  }
+  return text;
 }
 
 /** Exit codes of `taskwire watch` (and `start --wait`): the final state. */

@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 /** The `taskwire` command. */
 import { parseArgs } from 'node:util';
-import { Code, ConnectError } from '@connectrpc/connect';
-import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { ConfigError, loadConfig, type Flags } from '../config.js';
-import { cancelCommand, startCommand, statusCommand, UsageError, watchCommand } from './clientCommands.js';
 import { dev, serve, worker } from './processes.js';
+import { UsageError } from './usageError.js';
+
+// The client commands (the client, Connect, protobuf, the generated code) load only when one
+// runs: a worker never needs them, and loaded they cost it ~15 MiB of peak memory.
+let client: typeof import('./clientCommands.js') | undefined;
+const clientCommands = async () => (client ??= await import('./clientCommands.js'));
 
 const HELP = `taskwire — a task queue served over gRPC
 
@@ -115,13 +118,13 @@ async function main(argv: string[]): Promise<number> {
       await worker(loadConfig(flags));
       return -1;
     case 'start':
-      return startCommand(rest, flags);
+      return (await clientCommands()).startCommand(rest, flags);
     case 'status':
-      return statusCommand(rest, flags);
+      return (await clientCommands()).statusCommand(rest, flags);
     case 'watch':
-      return watchCommand(rest, flags);
+      return (await clientCommands()).watchCommand(rest, flags);
     case 'cancel':
-      return cancelCommand(rest, flags);
+      return (await clientCommands()).cancelCommand(rest, flags);
     default:
       throw new UsageError(`unknown command "${command}"\n\n${HELP}`);
   }
@@ -132,11 +135,9 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof ConnectError) {
-      process.stderr.write(`taskwire: ${Code[err.code]}: ${err.rawMessage}\n`);
-      for (const info of err.findDetails(ErrorInfoSchema)) {
-        for (const [k, v] of Object.entries(info.metadata)) process.stderr.write(`  ${k}: ${v}\n`);
-      }
+    const rpcError = client?.rpcErrorText(err);
+    if (rpcError !== undefined) {
+      process.stderr.write(rpcError);
       process.exitCode = 2;
     } else if (err instanceof UsageError || err instanceof ConfigError) {
       process.stderr.write(`taskwire: ${err.message}\n`);
