@@ -170,7 +170,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
         await hub.ready();
         for (;;) {
           const next = await box.next(watchHeartbeatMs);
-          if ('closed' in next) return;
+          if ('closed' in next) throw ctx.signal.reason; // a deadline or a cancel: the stream ends with its status
           yield create(WatchEventsResponseSchema, {
             event:
               'item' in next

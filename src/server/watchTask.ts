@@ -13,7 +13,7 @@
 import { parseRecord, type Hash, type TaskRecord } from '../store/record.js';
 import { isTerminal } from '../store/states.js';
 import type { TaskRef, TaskStore } from '../store/taskStore.js';
-import { Mailbox } from './mailbox.js';
+import { Mailbox, type Next } from './mailbox.js';
 import type { WatchHub, WatchListener } from './watchHub.js';
 
 export type WatchItem = { task: TaskRecord } | { heartbeat: true };
@@ -63,14 +63,23 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     return this;
   }
 
-  async next(): Promise<IteratorResult<Out>> {
-    let item: WatchItem | undefined;
-    try {
-      item = await this.step();
-    } catch (err) {
-      this.end();
-      throw this.deps.toError(err);
-    }
+  next(): Promise<IteratorResult<Out>> {
+    // The usual call — started, nothing in the backlog — waits on the mailbox alone, so a
+    // quiet watcher holds one pending promise rather than two suspended async functions.
+    const item =
+      this.started && this.backlog.length === 0 && !this.done && !this.ended
+        ? this.box.next(this.deps.heartbeatMs).then((mail) => this.step(mail))
+        : this.step();
+    return item.then(
+      (it) => this.result(it),
+      (err) => {
+        this.end();
+        throw this.deps.toError(err);
+      },
+    );
+  }
+
+  private result(item: WatchItem | undefined): IteratorResult<Out> {
     if (item === undefined) {
       this.end();
       return { done: true, value: undefined };
@@ -101,18 +110,25 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     this.box.close();
   }
 
-  /** The next item to send, or undefined at the end. */
-  private async step(): Promise<WatchItem | undefined> {
+  /** The next item to send, or undefined at the end; `mail` is one already taken from the mailbox. */
+  private async step(mail?: Next<Signal>): Promise<WatchItem | undefined> {
     if (!this.started) {
       this.started = true;
       await this.begin();
     }
     for (;;) {
-      const rec = this.backlog.shift();
-      if (rec) return { task: rec };
-      if (this.done || this.ended) return undefined;
-      const n = await this.box.next(this.deps.heartbeatMs);
-      if ('closed' in n) return undefined;
+      if (!mail) {
+        const rec = this.backlog.shift();
+        if (rec) return { task: rec };
+        if (this.done || this.ended) return undefined;
+      }
+      const n = mail ?? (await this.box.next(this.deps.heartbeatMs));
+      mail = undefined;
+      // Closed by the call's signal: a deadline or a cancel ends the stream with that status.
+      if ('closed' in n) {
+        if (this.signal.aborted) throw this.signal.reason;
+        return undefined;
+      }
       if ('timeout' in n) return HEARTBEAT;
       const s = n.item;
       if ('change' in s && Number(s.change.version) === this.last + 1) return { task: this.accept(s.change)! };
