@@ -51,6 +51,7 @@ export class TokenAuth {
   }
 
   interceptor(): Interceptor {
+    if (!this.enabled) return (next) => next;
     return (next) => async (req) => {
       if (!this.publicServices.has(req.service.typeName) && !this.allows(req.header.get('authorization'))) {
         throw TokenAuth.refusal();

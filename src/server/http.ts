@@ -8,6 +8,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { specEncodeGrpcMessage } from './grpc/status.js';
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -19,26 +20,6 @@ export interface ListeningServer {
 export interface TlsOptions {
   cert: Buffer;
   key: Buffer;
-}
-
-/**
- * grpc-message encoded as the gRPC spec says: only '%' and bytes outside printable ASCII
- * are percent-encoded. Connect encodes it with encodeURIComponent (':' → %3A, ',' → %2C),
- * which @grpc/grpc-js decodes with decodeURI, so its users read "name%3A no task…".
- * Every decoder reads this form back to the same text.
- */
-export function specEncodeGrpcMessage(value: string): string {
-  let text: string;
-  try {
-    text = decodeURIComponent(value);
-  } catch {
-    return value;
-  }
-  let out = '';
-  for (const byte of Buffer.from(text, 'utf8')) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
 }
 
 /** Rewrites the grpc-message trailer (the only place Connect's gRPC handler puts it). */
@@ -54,10 +35,20 @@ function withSpecGrpcMessage(handler: Handler): Handler {
   };
 }
 
-export function listen(handler: Handler, host: string, port: number, tls?: TlsOptions): Promise<ListeningServer> {
+/** Takes an HTTP/2 stream before the request handler sees it (true), or leaves it (false). */
+export type StreamClaim = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+
+export function listen(handler: Handler, host: string, port: number, tls?: TlsOptions, claim?: StreamClaim): Promise<ListeningServer> {
   handler = withSpecGrpcMessage(handler);
   const h2Handler = handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
   const h2 = tls ? http2.createSecureServer({ ...tls, allowHTTP1: true }, h2Handler) : http2.createServer(h2Handler);
+  if (claim) {
+    // Node's compatibility layer (the request handler) is a 'stream' listener that wraps
+    // every stream in request/response objects; a stream claimed here never reaches it.
+    const emit = h2.emit.bind(h2) as (event: string | symbol, ...args: unknown[]) => boolean;
+    h2.emit = ((event: string | symbol, ...args: unknown[]) =>
+      (event === 'stream' && claim(args[0] as http2.ServerHttp2Stream, args[1] as http2.IncomingHttpHeaders)) || emit(event, ...args)) as typeof h2.emit;
+  }
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (s) => {

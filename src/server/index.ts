@@ -15,6 +15,8 @@ import { withDashboard } from './dashboard.js';
 import { TokenAuth } from './auth.js';
 import { createHealthService, RedisMonitor } from './health.js';
 import { listen } from './http.js';
+import { CallValues } from './grpc/callContext.js';
+import { NativeGrpc } from './grpc/nativeGrpc.js';
 import { CONNECTION, connectionOf, StreamLimits } from './limits.js';
 import { ApiMetrics, withMetrics } from './metrics.js';
 import { createReflection } from './reflection.js';
@@ -61,20 +63,34 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
   const limits = new StreamLimits(config);
   const metrics = new ApiMetrics(redis, hub, config.queues, () => limits.open);
 
+  const interceptors = [auth.interceptor(), limits.interceptor()];
+  const onStarted = (t: Parameters<ApiMetrics['taskStarted']>[0]) => metrics.taskStarted(t);
+  const taskService = createTaskService({ store, hub, log, watchHeartbeatMs: config.watchHeartbeatMs, onStarted });
+  const healthService = createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs);
+  // The same implementations and interceptors behind both: gRPC calls go the native path,
+  // every other protocol (and reflection's bidi streams) through Connect's handler.
+  const native = new NativeGrpc({
+    readMaxBytes: config.maxRequestBytes,
+    interceptors,
+    contextValues: (stream) => new CallValues().set(CONNECTION, stream.session),
+  })
+    .service(TaskService, taskService)
+    .service(Health, healthService);
   const rpc = connectNodeAdapter({
     readMaxBytes: config.maxRequestBytes,
-    interceptors: [auth.interceptor(), limits.interceptor()],
+    interceptors,
     contextValues: (req) => createContextValues().set(CONNECTION, connectionOf(req)),
     routes(router) {
-      const onStarted = (t: Parameters<ApiMetrics['taskStarted']>[0]) => metrics.taskStarted(t);
-      router.service(TaskService, createTaskService({ store, hub, log, watchHeartbeatMs: config.watchHeartbeatMs, onStarted }));
-      router.service(Health, createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs));
+      router.service(TaskService, taskService);
+      router.service(Health, healthService);
       router.service(...reflection.v1);
       router.service(...reflection.v1alpha);
     },
   });
   const handler = withMetrics(rpc, metrics, auth);
-  const server = await listen(await withDashboard(handler), config.host, config.port, config.tls);
+  const server = await listen(await withDashboard(handler), config.host, config.port, config.tls, (stream, headers) =>
+    native.claim(stream, headers),
+  );
   const transport = config.tls ? 'TLS: h2 and HTTP/1.1' : 'h2c and HTTP/1.1';
   const access = auth.enabled ? `bearer token required, public: ${config.publicEndpoints.join(', ') || 'none'}` : 'no auth';
   log.info(`API listening on ${config.host}:${server.port} (gRPC, gRPC-Web, Connect; ${transport}; ${access})`);

@@ -1,0 +1,336 @@
+/**
+ * The gRPC protocol served straight on Node's HTTP/2 streams, for the calls that carry a
+ * task queue's traffic: unary and server-streaming methods, binary protobuf, no
+ * compression. It runs the same service implementations and the same interceptors as
+ * Connect's handler, with the same statuses, messages and error details on the wire; it
+ * leaves out the layers of web Headers, linked AbortControllers and async-generator
+ * pipelines that made Connect-node's handler cost ~1 ms of CPU and ~33 KiB of heap per
+ * call on our machine (docs/performance.md).
+ *
+ * A call this path does not take — another protocol (Connect, gRPC-Web, JSON), a
+ * compressed request, a client- or bidi-streaming method (reflection), an unknown path —
+ * goes to Connect's handler unchanged: `claim` says no and nothing has been read.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
+import {
+  Code,
+  ConnectError,
+  createServiceImplSpec,
+  type ContextValues,
+  type HandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+  type ServiceImpl,
+} from '@connectrpc/connect';
+import { parseTimeout } from '@connectrpc/connect/protocol-grpc';
+import { CallContext, plain } from './callContext.js';
+import { frame, FrameReader } from './framing.js';
+import { errorTrailers, OK_TRAILERS } from './status.js';
+
+export interface NativeGrpcOptions {
+  /** The largest request message accepted (RESOURCE_EXHAUSTED above it), as Connect's readMaxBytes. */
+  readMaxBytes: number;
+  /** The interceptors Connect's handler runs, in the same order. */
+  interceptors: Interceptor[];
+  /** Per-call context values, as Connect's `contextValues` option gives them. */
+  contextValues: (stream: ServerHttp2Stream) => ContextValues;
+}
+
+type Served = MethodImplSpec & { kind: 'unary' | 'server_streaming' };
+
+const CONTENT_TYPES = new Set(['application/grpc', 'application/grpc+proto']);
+const RESPONSE_CONTENT_TYPE = 'application/grpc+proto';
+
+export class NativeGrpc {
+  private readonly routes = new Map<string, Served>();
+
+  constructor(private readonly options: NativeGrpcOptions) {}
+
+  /** Serves the unary and server-streaming methods of a service with this implementation. */
+  service<S extends DescService>(service: S, impl: ServiceImpl<S>): this {
+    const spec = createServiceImplSpec(service, impl);
+    for (const method of service.methods) {
+      const m = spec.methods[method.localName]!;
+      if (m.kind === 'unary' || m.kind === 'server_streaming') this.routes.set(`/${service.typeName}/${method.name}`, m);
+    }
+    return this;
+  }
+
+  /** Takes the stream if it is a call this path serves, and serves it; otherwise returns false. */
+  claim(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): boolean {
+    const spec = this.routes.get(headers[':path'] ?? '');
+    if (!spec || headers[':method'] !== 'POST' || !CONTENT_TYPES.has(headers['content-type'] ?? '')) return false;
+    const encoding = headers['grpc-encoding'];
+    if (encoding !== undefined && encoding !== 'identity') return false;
+    new Call(spec, stream, headers, this.options).start();
+    return true;
+  }
+}
+
+type AnyFn = Parameters<Interceptor>[0];
+type AnyRequest = Parameters<AnyFn>[0];
+
+/** One call, from its request body to its trailers. */
+class Call {
+  private readonly ctx: CallContext;
+  /** The request's messages, until they are parsed. */
+  private reader?: FrameReader;
+  private readonly timeout: { timeoutMs?: number; error?: ConnectError };
+  private timer?: NodeJS.Timeout;
+  /** The status was decided (sent, or the client is gone): nothing more is written. */
+  private done = false;
+  private trailers: OutgoingHttpHeaders = OK_TRAILERS;
+  /** The request this call gave the interceptors. */
+  private request?: object;
+
+  constructor(
+    private readonly spec: Served,
+    private readonly stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    private readonly options: NativeGrpcOptions,
+  ) {
+    this.timeout = parseTimeout(single(headers['grpc-timeout']) ?? null, Number.MAX_SAFE_INTEGER);
+    this.ctx = new CallContext(spec.method, headers, stream, options.contextValues, this.timeout.error ? undefined : this.timeout.timeoutMs);
+    this.reader = new FrameReader(options.readMaxBytes);
+  }
+
+  start(): void {
+    const { stream } = this;
+    const onData = (chunk: Buffer) => {
+      if (this.done) return;
+      try {
+        this.reader!.push(chunk);
+      } catch (err) {
+        this.fail(err);
+      }
+    };
+    stream.on('data', onData);
+    stream.once('end', () => {
+      stream.off('data', onData);
+      void this.run();
+    });
+    // The client reset the stream or went away: the handler's signal tells it to stop.
+    stream.once('close', () => {
+      if (this.done) return;
+      this.done = true;
+      this.end(new ConnectError('the client cancelled the call', Code.Canceled));
+    });
+    // A deadline ends the call at once, whatever the handler is still doing.
+    const ms = this.timeout.timeoutMs;
+    if (ms !== undefined && !this.timeout.error) {
+      this.timer = setTimeout(() => this.fail(new ConnectError('the operation timed out', Code.DeadlineExceeded)), ms);
+    }
+  }
+
+  private async run(): Promise<void> {
+    const reader = this.reader!;
+    this.reader = undefined;
+    if (this.done) return;
+    try {
+      if (this.timeout.error) throw this.timeout.error;
+      if (!reader.complete) throw new ConnectError('protocol error: incomplete envelope', Code.InvalidArgument);
+      const kind = this.spec.kind === 'unary' ? 'unary' : 'server-streaming';
+      const [first, extra] = reader.messages;
+      if (!first) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
+      if (extra) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
+      const input = parse(this.spec.method.input, first);
+      if (this.spec.kind === 'unary') await this.unary(input);
+      else this.serverStream(input);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private async unary(input: unknown): Promise<void> {
+    const spec = this.spec as Extract<Served, { kind: 'unary' }>;
+    const res = await this.invoke(false, input, async (req) =>
+      this.response(false, output(spec.method, await spec.impl(req.message as never, this.contextFor(req)))),
+    );
+    if (this.done) return;
+    this.finish(frame(toBinary(spec.method.output, output(spec.method, res.message))));
+  }
+
+  /**
+   * A stream may stay open for hours, by the thousand: it is driven by callbacks, not by a
+   * suspended async function, and keeps only its iterator and the call.
+   */
+  private serverStream(input: unknown): void {
+    const spec = this.spec as Extract<Served, { kind: 'server_streaming' }>;
+    this.invoke(true, input, async (req) => {
+      const first = await (req.message as AsyncIterable<unknown>)[Symbol.asyncIterator]().next();
+      return this.response(true, spec.impl(first.value as never, this.contextFor(req)));
+    }).then((res) => {
+      this.request = undefined;
+      const it = (res.message as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+      if (this.done) return void it.return?.();
+      const step = (): void => {
+        if (this.done) return void it.return?.();
+        it.next().then((next) => {
+          if (this.done) return void it.return?.();
+          if (next.done) return this.finish();
+          if (this.write(frame(toBinary(spec.method.output, output(spec.method, next.value))))) step();
+          else this.afterDrain(step);
+        }, (err) => this.fail(err));
+      };
+      step();
+    }, (err) => this.fail(err));
+  }
+
+  /**
+   * The interceptors around the implementation, with the request Connect would build. Its
+   * header, signal and context values are the call context's, made when first read.
+   */
+  private invoke(stream: boolean, input: unknown, impl: AnyFn): ReturnType<AnyFn> {
+    const { ctx, spec } = this;
+    const next = this.options.interceptors.reduceRight((n, i) => i(n), impl);
+    const request = {
+      stream,
+      message: stream ? once(input) : input,
+      method: spec.method,
+      service: spec.method.parent,
+      requestMethod: ctx.requestMethod,
+      get url() {
+        return ctx.url;
+      },
+      get signal() {
+        return ctx.signal;
+      },
+      get header() {
+        return ctx.requestHeader;
+      },
+      get contextValues() {
+        return ctx.values;
+      },
+    };
+    this.request = request;
+    return next(request as AnyRequest);
+  }
+
+  /** The context the implementation gets: the call's own, unless an interceptor passed on a request of its own. */
+  private contextFor(req: AnyRequest): HandlerContext {
+    if (req === this.request) return this.ctx;
+    const { ctx } = this;
+    return {
+      method: ctx.method,
+      service: req.service,
+      protocolName: ctx.protocolName,
+      requestMethod: ctx.requestMethod,
+      url: ctx.url,
+      timeoutMs: () => ctx.timeoutMs(),
+      responseHeader: ctx.responseHeader,
+      responseTrailer: ctx.responseTrailer,
+      requestHeader: req.header,
+      signal: req.signal,
+      values: req.contextValues,
+    };
+  }
+
+  private response(stream: boolean, message: unknown): Awaited<ReturnType<AnyFn>> {
+    const { ctx, spec } = this;
+    return {
+      stream,
+      message,
+      method: spec.method,
+      service: spec.method.parent,
+      get header() {
+        return ctx.responseHeader;
+      },
+      get trailer() {
+        return ctx.responseTrailer;
+      },
+    } as Awaited<ReturnType<AnyFn>>;
+  }
+
+  /** Writes one message, sending the response headers first; false when the stream wants a drain. */
+  private write(data: Buffer): boolean {
+    if (!this.stream.headersSent) this.respond();
+    return this.stream.write(data);
+  }
+
+  private respond(): void {
+    this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
+    this.stream.respond(this.responseHeaders(), { waitForTrailers: true });
+  }
+
+  /** Calls `next` once the stream drained, or closed (then the call is done). */
+  private afterDrain(next: () => void): void {
+    const go = () => {
+      this.stream.off('drain', go);
+      this.stream.off('close', go);
+      next();
+    };
+    this.stream.on('drain', go);
+    this.stream.on('close', go);
+  }
+
+  /** Ends the call with OK (after its last message, if given). */
+  private finish(last?: Buffer): void {
+    this.done = true;
+    const extra = this.ctx.extraTrailers();
+    if (extra) this.trailers = { ...OK_TRAILERS, ...plain(extra) };
+    if (!this.stream.destroyed) {
+      if (last) this.write(last);
+      else if (!this.stream.headersSent) this.respond();
+      this.stream.end();
+    }
+    this.end();
+  }
+
+  /** Ends the call with an error status: in the trailers, or as a trailers-only response. */
+  private fail(err: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    const error = err instanceof ConnectError ? err : new ConnectError('internal error', Code.Internal, undefined, undefined, err);
+    const { stream } = this;
+    if (!stream.destroyed) {
+      const trailers = errorTrailers(error, this.ctx.extraTrailers());
+      if (stream.headersSent) {
+        this.trailers = trailers;
+        stream.end();
+      } else {
+        stream.respond({ ...this.responseHeaders(), ...trailers }, { endStream: true });
+      }
+    }
+    this.end(error);
+  }
+
+  private end(reason?: unknown): void {
+    clearTimeout(this.timer);
+    this.ctx.abort(reason);
+  }
+
+  private responseHeaders(): OutgoingHttpHeaders {
+    return { ':status': 200, 'content-type': RESPONSE_CONTENT_TYPE, ...this.ctx.extraHeaders() };
+  }
+}
+
+function parse(schema: DescMessage, bytes: Uint8Array) {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (e) {
+    throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
+  }
+}
+
+/** An implementation may return an init object instead of a message, as Connect allows. */
+function output(method: DescMethod, value: any) {
+  const schema = method.output as DescMessage;
+  return isMessage(value, schema) ? value : create(schema, value);
+}
+
+/** The one request message as the one-item stream a streaming request carries. */
+function once<T>(value: T): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      let sent = false;
+      return {
+        next: async () => (sent ? { done: true, value: undefined } : ((sent = true), { done: false, value })),
+      };
+    },
+  };
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

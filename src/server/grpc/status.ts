@@ -1,0 +1,40 @@
+/**
+ * A call's gRPC status as HTTP/2 trailers: grpc-status, grpc-message and, for an error
+ * with details, grpc-status-details-bin (a google.rpc.Status), built by Connect's own
+ * encoder so that both paths send the same bytes.
+ */
+import type { OutgoingHttpHeaders } from 'node:http2';
+import { ConnectError } from '@connectrpc/connect';
+import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
+
+export const OK_TRAILERS: OutgoingHttpHeaders = Object.freeze({ 'grpc-status': '0' });
+
+/**
+ * grpc-message encoded as the gRPC spec says: only '%' and bytes outside printable ASCII
+ * are percent-encoded. Connect encodes it with encodeURIComponent (':' → %3A, ',' → %2C),
+ * which @grpc/grpc-js decodes with decodeURI, so its users read "name%3A no task…".
+ * Every decoder reads this form back to the same text.
+ */
+export function specEncodeGrpcMessage(value: string): string {
+  let text: string;
+  try {
+    text = decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The trailers that end a call with this error (plus whatever the handler set). */
+export function errorTrailers(error: ConnectError, extra?: Headers): OutgoingHttpHeaders {
+  const target = setTrailerStatus(new Headers(extra), error);
+  const out: OutgoingHttpHeaders = {};
+  target.forEach((value, key) => {
+    out[key] = key === 'grpc-message' ? specEncodeGrpcMessage(value) : value;
+  });
+  return out;
+}

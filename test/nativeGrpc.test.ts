@@ -1,0 +1,162 @@
+/**
+ * gRPC calls are served natively (src/server/grpc/), other protocols and compressed
+ * requests by Connect's handler. A gRPC client must not be able to tell which one answered:
+ * each call is sent twice over raw HTTP/2, once plain (the native path) and once gzipped
+ * (Connect's), and what comes back is compared — status, message, error details, response
+ * headers and the reply's bytes.
+ */
+import http2 from 'node:http2';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  GetStatusRequestSchema,
+  StartRequestSchema,
+  StartResponseSchema,
+  WatchStatusRequestSchema,
+} from '../gen/taskwire/v1/task_service_pb.js';
+import { TaskwireClient } from '../src/client/index.js';
+import { startStack, type Stack } from './helpers/stack.js';
+
+let stack: Stack;
+let session: http2.ClientHttp2Session;
+
+beforeAll(async () => {
+  // No worker: tasks stay PENDING, so their watches stay open until the deadline.
+  stack = await startStack({ workers: 0, env: { TASKWIRE_MAX_REQUEST: '4096', TASKWIRE_MAX_PAYLOAD: '1000' } });
+  session = http2.connect(stack.baseUrl);
+});
+afterAll(async () => {
+  session?.close();
+  await stack?.stop();
+});
+
+interface Reply {
+  headers: Record<string, string>;
+  messages: Buffer[];
+  status: string;
+  message: string;
+  /** grpc-status-details-bin (a google.rpc.Status with the details), as sent. */
+  details?: string;
+}
+
+/** One gRPC call over raw HTTP/2: the request's messages, plain or gzipped, as sent. */
+function call(method: string, body: Buffer[], options: { gzip?: boolean; headers?: http2.OutgoingHttpHeaders } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({
+      ':method': 'POST',
+      ':path': `/taskwire.v1.TaskService/${method}`,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...(options.gzip ? { 'grpc-encoding': 'gzip' } : {}),
+      ...options.headers,
+    });
+    let headers: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => (headers = h));
+    req.on('data', (d: Buffer) => chunks.push(d));
+    let trailers: http2.IncomingHttpHeaders = {};
+    req.on('trailers', (t) => (trailers = t));
+    req.on('error', reject);
+    req.on('end', () => {
+      const all = { ...headers, ...trailers };
+      const plain: Record<string, string> = {};
+      // Connect gzips its reply to a gzipped request, and may send an error as headers then
+      // trailers where the native path sends one trailers-only reply: gRPC clients read both alike.
+      for (const [k, v] of Object.entries(headers)) if (!/^(:|date$|grpc-(encoding|status|message))/.test(k)) plain[k] = String(v);
+      resolve({
+        headers: plain,
+        messages: unframe(Buffer.concat(chunks)),
+        status: String(all['grpc-status']),
+        message: String(all['grpc-message'] ?? ''),
+        details: all['grpc-status-details-bin'] as string | undefined,
+      });
+    });
+    for (const b of body) req.write(options.gzip ? framed(gzipSync(b), 1) : framed(b, 0));
+    req.end();
+  });
+}
+
+const framed = (bytes: Uint8Array, flag: number) => {
+  const head = Buffer.alloc(5);
+  head[0] = flag;
+  head.writeUInt32BE(bytes.length, 1);
+  return Buffer.concat([head, bytes]);
+};
+
+function unframe(data: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < data.length; ) {
+    const length = data.readUInt32BE(at + 1);
+    const bytes = data.subarray(at + 5, at + 5 + length);
+    out.push(data[at] === 1 ? gunzipSync(bytes) : bytes);
+    at += 5 + length;
+  }
+  return out;
+}
+
+const encode = <D extends DescMessage>(schema: D, init: MessageInitShape<D>) => Buffer.from(toBinary(schema, create(schema, init)));
+const start = (init: Parameters<typeof TaskwireClient.startRequest>[1] & { name?: string }) =>
+  encode(StartRequestSchema, TaskwireClient.startRequest(init.name ?? 'hello', init));
+
+/** The same call both ways; both replies, after checking that a gRPC client sees no difference. */
+async function bothWays(method: string, body: Buffer[], headers?: http2.OutgoingHttpHeaders): Promise<Reply> {
+  const native = await call(method, body, { headers });
+  const connect = await call(method, body, { headers, gzip: true });
+  expect(native.status).toBe(connect.status);
+  expect(native.message).toBe(connect.message);
+  expect(native.details).toEqual(connect.details);
+  expect(native.headers).toEqual(connect.headers);
+  return native;
+}
+
+describe('the native gRPC path answers as Connect does', () => {
+  it('a reply: the same bytes, headers and OK status', async () => {
+    const task = await stack.client.start('hello', { args: ['Lucy'] });
+    const native = await bothWays('GetStatus', [encode(GetStatusRequestSchema, { id: task.id })]);
+    expect(native.status).toBe('0');
+    const connect = await call('GetStatus', [encode(GetStatusRequestSchema, { id: task.id })], { gzip: true });
+    expect(native.messages).toEqual(connect.messages);
+    expect(native.messages).toHaveLength(1);
+  });
+
+  it('errors: the same code, message and google.rpc details', async () => {
+    const notFound = await bothWays('GetStatus', [encode(GetStatusRequestSchema, { id: '0190a8c4-1111-7aaa-8bbb-123456789abc' })]);
+    expect(notFound.status).toBe('5');
+
+    const invalid = await bothWays('Start', [start({ name: 'no-such-task' })]);
+    expect(invalid.status).toBe('3');
+    expect(invalid.details).toBeDefined();
+
+    await stack.client.start('hello', { exclusiveKey: 'parity', countdownMs: 3_600_000 });
+    const exists = await bothWays('Start', [start({ exclusiveKey: 'parity' })]);
+    expect(exists.status).toBe('6');
+    expect(Buffer.from(exists.details!, 'base64').toString('latin1')).toContain('running_task_id');
+  });
+
+  it('protocol errors: no message, two messages, bytes that are not the message, a message over the limit', async () => {
+    expect((await bothWays('GetStatus', [])).status).toBe('12');
+    const one = encode(GetStatusRequestSchema, { id: 'x' });
+    expect((await bothWays('GetStatus', [one, one])).status).toBe('12');
+    expect((await bothWays('GetStatus', [Buffer.from([0xff, 0xff, 0xff])])).status).toBe('13');
+    // Over the limit (Connect's message for a gzipped request speaks of its decompressed size).
+    const big = await call('Start', [start({ args: ['x'.repeat(10_000)] })]);
+    expect(big).toMatchObject({ status: '8', message: 'message size 10016 is larger than configured readMaxBytes 4096' });
+  });
+
+  it('a deadline (grpc-timeout) ends a watch with DEADLINE_EXCEEDED after its first record', async () => {
+    const task = await stack.client.start('hello', { countdownMs: 3_600_000 });
+    const body = [encode(WatchStatusRequestSchema, { id: task.id })];
+    const native = await bothWays('WatchStatus', body, { 'grpc-timeout': '300m' });
+    expect(native.status).toBe('4');
+    expect(native.messages.length).toBeGreaterThanOrEqual(1);
+    expect(await call('WatchStatus', body, { headers: { 'grpc-timeout': 'soon' } })).toMatchObject({ status: '3' });
+  });
+
+  it('the reply of a Start is a StartResponse with the task', async () => {
+    const reply = await call('Start', [start({ args: ['Ada'] })]);
+    expect(reply.status).toBe('0');
+    const task = fromBinary(StartResponseSchema, reply.messages[0]!).task!;
+    expect((await stack.client.status(task.id)).id).toBe(task.id);
+  });
+});
