@@ -136,6 +136,17 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 18
   }
 }
 
+/** Every task of the queue was delivered and acknowledged: the consumer group's lag and
+ * pending count are 0 (acknowledged entries stay in the stream until a worker trims it). */
+async function taskwireDrained(queue: string): Promise<boolean> {
+  const groups = (await redis.xinfo('GROUPS', keys.stream(queue))) as unknown[][];
+  return groups.some((g) => {
+    const info = new Map<unknown, unknown>();
+    for (let i = 0; i + 1 < g.length; i += 2) info.set(g[i], g[i + 1]);
+    return info.get('lag') === 0 && info.get('pending') === 0;
+  });
+}
+
 // ---------------------------------------------------------------------------------------
 // scenarios
 
@@ -160,7 +171,7 @@ async function drain(system: System, concurrency: number): Promise<void> {
   }
   const { proc, readyMs } = await startWorker(system, concurrency, `drain-c${concurrency}`);
   try {
-    if (system === 'taskwire') await until(async () => (await redis.xlen(keys.stream(QUEUE))) === 0, 'the taskwire drain');
+    if (system === 'taskwire') await until(() => taskwireDrained(QUEUE), 'the taskwire drain');
     else await until(async () => (await queue!.getCompletedCount()) === n, 'the BullMQ drain');
     const rss = proc.peakRss();
     // Verify every task really ran, and take its start/finish times.

@@ -188,8 +188,10 @@ describe('cancel of a task that is not running', () => {
       expect(after.worker).toBe('');
       expect(after.startedAt).toBeUndefined();
     }
-    // Nothing of it is left waiting: the stream message was acknowledged and removed.
-    expect(await redis.xlen(keys.stream('later'))).toBe(0);
+    // Nothing of it is left waiting or in flight: every message was delivered and acknowledged.
+    const [flat] = (await redis.xinfo('GROUPS', keys.stream('later'))) as unknown[][];
+    const group = Object.fromEntries(Array.from({ length: flat!.length / 2 }, (_, i) => [flat![2 * i], flat![2 * i + 1]]));
+    expect(group).toMatchObject({ name: CONSUMER_GROUP, lag: 0, pending: 0 });
     expect((await redis.xpending(keys.stream('later'), CONSUMER_GROUP))[0]).toBe(0);
     expect(await redis.zcard(keys.scheduled('default'))).toBe(0);
     await worker.stop();

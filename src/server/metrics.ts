@@ -158,13 +158,20 @@ export class ApiMetrics {
       return this.queues.map((queue, i) => {
         const [len, groups, scheduled] = replies.slice(i * 3, i * 3 + 3).map(([err, v]) => (err ? undefined : v));
         let inFlight = 0;
+        let lag: unknown;
         for (const g of (groups as unknown[][] | undefined) ?? []) {
           const info = new Map<unknown, unknown>();
           for (let k = 0; k + 1 < g.length; k += 2) info.set(g[k], g[k + 1]);
-          if (info.get('name') === CONSUMER_GROUP) inFlight = Number(info.get('pending') ?? 0);
+          if (info.get('name') === CONSUMER_GROUP) {
+            inFlight = Number(info.get('pending') ?? 0);
+            lag = info.get('lag');
+          }
         }
-        // Acknowledged messages are deleted, so the stream holds the waiting and the in-flight.
-        return { queue, ready: Math.max(0, Number(len ?? 0) - inFlight), scheduled: Number(scheduled ?? 0), inFlight };
+        // Waiting: the entries not yet delivered to the group (its lag, Redis 7). Without it,
+        // the stream less the in-flight, which also counts acknowledged entries that the
+        // workers have not trimmed yet (at most about a second's worth).
+        const ready = typeof lag === 'number' ? lag : Math.max(0, Number(len ?? 0) - inFlight);
+        return { queue, ready, scheduled: Number(scheduled ?? 0), inFlight };
       });
     })();
     value.catch(() => undefined);

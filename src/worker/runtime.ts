@@ -10,6 +10,7 @@ import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { renewLeases } from '../broker/lease.js';
 import { Reclaimer } from '../broker/reclaimer.js';
 import { promoteDue } from '../broker/scheduler.js';
+import { Trimmer } from '../broker/trimmer.js';
 import type { Config } from '../config.js';
 import type { LogFields, Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady, isConnectionError } from '../redis.js';
@@ -30,6 +31,8 @@ interface Running {
 }
 
 const EARLY_CANCEL_MS = 5000;
+/** How often the queues this worker acknowledged messages of are trimmed (trimmer.ts). */
+const TRIM_EVERY_MS = 1000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -51,6 +54,7 @@ export class Worker {
   private readonly attempts: AttemptStore;
   private readonly consumer: Consumer;
   private readonly reclaimer: Reclaimer;
+  private readonly trimmer: Trimmer;
   private stopping = false;
   private stopped: Promise<void> | undefined;
   /** Ends the grace period now (a second signal). */
@@ -75,6 +79,7 @@ export class Worker {
     this.attempts = new AttemptStore(redis, config.workerName, config);
     this.consumer = new Consumer(blocking, config.workerName, config.queues, redis);
     this.reclaimer = new Reclaimer(redis, config.workerName, config.leaseMs);
+    this.trimmer = new Trimmer(redis);
   }
 
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
@@ -118,6 +123,7 @@ export class Worker {
     // and a grace period longer than the lease must not let another worker take them.
     every(leaseTick, () => this.renew(), true);
     every(leaseTick, () => this.reclaim());
+    every(TRIM_EVERY_MS, () => this.trimmer.trim());
     this.promoteEveryMs = leaseTick;
     this.promoteAt(Date.now());
     this.loopDone = this.fetchLoop();
@@ -214,6 +220,9 @@ export class Worker {
       // The message stays pending; when its lease runs out it is reclaimed and retried.
       this.log.error(`task ${d.id}: ${(err as Error).message}`);
     } finally {
+      // Its message was acknowledged (by the claim or the finish), or will be by another
+      // worker: either way the stream may be trimmed.
+      this.trimmer.touch(d.queue);
       this.running.delete(d.id);
       if (!released) this.pool.release(slot, this.slotFreed);
       this.slotFreed();
@@ -410,20 +419,18 @@ export class Worker {
     }
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.promoteTimer);
+    await this.trimmer.trim().catch((err: Error) => this.log.warn(`trimming the queues failed: ${err.message}`));
     await this.pool.close();
     await Promise.allSettled([this.redis.quit(), this.sub.quit()]);
     this.log.info(`worker ${this.config.workerName} stopped`);
   }
 
   /** A message read but never claimed (its record is still PENDING): put it back on the
-   * queue at once rather than leave it for the reclaimer. */
+   * queue at once rather than leave it for the reclaimer. (Its old entry goes with the next
+   * trim.) */
   private async handBackUnclaimed(d: Delivery): Promise<void> {
     const stream = keys.stream(d.queue);
-    await this.redis
-      .multi()
-      .xack(stream, CONSUMER_GROUP, d.msgId)
-      .xdel(stream, d.msgId)
-      .xadd(stream, '*', 'id', d.id, 'k', d.ekey)
-      .exec();
+    await this.redis.multi().xack(stream, CONSUMER_GROUP, d.msgId).xadd(stream, '*', 'id', d.id, 'k', d.ekey).exec();
+    this.trimmer.touch(d.queue);
   }
 }

@@ -18,9 +18,9 @@
 local stream, group, worker, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local channel, maxlen, ttl = ARGV[4], ARGV[5], ARGV[6]
 
+-- The entry stays in the stream until a worker trims the stream (trim-1.lua).
 local function ack(msg)
   redis.call('XACK', stream, group, msg)
-  redis.call('XDEL', stream, msg)
 end
 
 -- End a task that will not run, with its message.

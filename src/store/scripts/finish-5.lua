@@ -21,7 +21,6 @@ local record, events = KEYS[1], KEYS[2]
 local f = redis.call('HMGET', record, 'state', 'token', 'cancel', 'cancel_reason', 'ekey', 'version', 'attempt')
 if not f[1] then
   redis.call('XACK', KEYS[3], group, msg)
-  redis.call('XDEL', KEYS[3], msg)
   return {'gone'}
 end
 if f[1] ~= 'STARTED' or f[2] ~= token then return {'stale', f[1]} end
@@ -60,8 +59,8 @@ else
 end
 redis.call('HSET', record, unpack(set))
 redis.call('HDEL', record, unpack(del))
+-- The entry stays in the stream until a worker trims the stream (trim-1.lua).
 redis.call('XACK', KEYS[3], group, msg)
-redis.call('XDEL', KEYS[3], msg)
 if ends then finalize(record, events, KEYS[4], id, ARGV[9], f[5] or false) end
 log_change(record, events, ARGV[7], ARGV[8], version)
 return {'ok', target, version}
