@@ -1,0 +1,109 @@
+/**
+ * One HTTP/2 session to a server, for a transport: connected on the first call, replaced
+ * when it closes, fails or is told GOAWAY (its open streams finish on it). It keeps the
+ * process alive only while a call is open on it, so a CLI exits once its work is done, and
+ * closes after a long idle spell.
+ */
+import * as http2 from 'node:http2';
+
+export interface H2SessionOptions {
+  /** For https: the CA to trust (`ca`), client certificates, … (passed to http2.connect). */
+  nodeOptions?: http2.SecureClientSessionOptions;
+  /** Close the session after this long without a call (default 15 minutes). */
+  idleTimeoutMs?: number;
+}
+
+const MAX_STREAMS = 2 ** 30 - 1;
+
+class Connection {
+  open = 0;
+  requests = 0;
+  private idleSince = 0;
+  private idleTimer?: NodeJS.Timeout;
+
+  constructor(
+    readonly session: http2.ClientHttp2Session,
+    private readonly idleTimeoutMs: number,
+    private readonly gone: (c: Connection) => void,
+  ) {
+    session.on('connect', (_s, socket) => (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true));
+    // The error also reaches every stream open on the session: each call reports its own.
+    session.on('error', () => gone(this));
+    session.on('goaway', () => gone(this));
+    session.on('close', () => {
+      clearTimeout(this.idleTimer);
+      gone(this);
+    });
+  }
+
+  opened(stream: http2.ClientHttp2Stream): void {
+    if (this.open++ === 0) this.session.ref();
+    stream.once('close', () => {
+      if (--this.open > 0) return;
+      this.session.unref();
+      this.idleSince = Date.now();
+      if (!this.idleTimer) this.armIdle(this.idleTimeoutMs);
+    });
+  }
+
+  /** One timer per idle spell at most, not one per call. */
+  private armIdle(ms: number): void {
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.open > 0) return;
+      const left = this.idleSince + this.idleTimeoutMs - Date.now();
+      if (left > 0) return this.armIdle(left);
+      this.gone(this);
+      this.session.close();
+    }, ms).unref();
+  }
+}
+
+export class H2Session {
+  readonly authority: string;
+  private current?: Connection;
+
+  constructor(
+    baseUrl: string,
+    private readonly options: H2SessionOptions = {},
+  ) {
+    this.authority = new URL(baseUrl).origin;
+  }
+
+  /** A new stream on the current session (connecting one if there is none). Requests made
+   * while the session connects are queued by node:http2 and fail with it. */
+  request(headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
+    for (let attempt = 0; ; attempt++) {
+      const c = this.current ?? this.connect();
+      try {
+        const stream = c.session.request(headers);
+        c.opened(stream);
+        // Client stream ids are odd and 31 bits: well before they run out, move on.
+        if (++c.requests === MAX_STREAMS) this.close();
+        return stream;
+      } catch (err) {
+        // Closed under us (GOAWAY, out of stream ids) before its event came: once more on a new one.
+        if (attempt > 0 || !(c.session.closed || c.session.destroyed)) throw err;
+        this.drop(c);
+      }
+    }
+  }
+
+  /** Close the session: open calls finish, a later call connects again. */
+  close(): void {
+    const c = this.current;
+    if (!c) return;
+    this.drop(c);
+    c.session.close();
+  }
+
+  private connect(): Connection {
+    const session = http2.connect(this.authority, this.options.nodeOptions);
+    this.current = new Connection(session, this.options.idleTimeoutMs ?? 15 * 60_000, (c) => this.drop(c));
+    return this.current;
+  }
+
+  private drop(c: Connection): void {
+    if (this.current === c) this.current = undefined;
+  }
+}
