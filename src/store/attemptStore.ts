@@ -40,12 +40,29 @@ interface Claim {
   token: string;
 }
 
+interface Finish {
+  d: Delivery;
+  token: string;
+  state: EndState;
+  fields: EndFields;
+  sent?: () => void;
+}
+
 export class AttemptStore {
   /** The claims of one read (asked for in one run of microtasks) share a script call per
    * queue, at most 128 (one call blocks Redis while it runs). */
   private readonly claims = new KeyedBatcher<Claim, ClaimResult>({
     send: (queue, claims) => this.claimBatch(queue, claims),
     schedule: queueMicrotask,
+    maxItems: 128,
+  });
+
+  /** The finishes of one turn of the event loop share a script call per queue: tasks that
+   * end together (their results arrive as separate messages from the handler threads) are
+   * written together, and no result waits for a task still running. */
+  private readonly finishes = new KeyedBatcher<Finish, FinishResult>({
+    send: (queue, finishes) => this.finishBatch(queue, finishes),
+    schedule: setImmediate,
     maxItems: 128,
   });
 
@@ -95,32 +112,39 @@ export class AttemptStore {
     );
   }
 
-  async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<FinishResult> {
-    const pairs: string[] = [];
-    // No error fields to clear on SUCCESS: the claim that began this attempt cleared them.
-    if (state === 'SUCCESS') pairs.push('result', fields.result ?? 'null');
-    else if (fields.errorType) {
-      pairs.push('err_type', fields.errorType, 'err_msg', fields.errorMessage ?? '', 'err_tb', fields.traceback ?? '');
+  /**
+   * End the attempt (see finish-n.lua). `sent` is called once the finish is handed to the
+   * connection: a command issued after that reaches Redis after it.
+   */
+  finish(d: Delivery, token: string, state: EndState, fields: EndFields, sent?: () => void): Promise<FinishResult> {
+    return this.finishes.add(d.queue, { d, token, state, fields, sent });
+  }
+
+  private async finishBatch(queue: string, batch: Finish[]): Promise<FinishResult[]> {
+    const keyList = [keys.stream(queue), keys.scheduled(queue)];
+    const args: (string | number)[] = [
+      CONSUMER_GROUP,
+      Date.now(),
+      channels.events(queue),
+      this.limits.eventLogCap,
+      this.limits.resultTtlMs,
+    ];
+    for (const { d, token, state, fields } of batch) {
+      keyList.push(keys.task(queue, d.id), keys.events(queue, d.id), keys.exclusive(queue, d.ekey));
+      args.push(d.id, d.msgId, token, state, fields.nextAttemptAt ?? 0);
+      // No error fields to clear on SUCCESS: the claim that began this attempt cleared them.
+      if (state === 'SUCCESS') args.push(2, 'result', fields.result ?? 'null');
+      else if (fields.errorType) {
+        args.push(6, 'err_type', fields.errorType, 'err_msg', fields.errorMessage ?? '', 'err_tb', fields.traceback ?? '');
+      } else args.push(0);
     }
-    const reply = (await runScript(
-      this.redis,
-      'finish',
-      [keys.task(d.queue, d.id), keys.events(d.queue, d.id), keys.stream(d.queue), keys.exclusive(d.queue, d.ekey), keys.scheduled(d.queue)],
-      [
-        d.id,
-        d.msgId,
-        CONSUMER_GROUP,
-        token,
-        state,
-        Date.now(),
-        channels.events(d.queue),
-        this.limits.eventLogCap,
-        this.limits.resultTtlMs,
-        fields.nextAttemptAt ?? 0,
-        ...pairs,
-      ],
-    )) as [string, string, number?];
-    if (reply[0] === 'ok') return { written: true, state: reply[1] as State, version: Number(reply[2]) };
-    return { written: false, state: reply[1] ?? 'missing' };
+    const replying = runScript(this.redis, 'finish', keyList, args);
+    for (const f of batch) f.sent?.();
+    const replies = (await replying) as [string, string?, number?][];
+    return batch.map((_, i): FinishResult => {
+      const reply = replies[i] ?? ['gone'];
+      if (reply[0] === 'ok') return { written: true, state: reply[1] as State, version: Number(reply[2]) };
+      return { written: false, state: reply[1] ?? 'missing' };
+    });
   }
 }

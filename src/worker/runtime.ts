@@ -202,15 +202,16 @@ export class Worker {
       const began = Date.now();
       const outcome = await this.runInSlot(task, run);
       const [state, fields] = this.decide(task, outcome);
-      const finishing = this.finish(d, token, state, fields);
       // The handler is done: the slot is free as soon as its finish is sent. Redis applies
       // the finish before the read that follows it on the same connection, so the next
       // fetch shares its round trip and still never runs ahead of a free slot. (The task
       // stays in `running`, its lease renewed, until the finish is written.)
-      released = true;
-      this.pool.release(slot, this.slotFreed);
-      this.slotFreed();
-      const written = await finishing;
+      const written = await this.finish(d, token, state, fields, () => {
+        if (released) return;
+        released = true;
+        this.pool.release(slot, this.slotFreed);
+        this.slotFreed();
+      });
       if (written === 'RETRY' && fields.nextAttemptAt) this.promoteAt(fields.nextAttemptAt);
       const ms = Date.now() - began;
       if (written) {
@@ -293,10 +294,10 @@ export class Worker {
 
   /** Write the end of an attempt, riding out a Redis outage (the lease bounds how long). */
   /** Returns the state written, or undefined when the attempt was stale. */
-  private async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<string | undefined> {
+  private async finish(d: Delivery, token: string, state: EndState, fields: EndFields, sent: () => void): Promise<string | undefined> {
     for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
       try {
-        const r = await this.attempts.finish(d, token, state, fields);
+        const r = await this.attempts.finish(d, token, state, fields, sent);
         if (!r.written) this.log.warn(`task ${d.id}: result of a stale attempt discarded (task is ${r.state})`);
         return r.written ? r.state : undefined;
       } catch (err) {
