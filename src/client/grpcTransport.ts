@@ -306,7 +306,7 @@ function webHeaders(h: http2.IncomingHttpHeaders): Headers {
  * One call's HTTP/2 stream: the response head, its messages as they arrive, the trailer,
  * and how it ended. Subclasses say what a call does with them.
  */
-abstract class Exchange<O extends DescMessage> {
+abstract class Exchange<O extends DescMessage, Req extends UnaryRequest | StreamRequest, Res> {
   header = new Headers();
   readonly trailer = new Headers();
   protected foundStatus = false;
@@ -318,16 +318,18 @@ abstract class Exchange<O extends DescMessage> {
   /** The call is over for its caller: its result or error was handed over. */
   protected over = false;
   protected failed?: ConnectError;
-  private readonly onAbort = () => this.fail(this.signal.reason, true);
+  private readonly onAbort = () => this.fail(this.req.signal.reason, true);
 
   constructor(
     protected readonly stream: http2.ClientHttp2Stream,
-    private readonly signal: AbortSignal,
+    protected readonly req: Req,
     private readonly output: Serialization<MessageShape<O>>,
     readMaxBytes: number,
+    protected readonly resolve: (res: Res) => void,
+    protected readonly reject: (err: ConnectError) => void,
   ) {
     this.reader = new EnvelopeReader(readMaxBytes);
-    signal.addEventListener('abort', this.onAbort);
+    req.signal.addEventListener('abort', this.onAbort);
     stream.on('response', (h) => {
       this.header = webHeaders(h);
       try {
@@ -383,7 +385,7 @@ abstract class Exchange<O extends DescMessage> {
   /** The caller has the call's outcome: aborting it now changes nothing. */
   protected finish(): void {
     this.over = true;
-    this.signal.removeEventListener('abort', this.onAbort);
+    this.req.signal.removeEventListener('abort', this.onAbort);
   }
 
   /** Parses one message, as Connect would: a compressed one cannot be read (none was asked for). */
@@ -401,18 +403,7 @@ abstract class Exchange<O extends DescMessage> {
   protected abstract onError(err: ConnectError, aborted: boolean): void;
 }
 
-class UnaryExchange<I extends DescMessage, O extends DescMessage> extends Exchange<O> {
-  constructor(
-    stream: http2.ClientHttp2Stream,
-    private readonly req: UnaryRequest<I, O>,
-    output: Serialization<MessageShape<O>>,
-    readMaxBytes: number,
-    private readonly resolve: (res: UnaryResponse<I, O>) => void,
-    private readonly reject: (err: ConnectError) => void,
-  ) {
-    super(stream, req.signal, output, readMaxBytes);
-  }
-
+class UnaryExchange<I extends DescMessage, O extends DescMessage> extends Exchange<O, UnaryRequest<I, O>, UnaryResponse<I, O>> {
   protected onHead(): void {}
   protected onMessages(): void {}
 
@@ -456,23 +447,12 @@ class UnaryExchange<I extends DescMessage, O extends DescMessage> extends Exchan
 }
 
 class StreamExchange<I extends DescMessage, O extends DescMessage>
-  extends Exchange<O>
+  extends Exchange<O, StreamRequest<I, O>, StreamResponse<I, O>>
   implements AsyncIterator<MessageShape<O>>
 {
   private responded = false;
   private backlog = 0;
   private waiting?: { resolve: (r: IteratorResult<MessageShape<O>>) => void; reject: (err: unknown) => void };
-
-  constructor(
-    stream: http2.ClientHttp2Stream,
-    private readonly req: StreamRequest<I, O>,
-    output: Serialization<MessageShape<O>>,
-    readMaxBytes: number,
-    private readonly resolve: (res: StreamResponse<I, O>) => void,
-    private readonly reject: (err: ConnectError) => void,
-  ) {
-    super(stream, req.signal, output, readMaxBytes);
-  }
 
   /** Writes the request messages as the stream takes them, then ends the request. */
   async send(serialization: Serialization<MessageShape<I>>): Promise<void> {
