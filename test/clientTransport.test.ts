@@ -165,7 +165,7 @@ describe('streams', () => {
 });
 
 describe('a process using the client', () => {
-  it('exits by itself once its calls are done, failed ones and an aborted watch included', async () => {
+  it('exits by itself once its calls are done: failed ones, an aborted watch and a watch left early included', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'taskwire-exit-'));
     try {
       const script = join(dir, 'main.mts');
@@ -182,6 +182,9 @@ describe('a process using the client', () => {
           'await watch.next();',
           'ctl.abort();',
           'await watch.next().catch((e) => console.log(e.code));',
+          // A watch left with a break, on a task that stays PENDING (its stream would stay open).
+          "const later = await tw.start('hello', { countdownMs: 3_600_000 });",
+          'for await (const t of tw.watch(later)) { console.log(t.state); break; }',
           // Nothing is closed: the process must end because nothing is left to do.
         ].join('\n'),
       );
@@ -199,7 +202,7 @@ describe('a process using the client', () => {
         await exited;
       }
       expect(outcome, out).toBe(0);
-      expect(out.split('\n')).toEqual(['Hello exit!', String(Code.NotFound), String(Code.Canceled), '']);
+      expect(out.split('\n')).toEqual(['Hello exit!', String(Code.NotFound), String(Code.Canceled), String(TaskState.PENDING), '']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

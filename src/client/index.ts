@@ -133,6 +133,9 @@ const ref = (r: string | TaskRef | undefined): TaskRef => {
   return { exclusiveKey: r?.exclusiveKey ?? '', queue: r?.queue ?? '' };
 };
 
+/** Why a watch's own signal aborts when the watch is over (a reason given: no DOMException built). */
+const WATCH_LEFT = new ConnectError('the watch is over', Code.Canceled);
+
 /** Codes after which the same watch may succeed on a new stream. CANCELED is among them:
  * a server shutting down resets its streams with CANCEL (our own abort is checked apart). */
 const TRANSIENT = new Set([Code.Unavailable, Code.Internal, Code.Unknown, Code.DeadlineExceeded, Code.Aborted, Code.Canceled]);
@@ -226,37 +229,49 @@ export class TaskwireClient {
    * version seen, so every version is seen exactly once, in order.
    */
   async *watch<R = JsonValue>(task?: string | TaskRef | TypedTask<R>, options: WatchOptions = {}): AsyncGenerator<TypedTask<R>> {
+    // Connect's stream iterators ignore return(): a watch left early (a `break`) ends its
+    // stream through a signal of its own, or the stream (and the process) would stay open.
+    const own = new AbortController();
+    const signal = own.signal;
+    const forward = () => own.abort(options.signal!.reason);
+    if (options.signal?.aborted) forward();
+    options.signal?.addEventListener('abort', forward);
     const r = ref(task);
     let id = r.id;
     let after = options.afterVersion === undefined ? undefined : BigInt(options.afterVersion);
     let failures = 0;
-    for (;;) {
-      let error: ConnectError;
-      try {
-        const stream = this.rpc.watchStatus({ ...r, id: id ?? '', afterVersion: after }, { signal: options.signal });
-        for await (const msg of stream) {
-          if (msg.event.case !== 'task') continue;
-          const t = msg.event.value;
-          if (after !== undefined && t.version <= after) continue; // never twice, whatever a server sends
-          id = t.id;
-          after = t.version;
-          failures = 0;
-          yield t;
-          if (TERMINAL.has(t.state)) return;
+    try {
+      for (;;) {
+        let error: ConnectError;
+        try {
+          const stream = this.rpc.watchStatus({ ...r, id: id ?? '', afterVersion: after }, { signal });
+          for await (const msg of stream) {
+            if (msg.event.case !== 'task') continue;
+            const t = msg.event.value;
+            if (after !== undefined && t.version <= after) continue; // never twice, whatever a server sends
+            id = t.id;
+            after = t.version;
+            failures = 0;
+            yield t;
+            if (TERMINAL.has(t.state)) return;
+          }
+          // A stream ends early when resumed after the final version (done), or when it was cut
+          // short (a server shutting down): the record tells which.
+          const now = (await this.rpc.getStatus(id ? { id } : r, { signal })).task!;
+          if (TERMINAL.has(now.state) && after !== undefined && now.version <= after) return;
+          error = new ConnectError('the watch stream ended before the task finished', Code.Unavailable);
+        } catch (err) {
+          error = ConnectError.from(err);
+          if (options.signal?.aborted || !TRANSIENT.has(error.code)) throw error;
         }
-        // A stream ends early when resumed after the final version (done), or when it was cut
-        // short (a server shutting down): the record tells which.
-        const now = (await this.rpc.getStatus(id ? { id } : r, { signal: options.signal })).task!;
-        if (TERMINAL.has(now.state) && after !== undefined && now.version <= after) return;
-        error = new ConnectError('the watch stream ended before the task finished', Code.Unavailable);
-      } catch (err) {
-        error = ConnectError.from(err);
-        if (options.signal?.aborted || !TRANSIENT.has(error.code)) throw error;
+        if (++failures > (options.maxRetries ?? 20)) throw error;
+        options.onRetry?.(error, failures, after);
+        await new Promise((res) => setTimeout(res, Math.min(100 * 2 ** (failures - 1), 2000)));
+        if (options.signal?.aborted) throw ConnectError.from(options.signal.reason);
       }
-      if (++failures > (options.maxRetries ?? 20)) throw error;
-      options.onRetry?.(error, failures, after);
-      await new Promise((res) => setTimeout(res, Math.min(100 * 2 ** (failures - 1), 2000)));
-      if (options.signal?.aborted) throw ConnectError.from(options.signal.reason);
+    } finally {
+      options.signal?.removeEventListener('abort', forward);
+      own.abort(WATCH_LEFT);
     }
   }
 
