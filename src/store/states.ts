@@ -31,11 +31,18 @@ export function canMove(from: State, to: State): boolean {
   return TRANSITIONS[from].includes(to);
 }
 
-/** Lua source defining `ALLOWED[from][to] = true` and `TERMINAL[state] = true`. */
+/**
+ * Lua source defining `allowed(from, to)` and `is_terminal(state)`. Functions of string
+ * comparisons, not tables: a script's top level runs on every call, and building the tables
+ * each time cost Redis more than the lookups they save.
+ */
 export function luaPrelude(): string {
-  const allowed = STATES.map(
-    (from) => `${from} = {${TRANSITIONS[from].map((to) => `${to} = true`).join(', ')}}`,
-  ).join(',\n  ');
-  const terminal = [...TERMINAL_STATES].map((s) => `${s} = true`).join(', ');
-  return `local ALLOWED = {\n  ${allowed}\n}\nlocal TERMINAL = {${terminal}}\n`;
+  const anyOf = (v: string, states: readonly State[]) => states.map((s) => `${v} == '${s}'`).join(' or ');
+  const branches = STATES.filter((from) => TRANSITIONS[from].length > 0)
+    .map((from) => `  if from == '${from}' then return ${anyOf('to', TRANSITIONS[from])} end\n`)
+    .join('');
+  return (
+    `local function allowed(from, to)\n${branches}  return false\nend\n` +
+    `local function is_terminal(state)\n  return ${anyOf('state', [...TERMINAL_STATES])}\nend\n`
+  );
 }

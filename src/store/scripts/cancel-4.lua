@@ -16,7 +16,7 @@ local record, events = KEYS[1], KEYS[2]
 local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel')
 local state = f[1]
 if not state then return {'missing'} end
-if TERMINAL[state] then return {'finished', state} end
+if is_terminal(state) then return {'finished', state} end
 
 if state == 'STARTED' then
   -- Escalate abort → terminate, never the other way.
@@ -28,7 +28,7 @@ if state == 'STARTED' then
   return {'requested'}
 end
 
-if not ALLOWED[state]['REVOKED'] then return {'finished', state} end
+if not allowed(state, 'REVOKED') then return {'finished', state} end
 redis.call('HSET', record, 'state', 'REVOKED', 'err_type', 'TaskRevokedError', 'err_msg', reason,
   'finished', now, 'updated', now)
 redis.call('HDEL', record, 'next_at')

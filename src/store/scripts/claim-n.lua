@@ -37,7 +37,7 @@ local function claim(id, msg, token, record, events, exclusive)
   local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress')
   local state = f[1]
   if not state then ack(msg) return {'gone'} end
-  if TERMINAL[state] then ack(msg) return {'finished', state} end
+  if is_terminal(state) then ack(msg) return {'finished', state} end
 
   local attempt, max = tonumber(f[2] or '0'), tonumber(f[3] or '1')
   if state == 'STARTED' then

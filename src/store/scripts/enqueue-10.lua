@@ -32,7 +32,7 @@ if ekey ~= '' then
   if holder ~= expected then return {'moved'} end
   if holder ~= '' then
     local state = redis.call('HGET', KEYS[10], 'state')
-    if state and not TERMINAL[state] then return {'exists', holder} end
+    if state and not is_terminal(state) then return {'exists', holder} end
   end
 end
 

@@ -37,7 +37,7 @@ local function finish(id, msg, token, target, next_at, fields, record, events, e
     if f[3] == 'terminate' then why = why .. ' (terminated by force)' end
     fields = {'result', '', 'err_type', 'TaskRevokedError', 'err_msg', why, 'err_tb', ''}
   end
-  if not ALLOWED[f[1]][target] then return {'stale', f[1]} end
+  if not allowed(f[1], target) then return {'stale', f[1]} end
 
   -- One HSET and one HDEL: the fields given ('' deletes), the state, and what the target adds.
   local version = tonumber(f[6] or '0') + 1

@@ -1,7 +1,9 @@
 -- Shared by every script that writes a task record; prepended at load time after the
--- state-machine prelude (ALLOWED, TERMINAL) generated from src/store/states.ts.
+-- state-machine prelude (allowed(from, to), is_terminal(state)) generated from
+-- src/store/states.ts.
 
 -- Fields of the record that never travel in change events: immutable bulk and secrets.
+-- (A table: looked up for every field of every change.)
 local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
 
 -- Append the record's snapshot at `version` (already written) to the event log `events`
@@ -33,7 +35,7 @@ end
 local function may_move(record, to)
   local from = redis.call('HGET', record, 'state')
   if not from then return nil, 'missing' end
-  if not ALLOWED[from][to] then return nil, from end
+  if not allowed(from, to) then return nil, from end
   return from
 end
 
