@@ -12,7 +12,7 @@
  */
 import type * as http2 from 'node:http2';
 import { constants } from 'node:http2';
-import type { DescMessage, DescMethodStreaming, DescMethodUnary, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
+import type { DescMessage, DescMethodStreaming, DescMethodUnary, MessageShape } from '@bufbuild/protobuf';
 import {
   Code,
   ConnectError,
@@ -113,69 +113,52 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
     }
   };
 
+  /** What runUnaryCall and runStreamingCall take, but the message and how to send it. */
+  const call = (method: Method, signal: AbortSignal | undefined, timeoutMs: number | undefined, header: HeaderInit, contextValues?: ContextValues) => {
+    const codec = codecOf(method);
+    timeoutMs = deadline(timeoutMs);
+    const req = {
+      service: method.parent,
+      requestMethod: 'POST',
+      url: codec.url,
+      header: requestHeader(true, timeoutMs, header),
+      contextValues: contextValues ?? createContextValues(),
+    };
+    return { codec, interceptors, signal, timeoutMs, req };
+  };
+
   return {
     close: () => h2.close(),
 
-    unary<I extends DescMessage, O extends DescMessage>(
-      method: DescMethodUnary<I, O>,
-      signal: AbortSignal | undefined,
-      timeoutMs: number | undefined,
-      header: HeaderInit,
-      message: MessageInitShape<I>,
-      contextValues?: ContextValues,
-    ): Promise<UnaryResponse<I, O>> {
-      const codec = codecOf(method);
-      timeoutMs = deadline(timeoutMs);
-      return runUnaryCall<I, O>({
-        interceptors,
-        signal,
-        timeoutMs,
-        req: { stream: false, method, message, ...request(codec, method, timeoutMs, header, contextValues) },
-        next: (req: UnaryRequest<I, O>) =>
-          new Promise<UnaryResponse<I, O>>((resolve, reject) => {
+    unary(method, signal, timeoutMs, header, message, contextValues) {
+      const { codec, req, ...run } = call(method, signal, timeoutMs, header, contextValues);
+      return runUnaryCall({
+        ...run,
+        req: { ...req, stream: false, method, message },
+        next: (req) =>
+          new Promise((resolve, reject) => {
             if (req.signal.aborted) return reject(req.signal.reason);
             const body = envelope(codec.input.serialize(req.message));
             const stream = open(codec, req.url, req.header);
-            new UnaryExchange<I, O>(stream, req, codec.output, limits.readMaxBytes, resolve, reject);
+            new UnaryExchange(stream, req, codec.output, limits.readMaxBytes, resolve, reject);
             stream.end(body);
           }),
       });
     },
 
-    stream<I extends DescMessage, O extends DescMessage>(
-      method: DescMethodStreaming<I, O>,
-      signal: AbortSignal | undefined,
-      timeoutMs: number | undefined,
-      header: HeaderInit,
-      input: AsyncIterable<MessageInitShape<I>>,
-      contextValues?: ContextValues,
-    ): Promise<StreamResponse<I, O>> {
-      const codec = codecOf(method);
-      timeoutMs = deadline(timeoutMs);
-      return runStreamingCall<I, O>({
-        interceptors,
-        signal,
-        timeoutMs,
-        req: { stream: true, method, message: input, ...request(codec, method, timeoutMs, header, contextValues) },
-        next: (req: StreamRequest<I, O>) =>
-          new Promise<StreamResponse<I, O>>((resolve, reject) => {
+    stream(method, signal, timeoutMs, header, input, contextValues) {
+      const { codec, req, ...run } = call(method, signal, timeoutMs, header, contextValues);
+      return runStreamingCall({
+        ...run,
+        req: { ...req, stream: true, method, message: input },
+        next: (req) =>
+          new Promise((resolve, reject) => {
             if (req.signal.aborted) return reject(req.signal.reason);
             const stream = open(codec, req.url, req.header);
-            void new StreamExchange<I, O>(stream, req, codec.output, limits.readMaxBytes, resolve, reject).send(codec.input);
+            void new StreamExchange(stream, req, codec.output, limits.readMaxBytes, resolve, reject).send(codec.input);
           }),
       });
     },
-  };
-}
-
-/** What a unary and a streaming request have in common, for the interceptors to see. */
-function request(codec: Codec, method: Method, timeoutMs: number | undefined, header: HeaderInit, contextValues: ContextValues | undefined) {
-  return {
-    service: method.parent,
-    requestMethod: 'POST',
-    url: codec.url,
-    header: requestHeader(true, timeoutMs, header),
-    contextValues: contextValues ?? createContextValues(),
   };
 }
 
