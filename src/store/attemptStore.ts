@@ -5,7 +5,7 @@
 import type { Redis } from 'ioredis';
 import { KeyedBatcher } from './keyedBatcher.js';
 import { CONSUMER_GROUP, channels, keys } from './keys.js';
-import { pairsToHash, parseRecord, type TaskRecord } from './record.js';
+import { parseRunnable, type RunnableTask } from './record.js';
 import { runScript } from './scripts.js';
 import type { State } from './states.js';
 
@@ -19,7 +19,7 @@ export interface Delivery {
 }
 
 export type ClaimResult =
-  | { run: true; task: TaskRecord }
+  | { run: true; task: RunnableTask }
   | { run: false; why: 'gone' | 'finished' | 'expired' | 'revoked' | 'lost' };
 
 export type EndState = Exclude<State, 'STARTED'>;
@@ -96,7 +96,7 @@ export class AttemptStore {
       const reply = replies[i] ?? ['gone'];
       if (reply[0] !== 'run') return { run: false, why: reply[0] as 'gone' };
       try {
-        return { run: true, task: parseRecord(pairsToHash(reply[1] ?? [])) };
+        return { run: true, task: parseRunnable(batch[i]!.d.id, reply[1] ?? []) };
       } catch (err) {
         return err instanceof Error ? err : new Error(String(err));
       }

@@ -106,6 +106,64 @@ export function parseRecord(h: Hash): TaskRecord {
   return rec;
 }
 
+/** What a worker needs of a task it runs (the fields claim-n.lua returns, RUN_FIELDS). */
+export interface RunnableTask {
+  id: string;
+  name: string;
+  /** JSON text of the positional and keyword arguments, as stored (handed to the handler
+   * thread as they are). */
+  argsJson: string;
+  kwargsJson: string;
+  attempt: number;
+  maxAttempts: number;
+  timeLimitMs?: number;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  retryOn?: string[];
+  traceparent?: string;
+}
+
+/** A claim's pairs [k1, v1, …] (a subset of the record's fields) to a RunnableTask. */
+export function parseRunnable(id: string, flat: readonly string[]): RunnableTask {
+  const task: RunnableTask = { id, name: '', argsJson: '[]', kwargsJson: '{}', attempt: 0, maxAttempts: 1 };
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const v = flat[i + 1]!;
+    switch (flat[i]) {
+      case 'name':
+        task.name = v;
+        break;
+      case 'args':
+        task.argsJson = v;
+        break;
+      case 'kwargs':
+        task.kwargsJson = v;
+        break;
+      case 'attempt':
+        task.attempt = Number(v);
+        break;
+      case 'max_attempts':
+        task.maxAttempts = Number(v);
+        break;
+      case 'time_limit':
+        task.timeLimitMs = num(v);
+        break;
+      case 'backoff_initial':
+        task.initialBackoffMs = num(v);
+        break;
+      case 'backoff_max':
+        task.maxBackoffMs = num(v);
+        break;
+      case 'retry_on':
+        task.retryOn = json(v);
+        break;
+      case 'traceparent':
+        task.traceparent = v || undefined;
+        break;
+    }
+  }
+  return task;
+}
+
 /** The hash fields of a new task, as name/value pairs for the enqueue script. */
 export function newRecordFields(rec: TaskRecord): string[] {
   const out: string[] = [];

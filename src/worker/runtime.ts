@@ -16,7 +16,7 @@ import type { LogFields, Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady, isConnectionError } from '../redis.js';
 import { AttemptStore, type Delivery, type EndFields, type EndState } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
-import type { TaskRecord } from '../store/record.js';
+import type { RunnableTask } from '../store/record.js';
 import { childSpan, parseTraceparent, traceFields } from '../trace.js';
 import { listenForCancels, type CancelMode } from './canceller.js';
 import { Pool } from './pool.js';
@@ -230,7 +230,7 @@ export class Worker {
     }
   }
 
-  private async runInSlot(task: TaskRecord, run: Running): Promise<Outcome> {
+  private async runInSlot(task: RunnableTask, run: Running): Promise<Outcome> {
     const limit = task.timeLimitMs
       ? setTimeout(() => void run.slot.kill('time_limit'), task.timeLimitMs)
       : undefined;
@@ -240,8 +240,8 @@ export class Worker {
           type: 'run',
           id: task.id,
           name: task.name,
-          args: JSON.stringify(task.args ?? []),
-          kwargs: JSON.stringify(task.kwargs ?? {}),
+          args: task.argsJson,
+          kwargs: task.kwargsJson,
           attempt: task.attempt,
         },
         (json) => {
@@ -263,7 +263,7 @@ export class Worker {
   }
 
   /** The state an attempt ends in. A cancel request overrides it in the finish script. */
-  private decide(task: TaskRecord, outcome: Outcome): [EndState, EndFields] {
+  private decide(task: RunnableTask, outcome: Outcome): [EndState, EndFields] {
     switch (outcome.kind) {
       case 'returned':
         return ['SUCCESS', { result: outcome.result }];
@@ -286,7 +286,7 @@ export class Worker {
     }
   }
 
-  private failOrRetry(task: TaskRecord, error: { type: string; message: string; traceback?: string }): [EndState, EndFields] {
+  private failOrRetry(task: RunnableTask, error: { type: string; message: string; traceback?: string }): [EndState, EndFields] {
     const fields: EndFields = { errorType: error.type, errorMessage: error.message, traceback: error.traceback };
     if (!shouldRetry(task, error.type)) return ['FAILURE', fields];
     return ['RETRY', { ...fields, nextAttemptAt: Date.now() + backoffMs(task) }];

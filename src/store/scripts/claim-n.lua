@@ -10,13 +10,17 @@
 -- ARGV[5] log cap   ARGV[6] result TTL (ms)
 -- then three per task: id, message id, attempt token
 --
--- Returns one reply per task, in order: {'run', <record fields as a flat list>} when the
--- worker must run it now; otherwise the message is acknowledged and the reply says why it
+-- Returns one reply per task, in order: {'run', <fields as a flat list of name, value>}
+-- when the worker must run it now (only the fields a worker uses: RUN_FIELDS); otherwise the message is acknowledged and the reply says why it
 -- does not run: {'gone'} (record expired or never written), {'finished', state} (already
 -- terminal), {'expired'}, {'revoked'} (cancelled while its worker was lost), {'lost'} (its
 -- worker died and no attempts are left: FAILURE WorkerLostError).
 local stream, group, worker, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local channel, maxlen, ttl = ARGV[4], ARGV[5], ARGV[6]
+
+-- What a worker needs of a task it runs (each string of a reply costs Redis and the worker).
+local RUN_FIELDS = {name = true, args = true, kwargs = true, attempt = true, max_attempts = true,
+  time_limit = true, backoff_initial = true, backoff_max = true, retry_on = true, traceparent = true}
 
 -- The entry stays in the stream until a worker trims the stream (trim-1.lua).
 local function ack(msg)
@@ -63,7 +67,7 @@ local function claim(id, msg, token, record, events, exclusive)
   if state == 'RETRY' or f[8] then
     redis.call('HDEL', record, 'next_at', 'err_type', 'err_msg', 'err_tb', 'progress')
   end
-  return {'run', log_change(record, events, channel, maxlen, version)}
+  return {'run', log_change(record, events, channel, maxlen, version, RUN_FIELDS)}
 end
 
 local out = {}

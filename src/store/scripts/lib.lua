@@ -7,27 +7,34 @@
 local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
 
 -- Append the record's snapshot at `version` (already written) to the event log `events`
--- (entry id `<version>-0`, capped near `maxlen`) and publish it on `channel`. Returns the
--- whole record as read (a flat list), so a caller needs no HGETALL.
-local function log_change(record, events, channel, maxlen, version)
+-- (entry id `<version>-0`, capped near `maxlen`) and publish it on `channel`. With `pick`
+-- (a set of field names), returns those fields of the record as read (a flat list of name,
+-- value), so a caller needs no read of its own.
+local function log_change(record, events, channel, maxlen, version, pick)
   local flat = redis.call('HGETALL', record)
-  local snapshot = {}
+  local snapshot, picked = {}, {}
   for i = 1, #flat, 2 do
-    if not PRIVATE[flat[i]] then
-      snapshot[#snapshot + 1] = flat[i]
+    local field = flat[i]
+    if not PRIVATE[field] then
+      snapshot[#snapshot + 1] = field
       snapshot[#snapshot + 1] = flat[i + 1]
+    end
+    if pick and pick[field] then
+      picked[#picked + 1] = field
+      picked[#picked + 1] = flat[i + 1]
     end
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(snapshot))
   redis.call('PUBLISH', channel, cjson.encode(snapshot))
-  return flat
+  return picked
 end
 
--- Bump the record's version, then log_change(). Returns the new version and the record.
+-- Bump the record's version, then log_change(). Returns the new version.
 -- (A script that reads the version anyway sets it in its own HSET and calls log_change.)
 local function emit(record, events, channel, maxlen)
   local version = redis.call('HINCRBY', record, 'version', 1)
-  return version, log_change(record, events, channel, maxlen, version)
+  log_change(record, events, channel, maxlen, version)
+  return version
 end
 
 -- Check that the record may move to `to`. Returns the current state, or nil and the
