@@ -273,8 +273,7 @@ function closedEarly(stream: http2.ClientHttp2Stream): ConnectError {
   return ConnectError.from(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
 }
 
-function webHeaders(h: http2.IncomingHttpHeaders): Headers {
-  const out = new Headers();
+function webHeaders(h: http2.IncomingHttpHeaders, out = new Headers()): Headers {
   for (const k in h) {
     if (k.charCodeAt(0) === 58 /* : */) continue;
     const v = h[k];
@@ -332,7 +331,7 @@ abstract class Exchange<O extends DescMessage, Req extends UnaryRequest | Stream
       }
       if (this.envelopes.length > before) this.onMessages(before);
     });
-    stream.on('trailers', (t) => webHeaders(t).forEach((v, k) => this.trailer.set(k, v)));
+    stream.on('trailers', (t) => webHeaders(t, this.trailer));
     stream.on('end', () => {
       // Without a status the stream may have been cut (the session closing ends it, then
       // closes it with its reset code): the close tells.
