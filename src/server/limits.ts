@@ -24,6 +24,12 @@ export class StreamLimits {
     return this.openStreams;
   }
 
+  /** @internal a stream ended: its place on the server (and on its connection, for a watch) is free. */
+  released(watchConnection: object | undefined): void {
+    this.openStreams--;
+    if (watchConnection) this.perConnection.set(watchConnection, (this.perConnection.get(watchConnection) ?? 1) - 1);
+  }
+
   interceptor(): Interceptor {
     return (next) => async (req) => {
       if (!req.stream) return next(req);
@@ -44,22 +50,33 @@ export class StreamLimits {
       }
       this.openStreams++;
       if (watch && conn) this.perConnection.set(conn, onConn + 1);
-      let released = false;
-      const release = () => {
-        if (released) return;
-        released = true;
-        this.openStreams--;
-        if (watch && conn) this.perConnection.set(conn, (this.perConnection.get(conn) ?? 1) - 1);
-      };
       // Connect aborts a call's signal when the call ends for any reason (its last message
-      // sent, an error, the client gone), so this one listener releases every stream.
+      // sent, an error, the client gone), so this one listener releases every stream. It
+      // is an object, not a closure: one is held per open stream.
+      const release = new Release(this, watch ? conn : undefined);
       req.signal.addEventListener('abort', release, { once: true });
       try {
         return await next(req);
       } catch (err) {
-        release();
+        release.handleEvent();
         throw err;
       }
     };
+  }
+}
+
+/** Gives back one stream's place, once. */
+class Release {
+  private done = false;
+
+  constructor(
+    private readonly limits: StreamLimits,
+    private readonly watchConnection: object | undefined,
+  ) {}
+
+  handleEvent(): void {
+    if (this.done) return;
+    this.done = true;
+    this.limits.released(this.watchConnection);
   }
 }

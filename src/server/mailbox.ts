@@ -33,7 +33,7 @@ function wait(box: Mailbox<unknown>, timeoutMs: number): void {
 }
 
 export class Mailbox<T> {
-  private readonly items: T[] = [];
+  private items: T[] = [];
   private waiter: ((n: Next<T>) => void) | undefined;
   private deadline = 0;
   private closed = false;
@@ -60,7 +60,11 @@ export class Mailbox<T> {
   }
 
   next(timeoutMs: number): Promise<Next<T>> {
-    if (this.items.length > 0) return Promise.resolve({ item: this.items.shift()! });
+    if (this.items.length > 0) {
+      const item = this.items.shift()!;
+      if (this.items.length === 0) this.items = []; // not the emptied array's capacity
+      return Promise.resolve({ item });
+    }
     if (this.closed) return Promise.resolve({ closed: true });
     return new Promise((resolve) => {
       this.waiter = resolve;

@@ -33,6 +33,8 @@ type Signal = { change: Hash } | { resync: true };
 
 const RESYNC: Signal = { resync: true };
 const HEARTBEAT: WatchItem = { heartbeat: true };
+const READ_LOG = Symbol('read the log');
+const SKIP = Symbol('nothing new');
 
 class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
   private readonly box = new Mailbox<Signal>();
@@ -65,18 +67,34 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
 
   next(): Promise<IteratorResult<Out>> {
     // The usual call — started, nothing in the backlog — waits on the mailbox alone, so a
-    // quiet watcher holds one pending promise rather than two suspended async functions.
-    const item =
-      this.started && this.backlog.length === 0 && !this.done && !this.ended
-        ? this.box.next(this.deps.heartbeatMs).then((mail) => this.step(mail))
-        : this.step();
+    // quiet watcher holds one pending promise, not suspended async functions.
+    if (this.started && this.backlog.length === 0 && !this.done && !this.ended) {
+      return this.box.next(this.deps.heartbeatMs).then(
+        (mail) => {
+          let item: ReturnType<Watch<Out>['take']>;
+          try {
+            item = this.take(mail);
+          } catch (err) {
+            return this.failed(err);
+          }
+          return typeof item === 'symbol' ? this.later(this.step(item)) : this.result(item);
+        },
+        (err) => this.failed(err),
+      );
+    }
+    return this.later(this.step());
+  }
+
+  private later(item: Promise<WatchItem | undefined>): Promise<IteratorResult<Out>> {
     return item.then(
       (it) => this.result(it),
-      (err) => {
-        this.end();
-        throw this.deps.toError(err);
-      },
+      (err) => this.failed(err),
     );
+  }
+
+  private failed(err: unknown): never {
+    this.end();
+    throw this.deps.toError(err);
   }
 
   private result(item: WatchItem | undefined): IteratorResult<Out> {
@@ -110,30 +128,38 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     this.box.close();
   }
 
-  /** The next item to send, or undefined at the end; `mail` is one already taken from the mailbox. */
-  private async step(mail?: Next<Signal>): Promise<WatchItem | undefined> {
+  /** The next item to send, or undefined at the end; READ_LOG first fills a gap from the log. */
+  private async step(then?: typeof READ_LOG | typeof SKIP): Promise<WatchItem | undefined> {
     if (!this.started) {
       this.started = true;
       await this.begin();
     }
+    if (then === READ_LOG) await this.readLog();
     for (;;) {
-      if (!mail) {
-        const rec = this.backlog.shift();
-        if (rec) return { task: rec };
-        if (this.done || this.ended) return undefined;
+      const rec = this.backlog.shift();
+      if (rec) {
+        if (this.backlog.length === 0) this.backlog = []; // not the emptied array's capacity
+        return { task: rec };
       }
-      const n = mail ?? (await this.box.next(this.deps.heartbeatMs));
-      mail = undefined;
-      // Closed by the call's signal: a deadline or a cancel ends the stream with that status.
-      if ('closed' in n) {
-        if (this.signal.aborted) throw this.signal.reason;
-        return undefined;
-      }
-      if ('timeout' in n) return HEARTBEAT;
-      const s = n.item;
-      if ('change' in s && Number(s.change.version) === this.last + 1) return { task: this.accept(s.change)! };
-      if ('resync' in s || Number(s.change.version) > this.last + 1) await this.readLog();
+      if (this.done || this.ended) return undefined;
+      const item = this.take(await this.box.next(this.deps.heartbeatMs));
+      if (item === READ_LOG) await this.readLog();
+      else if (item !== SKIP) return item;
     }
+  }
+
+  /** What a message from the mailbox means: an item to send, the end (undefined), a gap, or nothing new. */
+  private take(n: Next<Signal>): WatchItem | undefined | typeof READ_LOG | typeof SKIP {
+    // Closed by the call's signal: a deadline or a cancel ends the stream with that status.
+    if ('closed' in n) {
+      if (this.signal.aborted) throw this.signal.reason;
+      return undefined;
+    }
+    if ('timeout' in n) return HEARTBEAT;
+    const s = n.item;
+    if ('change' in s && Number(s.change.version) === this.last + 1) return { task: this.accept(s.change)! };
+    if ('resync' in s || Number(s.change.version) > this.last + 1) return READ_LOG;
+    return SKIP; // a version already sent
   }
 
   /** Subscribe, then read the record (and the log when resuming): the backlog to send first. */

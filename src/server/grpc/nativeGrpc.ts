@@ -76,11 +76,11 @@ class Call {
   private readonly ctx: CallContext;
   /** The request's messages, until they are parsed. */
   private reader?: FrameReader;
-  private readonly timeout: { timeoutMs?: number; error?: ConnectError };
+  /** A grpc-timeout header that is not one. */
+  private readonly timeoutError?: ConnectError;
   private timer?: NodeJS.Timeout;
   /** The status was decided (sent, or the client is gone): nothing more is written. */
   private done = false;
-  private trailers: OutgoingHttpHeaders = OK_TRAILERS;
   /** The request this call gave the interceptors. */
   private request?: object;
 
@@ -90,24 +90,24 @@ class Call {
     headers: IncomingHttpHeaders,
     private readonly options: NativeGrpcOptions,
   ) {
-    this.timeout = parseTimeout(single(headers['grpc-timeout']) ?? null, Number.MAX_SAFE_INTEGER);
-    this.ctx = new CallContext(spec.method, headers, stream, options.contextValues, this.timeout.error ? undefined : this.timeout.timeoutMs);
+    const timeout = parseTimeout(single(headers['grpc-timeout']) ?? null, Number.MAX_SAFE_INTEGER);
+    this.timeoutError = timeout.error;
+    this.ctx = new CallContext(spec.method, headers, stream, options.contextValues, timeout.error ? undefined : timeout.timeoutMs);
     this.reader = new FrameReader(options.readMaxBytes);
   }
 
   start(): void {
     const { stream } = this;
-    const onData = (chunk: Buffer) => {
+    stream.on('data', (chunk: Buffer) => {
       if (this.done) return;
       try {
         this.reader!.push(chunk);
       } catch (err) {
         this.fail(err);
       }
-    };
-    stream.on('data', onData);
+    });
     stream.once('end', () => {
-      stream.off('data', onData);
+      stream.removeAllListeners('data');
       void this.run();
     });
     // The client reset the stream or went away: the handler's signal tells it to stop.
@@ -117,8 +117,8 @@ class Call {
       this.end(new ConnectError('the client cancelled the call', Code.Canceled));
     });
     // A deadline ends the call at once, whatever the handler is still doing.
-    const ms = this.timeout.timeoutMs;
-    if (ms !== undefined && !this.timeout.error) {
+    const ms = this.ctx.timeoutMs();
+    if (ms !== undefined) {
       this.timer = setTimeout(() => this.fail(new ConnectError('the operation timed out', Code.DeadlineExceeded)), ms);
     }
   }
@@ -128,7 +128,7 @@ class Call {
     this.reader = undefined;
     if (this.done) return;
     try {
-      if (this.timeout.error) throw this.timeout.error;
+      if (this.timeoutError) throw this.timeoutError;
       if (!reader.complete) throw new ConnectError('protocol error: incomplete envelope', Code.InvalidArgument);
       const kind = this.spec.kind === 'unary' ? 'unary' : 'server-streaming';
       const [first, extra] = reader.messages;
@@ -249,8 +249,13 @@ class Call {
   }
 
   private respond(): void {
-    this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
     this.stream.respond(this.responseHeaders(), { waitForTrailers: true });
+  }
+
+  /** Ends the response: its trailers follow the last data frame. */
+  private endWith(trailers: OutgoingHttpHeaders): void {
+    this.stream.once('wantTrailers', () => this.stream.sendTrailers(trailers));
+    this.stream.end();
   }
 
   /** Calls `next` once the stream drained, or closed (then the call is done). */
@@ -268,11 +273,10 @@ class Call {
   private finish(last?: Buffer): void {
     this.done = true;
     const extra = this.ctx.extraTrailers();
-    if (extra) this.trailers = { ...OK_TRAILERS, ...plain(extra) };
     if (!this.stream.destroyed) {
       if (last) this.write(last);
       else if (!this.stream.headersSent) this.respond();
-      this.stream.end();
+      this.endWith(extra ? { ...OK_TRAILERS, ...plain(extra) } : OK_TRAILERS);
     }
     this.end();
   }
@@ -286,8 +290,7 @@ class Call {
     if (!stream.destroyed) {
       const trailers = errorTrailers(error, this.ctx.extraTrailers());
       if (stream.headersSent) {
-        this.trailers = trailers;
-        stream.end();
+        this.endWith(trailers);
       } else {
         stream.respond({ ...this.responseHeaders(), ...trailers }, { endStream: true });
       }
