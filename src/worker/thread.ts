@@ -40,24 +40,51 @@ function describe(err: unknown): TaskErrorInfo {
   return { type: 'Error', message: String(err) };
 }
 
+/**
+ * The cancellation of one running task. Its AbortSignal is made when the handler first
+ * reads it: most handlers never do, and an AbortController costs more than the rest of a
+ * short task's run. A cancel that came before sets the signal aborted as it is made.
+ */
+class Cancellation {
+  private controller: AbortController | undefined;
+  private reason: TaskCancelled | undefined;
+
+  constructor(readonly id: string) {}
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: string): void {
+    this.reason ??= new TaskCancelled(reason);
+    this.controller?.abort(this.reason);
+  }
+}
+
 let registry: TaskRegistry;
 const queue: RunMessage[] = [];
 let pumping = false;
-let current: { id: string; controller: AbortController } | undefined;
+let current: Cancellation | undefined;
 
-async function execute(m: RunMessage, controller: AbortController): Promise<Omit<DoneMessage, 'ms'>> {
+async function execute(m: RunMessage, cancellation: Cancellation): Promise<Omit<DoneMessage, 'ms'>> {
   const base = { type: 'done', cell: m.cell, tag: m.tag } as const;
   try {
     const def = registry.get(m.name);
     if (!def) throw Object.assign(new Error(`no task "${m.name}" is registered on this worker`), { name: 'NotRegistered' });
-    if (m.aborted !== undefined) controller.abort(new TaskCancelled(m.aborted));
+    if (m.aborted !== undefined) cancellation.abort(m.aborted);
     const value = await def.run({
       id: m.id,
       name: m.name,
       args: JSON.parse(m.args) as JsonValue[],
       kwargs: JSON.parse(m.kwargs) as Record<string, JsonValue>,
       attempt: m.attempt,
-      signal: controller.signal,
+      get signal() {
+        return cancellation.signal;
+      },
       progress: (update) => {
         if (typeof update !== 'object' || update === null || Array.isArray(update)) {
           throw new TypeError('progress must be a JSON object');
@@ -89,10 +116,9 @@ async function pump(): Promise<void> {
       continue; // withdrawn: it runs elsewhere, or not at all
     }
     Atomics.store(shared, STARTED_AT, clock());
-    const controller = new AbortController();
-    current = { id: m.id, controller };
+    current = new Cancellation(m.id);
     const began = performance.now();
-    const done = await execute(m, controller);
+    const done = await execute(m, current);
     current = undefined;
     // DONE before the message: once the main thread has the result it may reuse the cell.
     Atomics.store(shared, cell, cellValue(m.tag, DONE));
@@ -105,7 +131,7 @@ async function main(): Promise<void> {
   registry = await loadRegistry(tasksModule);
   port.on('message', (m: ToThread) => {
     if (m.type === 'abort') {
-      if (current?.id === m.id) current.controller.abort(new TaskCancelled(m.reason));
+      if (current?.id === m.id) current.abort(m.reason);
       else {
         const queued = queue.find((q) => q.id === m.id);
         if (queued) queued.aborted ??= m.reason;
