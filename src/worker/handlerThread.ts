@@ -19,6 +19,7 @@ import {
   TAG_MASK,
   WITHDRAWN,
   type FromThread,
+  packRun,
   type RunMessage,
   type RunsMessage,
 } from './protocol.js';
@@ -55,7 +56,7 @@ export class HandlerThread {
   /** Posted jobs by cell, in the order posted. */
   private readonly posted = new Map<number, Posted>();
   private readonly freeCells: number[];
-  private readonly outbox: RunMessage[] = [];
+  private readonly outbox: RunsMessage['runs'] = [];
   private nextTag = 1;
   private crashMessage: string | undefined;
   private exited = false;
@@ -186,7 +187,7 @@ export class HandlerThread {
     this.posted.set(cell, { job, tag });
     job.thread = this;
     if (this.outbox.length === 0) process.nextTick(this.flush);
-    this.outbox.push({ ...job.message, type: 'run', cell, tag });
+    packRun(this.outbox, cell, tag, job.message);
   }
 
   /** Send the runs posted in this tick as one message. */

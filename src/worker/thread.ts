@@ -21,6 +21,7 @@ import {
   type FromThread,
   type RunMessage,
   type ToThread,
+  unpackRuns,
 } from './protocol.js';
 
 const port = parentPort!;
@@ -138,7 +139,7 @@ async function main(): Promise<void> {
       }
       return;
     }
-    queue.push(...m.runs);
+    queue.push(...unpackRuns(m.runs));
     if (!pumping) void pump();
   });
   post({ type: 'ready' });
