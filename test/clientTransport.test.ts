@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -119,6 +120,23 @@ describe('errors, side by side with connect-node', () => {
     const e = await sideBySide((c) => c.getStatus({ id: NO_SUCH_TASK }), { baseUrl: `http://127.0.0.1:${port}` });
     expect(e.code).toBe('Unavailable');
     expect(e.cause).toBe('ECONNREFUSED');
+  });
+});
+
+describe('replies, side by side with connect-node', () => {
+  it('an empty reply (every field at its default: zero bytes) and a full one read the same', async () => {
+    const task = await stack.client.start(hello, { args: ['same'], countdownMs: 3_600_000 });
+    const replies = [];
+    for (const [, t] of transports()) {
+      const c = createClient(TaskService, t);
+      replies.push([
+        await c.listTasks({ createdAfter: timestampFromMs(Date.now() + 3_600_000) }),
+        await c.getStatus({ id: task.id }),
+      ]);
+    }
+    expect(replies[1]).toEqual(replies[0]);
+    expect(replies[1]![0]).toMatchObject({ tasks: [], nextPageToken: '' });
+    expect(replies[1]![1]!).toMatchObject({ task: { id: task.id, state: TaskState.PENDING } });
   });
 });
 

@@ -73,6 +73,7 @@ const WRITE_MAX = 0xffffffff;
  * through HTTP/2 flow control, the server). */
 const BACKLOG = 256 * 1024;
 const COMPRESSED = 0b1;
+const EMPTY = Buffer.alloc(0);
 
 export function createTaskwireTransport(options: TaskwireTransportOptions): TaskwireTransport {
   const h2 = new H2Session(options.baseUrl, { nodeOptions: options.nodeOptions, idleTimeoutMs: options.idleTimeoutMs });
@@ -212,6 +213,7 @@ class EnvelopeReader {
   }
 
   private take(n: number): Buffer {
+    if (n === 0) return EMPTY; // a message whose fields all have their default values
     const first = this.chunks[0]!;
     let out: Buffer;
     if (first.length >= n) {
