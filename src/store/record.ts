@@ -125,43 +125,20 @@ export interface RunnableTask {
 
 /** A claim's pairs [k1, v1, …] (a subset of the record's fields) to a RunnableTask. */
 export function parseRunnable(id: string, flat: readonly string[]): RunnableTask {
-  const task: RunnableTask = { id, name: '', argsJson: '[]', kwargsJson: '{}', attempt: 0, maxAttempts: 1 };
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const v = flat[i + 1]!;
-    switch (flat[i]) {
-      case 'name':
-        task.name = v;
-        break;
-      case 'args':
-        task.argsJson = v;
-        break;
-      case 'kwargs':
-        task.kwargsJson = v;
-        break;
-      case 'attempt':
-        task.attempt = Number(v);
-        break;
-      case 'max_attempts':
-        task.maxAttempts = Number(v);
-        break;
-      case 'time_limit':
-        task.timeLimitMs = num(v);
-        break;
-      case 'backoff_initial':
-        task.initialBackoffMs = num(v);
-        break;
-      case 'backoff_max':
-        task.maxBackoffMs = num(v);
-        break;
-      case 'retry_on':
-        task.retryOn = json(v);
-        break;
-      case 'traceparent':
-        task.traceparent = v || undefined;
-        break;
-    }
-  }
-  return task;
+  const h = pairsToHash(flat);
+  return {
+    id,
+    name: h.name ?? '',
+    argsJson: h.args ?? '[]',
+    kwargsJson: h.kwargs ?? '{}',
+    attempt: num(h.attempt) ?? 0,
+    maxAttempts: num(h.max_attempts) ?? 1,
+    timeLimitMs: num(h.time_limit),
+    initialBackoffMs: num(h.backoff_initial),
+    maxBackoffMs: num(h.backoff_max),
+    retryOn: h.retry_on ? json(h.retry_on) : undefined,
+    traceparent: h.traceparent || undefined,
+  };
 }
 
 /** The hash fields of a new task, as name/value pairs for the enqueue script. */
