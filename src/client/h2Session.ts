@@ -18,6 +18,8 @@ const MAX_STREAMS = 2 ** 30 - 1;
 class Connection {
   open = 0;
   requests = 0;
+  /** No new streams go here; it closes when its last stream has. */
+  private retired = false;
   private idleSince = 0;
   private idleTimer?: NodeJS.Timeout;
 
@@ -29,7 +31,9 @@ class Connection {
     session.on('connect', (_s, socket) => (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true));
     // The error also reaches every stream open on the session: each call reports its own.
     session.on('error', () => gone(this));
-    session.on('goaway', () => gone(this));
+    // node:http2 keeps an idle session that was told GOAWAY open (and with it the socket,
+    // which holds up a server's graceful shutdown): it is closed here.
+    session.on('goaway', () => this.retire());
     session.on('close', () => {
       clearTimeout(this.idleTimer);
       gone(this);
@@ -40,10 +44,18 @@ class Connection {
     if (this.open++ === 0) this.session.ref();
     stream.once('close', () => {
       if (--this.open > 0) return;
+      if (this.retired) return void this.session.destroy();
       this.session.unref();
       this.idleSince = Date.now();
       if (!this.idleTimer) this.armIdle(this.idleTimeoutMs);
     });
+  }
+
+  /** Takes no more streams; closes now if none is open, else when the last one closes. */
+  retire(): void {
+    this.gone(this);
+    this.retired = true;
+    if (this.open === 0 && !this.session.destroyed) this.session.destroy();
   }
 
   /** One timer per idle spell at most, not one per call. */
@@ -53,8 +65,7 @@ class Connection {
       if (this.open > 0) return;
       const left = this.idleSince + this.idleTimeoutMs - Date.now();
       if (left > 0) return this.armIdle(left);
-      this.gone(this);
-      this.session.close();
+      this.retire();
     }, ms).unref();
   }
 }
@@ -79,7 +90,7 @@ export class H2Session {
         const stream = c.session.request(headers);
         c.opened(stream);
         // Client stream ids are odd and 31 bits: well before they run out, move on.
-        if (++c.requests === MAX_STREAMS) this.close();
+        if (++c.requests === MAX_STREAMS) c.retire();
         return stream;
       } catch (err) {
         // Closed under us (GOAWAY, out of stream ids) before its event came: once more on a new one.
@@ -91,10 +102,7 @@ export class H2Session {
 
   /** Close the session: open calls finish, a later call connects again. */
   close(): void {
-    const c = this.current;
-    if (!c) return;
-    this.drop(c);
-    c.session.close();
+    this.current?.retire();
   }
 
   private connect(): Connection {
