@@ -253,24 +253,21 @@ function nodeError(reason: unknown): ConnectError {
   return ce;
 }
 
-const RST_CODES: Record<number, [string, Code]> = {
-  [constants.NGHTTP2_PROTOCOL_ERROR]: ['PROTOCOL_ERROR', Code.Internal],
-  [constants.NGHTTP2_INTERNAL_ERROR]: ['INTERNAL_ERROR', Code.Internal],
-  [constants.NGHTTP2_FLOW_CONTROL_ERROR]: ['FLOW_CONTROL_ERROR', Code.Internal],
-  [constants.NGHTTP2_SETTINGS_TIMEOUT]: ['SETTINGS_TIMEOUT', Code.Internal],
-  [constants.NGHTTP2_FRAME_SIZE_ERROR]: ['FRAME_SIZE_ERROR', Code.Internal],
-  [constants.NGHTTP2_COMPRESSION_ERROR]: ['COMPRESSION_ERROR', Code.Internal],
-  [constants.NGHTTP2_CONNECT_ERROR]: ['CONNECT_ERROR', Code.Internal],
-  [constants.NGHTTP2_REFUSED_STREAM]: ['REFUSED_STREAM', Code.Unavailable],
-  [constants.NGHTTP2_CANCEL]: ['CANCEL', Code.Canceled],
-  [constants.NGHTTP2_ENHANCE_YOUR_CALM]: ['ENHANCE_YOUR_CALM', Code.ResourceExhausted],
-  [constants.NGHTTP2_INADEQUATE_SECURITY]: ['INADEQUATE_SECURITY', Code.PermissionDenied],
-  [constants.NGHTTP2_HTTP_1_1_REQUIRED]: ['HTTP_1_1_REQUIRED', Code.PermissionDenied],
-};
+/** connect-node's codes for an HTTP/2 stream reset (NO_ERROR and STREAM_CLOSED are none). */
+const RST_CODES = new Map<number, [name: string, code: Code]>();
+for (const [code, names] of [
+  [Code.Internal, ['PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'FRAME_SIZE_ERROR', 'COMPRESSION_ERROR', 'CONNECT_ERROR']],
+  [Code.Unavailable, ['REFUSED_STREAM']],
+  [Code.Canceled, ['CANCEL']],
+  [Code.ResourceExhausted, ['ENHANCE_YOUR_CALM']],
+  [Code.PermissionDenied, ['INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED']],
+] as const) {
+  for (const name of names) RST_CODES.set(constants[`NGHTTP2_${name}`], [name, code]);
+}
 
 /** How a stream that closed before its response ended failed, as Connect's node client says. */
 function closedEarly(stream: http2.ClientHttp2Stream): ConnectError {
-  const rst = RST_CODES[stream.rstCode ?? 0];
+  const rst = RST_CODES.get(stream.rstCode ?? 0);
   if (rst) return new ConnectError(`http/2 stream closed with error code ${rst[0]} (0x${stream.rstCode!.toString(16)})`, rst[1]);
   return ConnectError.from(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
 }
@@ -346,7 +343,7 @@ abstract class Exchange<O extends DescMessage, Req extends UnaryRequest | Stream
     });
     stream.on('close', () => {
       if (this.ended) return;
-      if (stream.readableEnded && !RST_CODES[stream.rstCode ?? 0]) this.end();
+      if (stream.readableEnded && !RST_CODES.get(stream.rstCode ?? 0)) this.end();
       else this.fail(closedEarly(stream));
     });
   }
