@@ -15,7 +15,7 @@ import {
   StartResponseSchema,
   WatchStatusRequestSchema,
 } from '../gen/taskwire/v1/task_service_pb.js';
-import { TaskwireClient } from '../src/client/index.js';
+import { createTaskwireClient, TaskwireClient } from '../src/client/index.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
@@ -151,6 +151,18 @@ describe('the native gRPC path answers as Connect does', () => {
     expect(native.status).toBe('4');
     expect(native.messages.length).toBeGreaterThanOrEqual(1);
     expect(await call('WatchStatus', body, { headers: { 'grpc-timeout': 'soon' } })).toMatchObject({ status: '3' });
+  });
+
+  it('a client that resets a watch with an error code ends that call, and the server serves on', async () => {
+    const task = await stack.client.start('hello', { countdownMs: 3_600_000 });
+    const req = session.request({ ':method': 'POST', ':path': '/taskwire.v1.TaskService/WatchStatus', 'content-type': 'application/grpc', te: 'trailers' });
+    req.on('error', () => {});
+    const closed = new Promise((resolve) => req.on('close', resolve));
+    req.once('data', () => req.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+    req.end(framed(encode(WatchStatusRequestSchema, { id: task.id }), 0));
+    await closed;
+    // A fresh connection: the server process is still there and answers.
+    expect((await createTaskwireClient({ baseUrl: stack.baseUrl }).status(task.id)).id).toBe(task.id);
   });
 
   it('the reply of a Start is a StartResponse with the task', async () => {

@@ -110,6 +110,9 @@ class Call {
       stream.removeAllListeners('data');
       void this.run();
     });
+    // A reset from the client (RST_STREAM with an error code) is an 'error' on the stream;
+    // unheard, it would end the process. The 'close' that follows ends the call.
+    stream.on('error', ignore);
     // The client reset the stream or went away: the handler's signal tells it to stop.
     stream.once('close', () => {
       if (this.done) return;
@@ -307,6 +310,8 @@ class Call {
     return { ':status': 200, 'content-type': RESPONSE_CONTENT_TYPE, ...this.ctx.extraHeaders() };
   }
 }
+
+function ignore(): void {}
 
 function parse(schema: DescMessage, bytes: Uint8Array) {
   try {
