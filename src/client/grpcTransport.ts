@@ -33,6 +33,7 @@ import {
   type Serialization,
 } from '@connectrpc/connect/protocol';
 import { headerGrpcStatus, requestHeader, validateResponseWithCompression, validateTrailer } from '@connectrpc/connect/protocol-grpc';
+import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../grpc/envelope.js';
 import { H2Session } from './h2Session.js';
 
 export interface TaskwireTransportOptions {
@@ -72,8 +73,6 @@ const WRITE_MAX = 0xffffffff;
 /** Received messages waiting for the reader beyond this many bytes pause the stream (and,
  * through HTTP/2 flow control, the server). */
 const BACKLOG = 256 * 1024;
-const COMPRESSED = 0b1;
-const EMPTY = Buffer.alloc(0);
 
 export function createTaskwireTransport(options: TaskwireTransportOptions): TaskwireTransport {
   const h2 = new H2Session(options.baseUrl, { nodeOptions: options.nodeOptions, idleTimeoutMs: options.idleTimeoutMs });
@@ -161,73 +160,6 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
       });
     },
   };
-}
-
-function envelope(data: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(data.byteLength + 5);
-  b[0] = 0;
-  b.writeUInt32BE(data.byteLength, 1);
-  b.set(data, 5);
-  return b;
-}
-
-interface Envelope {
-  flags: number;
-  data: Uint8Array;
-}
-
-/** Splits the response body into enveloped messages, whatever its chunks. */
-class EnvelopeReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  private want = -1;
-  private flags = 0;
-
-  constructor(private readonly readMaxBytes: number) {}
-
-  get pending(): number {
-    return this.buffered;
-  }
-
-  /** Adds a chunk; appends the messages it completes to `out`. Throws on a message over readMaxBytes. */
-  push(chunk: Buffer, out: Envelope[]): void {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
-      if (this.want < 0) {
-        if (this.buffered < 5) return;
-        const head = this.take(5);
-        this.flags = head[0]!;
-        this.want = head.readUInt32BE(1);
-        if (this.want > this.readMaxBytes) {
-          throw new ConnectError(
-            `message size ${this.want} is larger than configured readMaxBytes ${this.readMaxBytes}`,
-            Code.ResourceExhausted,
-          );
-        }
-      }
-      if (this.buffered < this.want) return;
-      out.push({ flags: this.flags, data: this.take(this.want) });
-      this.want = -1;
-    }
-  }
-
-  private take(n: number): Buffer {
-    if (n === 0) return EMPTY; // a message whose fields all have their default values
-    const first = this.chunks[0]!;
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      const all = Buffer.concat(this.chunks);
-      out = all.subarray(0, n);
-      this.chunks = all.length > n ? [all.subarray(n)] : [];
-    }
-    this.buffered -= n;
-    return out;
-  }
 }
 
 /** A node error as Connect's node client reports it (connect-node's connectErrorFromNodeReason). */

@@ -25,7 +25,7 @@ import {
 } from '@connectrpc/connect';
 import { parseTimeout } from '@connectrpc/connect/protocol-grpc';
 import { CallContext, plain } from './callContext.js';
-import { frame, FrameReader } from './framing.js';
+import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../../grpc/envelope.js';
 import { errorTrailers, OK_TRAILERS } from './status.js';
 
 export interface NativeGrpcOptions {
@@ -74,8 +74,9 @@ type AnyRequest = Parameters<AnyFn>[0];
 /** One call, from its request body to its trailers. */
 class Call {
   private readonly ctx: CallContext;
-  /** The request's messages, until they are parsed. */
-  private reader?: FrameReader;
+  /** The request's body, until it is read. */
+  private reader?: EnvelopeReader;
+  private messages: Envelope[] = [];
   /** A grpc-timeout header that is not one. */
   private readonly timeoutError?: ConnectError;
   private timer?: NodeJS.Timeout;
@@ -93,7 +94,7 @@ class Call {
     const timeout = parseTimeout(single(headers['grpc-timeout']) ?? null, Number.MAX_SAFE_INTEGER);
     this.timeoutError = timeout.error;
     this.ctx = new CallContext(spec.method, headers, stream, options.contextValues, timeout.error ? undefined : timeout.timeoutMs);
-    this.reader = new FrameReader(options.readMaxBytes);
+    this.reader = new EnvelopeReader(options.readMaxBytes);
   }
 
   start(): void {
@@ -101,7 +102,7 @@ class Call {
     stream.on('data', (chunk: Buffer) => {
       if (this.done) return;
       try {
-        this.reader!.push(chunk);
+        this.reader!.push(chunk, this.messages);
       } catch (err) {
         this.fail(err);
       }
@@ -132,12 +133,15 @@ class Call {
     if (this.done) return;
     try {
       if (this.timeoutError) throw this.timeoutError;
-      if (!reader.complete) throw new ConnectError('protocol error: incomplete envelope', Code.InvalidArgument);
+      if (reader.pending > 0) throw new ConnectError('protocol error: incomplete envelope', Code.InvalidArgument);
       const kind = this.spec.kind === 'unary' ? 'unary' : 'server-streaming';
-      const [first, extra] = reader.messages;
+      const [first, extra] = this.messages;
+      this.messages = [];
       if (!first) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
       if (extra) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
-      const input = parse(this.spec.method.input, first);
+      // A request that names no encoding comes here; Connect's handler takes the others.
+      if (first.flags & COMPRESSED) throw new ConnectError('protocol error: a compressed message without a grpc-encoding header', Code.Internal);
+      const input = parse(this.spec.method.input, first.data);
       if (this.spec.kind === 'unary') await this.unary(input);
       else this.serverStream(input);
     } catch (err) {
@@ -151,7 +155,7 @@ class Call {
       this.response(false, output(spec.method, await spec.impl(req.message as never, this.contextFor(req)))),
     );
     if (this.done) return;
-    this.finish(frame(toBinary(spec.method.output, output(spec.method, res.message))));
+    this.finish(envelope(toBinary(spec.method.output, output(spec.method, res.message))));
   }
 
   /**
@@ -172,7 +176,7 @@ class Call {
         it.next().then((next) => {
           if (this.done) return void it.return?.();
           if (next.done) return this.finish();
-          if (this.write(frame(toBinary(spec.method.output, output(spec.method, next.value))))) step();
+          if (this.write(envelope(toBinary(spec.method.output, output(spec.method, next.value))))) step();
           else this.afterDrain(step);
         }, (err) => this.fail(err));
       };
