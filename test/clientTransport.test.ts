@@ -20,6 +20,7 @@ import { ServerReflection } from '../gen/grpc/reflection/v1/reflection_pb.js';
 import { TaskService } from '../gen/taskwire/v1/task_service_pb.js';
 import { createTaskwireTransport, TaskState, type TaskwireTransportOptions } from '../src/client/index.js';
 import { hello } from '../src/tasks/examples.js';
+import { serverStreamsOpen } from './helpers/metrics.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -68,18 +69,6 @@ async function sideBySide(call: (c: Client<typeof TaskService>) => Promise<unkno
 
 async function drain(stream: AsyncIterable<unknown>): Promise<void> {
   for await (const m of stream) void m;
-}
-
-/** taskwire_streams_open on the API server, polled until `want` (the server lets go of a
- * stream when the client's RST_STREAM reaches it, a moment after the client moved on). */
-async function serverStreamsOpen(want: number): Promise<number> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const text = await (await fetch(`${stack.baseUrl}/metrics`)).text();
-    const n = Number(/^taskwire_streams_open (\d+)$/m.exec(text)?.[1]);
-    if (n === want || Date.now() > deadline) return n;
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('errors, side by side with connect-node', () => {
@@ -161,12 +150,12 @@ describe('streams', () => {
 
   it('a watch past its deadline fails with DEADLINE_EXCEEDED and the server lets go of it', async () => {
     const task = await stack.client.start(hello, { countdownMs: 3_600_000 });
-    expect(await serverStreamsOpen(0)).toBe(0);
+    expect(await serverStreamsOpen(stack.baseUrl, 0)).toBe(0);
     const c = createClient(TaskService, createTaskwireTransport({ baseUrl: stack.baseUrl }));
     const e = seen(await drain(c.watchStatus({ id: task.id }, { timeoutMs: 300 })).catch((err: unknown) => err));
     expect(e.code).toBe('DeadlineExceeded');
     expect(e.rawMessage).toBe('the operation timed out'); // connect-node's words
-    expect(await serverStreamsOpen(0)).toBe(0);
+    expect(await serverStreamsOpen(stack.baseUrl, 0)).toBe(0);
   });
 
   it('an aborted watch fails with CANCELED and the server lets go of it', async () => {
@@ -174,11 +163,11 @@ describe('streams', () => {
     const ctl = new AbortController();
     const watch = stack.client.watch(task.id, { signal: ctl.signal });
     expect((await watch.next()).value?.state).toBe(TaskState.PENDING);
-    expect(await serverStreamsOpen(1)).toBe(1);
+    expect(await serverStreamsOpen(stack.baseUrl, 1)).toBe(1);
     ctl.abort();
     const e = seen(await watch.next().catch((err: unknown) => err));
     expect(e.code).toBe('Canceled');
-    expect(await serverStreamsOpen(0)).toBe(0);
+    expect(await serverStreamsOpen(stack.baseUrl, 0)).toBe(0);
   });
 });
 

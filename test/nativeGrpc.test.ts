@@ -8,14 +8,18 @@
 import http2 from 'node:http2';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   GetStatusRequestSchema,
+  TaskService,
   StartRequestSchema,
   StartResponseSchema,
   WatchStatusRequestSchema,
 } from '../gen/taskwire/v1/task_service_pb.js';
 import { createTaskwireClient, TaskwireClient } from '../src/client/index.js';
+import { serverStreamsOpen } from './helpers/metrics.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
@@ -163,6 +167,24 @@ describe('the native gRPC path answers as Connect does', () => {
     await closed;
     // A fresh connection: the server process is still there and answers.
     expect((await createTaskwireClient({ baseUrl: stack.baseUrl }).status(task.id)).id).toBe(task.id);
+  });
+
+  it('a watch its client closes ends quietly, whatever the protocol', async () => {
+    const task = await stack.client.start('hello', { countdownMs: 3_600_000 });
+    const baseUrl = stack.baseUrl;
+    for (const transport of [
+      createGrpcTransport({ baseUrl }),
+      createConnectTransport({ baseUrl, httpVersion: '1.1' }),
+      createGrpcWebTransport({ baseUrl, httpVersion: '1.1' }),
+    ]) {
+      const ctl = new AbortController();
+      const watch = createClient(TaskService, transport).watchStatus({ id: task.id }, { signal: ctl.signal })[Symbol.asyncIterator]();
+      expect((await watch.next()).value?.event.case).toBe('task');
+      ctl.abort();
+      await watch.next().catch(() => undefined);
+    }
+    expect(await serverStreamsOpen(baseUrl, 0)).toBe(0);
+    expect(stack.api.output()).not.toContain('unexpected error');
   });
 
   it('the reply of a Start is a StartResponse with the task', async () => {

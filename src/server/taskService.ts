@@ -29,7 +29,7 @@ import { startInputFromWire, stateFromWire, taskToWire } from './convert.js';
 import { detailsAsAny, toConnectError } from './errors.js';
 import { Mailbox } from './mailbox.js';
 import type { WatchHub } from './watchHub.js';
-import { watchTask, type WatchDeps } from './watchTask.js';
+import { throwAbortStatus, watchTask, type WatchDeps } from './watchTask.js';
 
 export interface ServiceDeps {
   store: TaskStore;
@@ -170,7 +170,10 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
         await hub.ready();
         for (;;) {
           const next = await box.next(watchHeartbeatMs);
-          if ('closed' in next) throw ctx.signal.reason; // a deadline or a cancel: the stream ends with its status
+          if ('closed' in next) {
+            throwAbortStatus(ctx.signal);
+            return;
+          }
           yield create(WatchEventsResponseSchema, {
             event:
               'item' in next

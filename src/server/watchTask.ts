@@ -10,6 +10,7 @@
  * an async generator on purpose: a suspended generator keeps every register of its frame,
  * so each watcher would hold the whole record it read first and the last change it saw.
  */
+import { ConnectError } from '@connectrpc/connect';
 import { parseRecord, type Hash, type TaskRecord } from '../store/record.js';
 import { isTerminal } from '../store/states.js';
 import type { TaskRef, TaskStore } from '../store/taskStore.js';
@@ -150,9 +151,8 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
 
   /** What a message from the mailbox means: an item to send, the end (undefined), a gap, or nothing new. */
   private take(n: Next<Signal>): WatchItem | undefined | typeof READ_LOG | typeof SKIP {
-    // Closed by the call's signal: a deadline or a cancel ends the stream with that status.
     if ('closed' in n) {
-      if (this.signal.aborted) throw this.signal.reason;
+      throwAbortStatus(this.signal);
       return undefined;
     }
     if ('timeout' in n) return HEARTBEAT;
@@ -220,6 +220,15 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     }
     this.box.close();
   }
+}
+
+/**
+ * A stream closed by its call's signal ends with the status the signal carries, such as
+ * a deadline's DEADLINE_EXCEEDED; a plain abort (a client that went away over HTTP/1.1)
+ * carries none, and the stream just ends.
+ */
+export function throwAbortStatus(signal: AbortSignal): void {
+  if (signal.aborted && signal.reason instanceof ConnectError) throw signal.reason;
 }
 
 /**
