@@ -274,4 +274,25 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_00
     await rowInState(running, 'REVOKED');
     expect(pageErrors).toEqual([]);
   });
+
+  it("shows a task's args when the live feed announced it before its Start reply arrived", async () => {
+    // The feed's events leave out args and kwargs. Hold the Start reply back until the feed's
+    // PENDING event has made the row, as happens when the reply is the slower of the two.
+    let held: string | undefined;
+    await page.route('**/taskwire.v1.TaskService/Start', async (route) => {
+      const response = await route.fetch();
+      held = ((await response.json()) as { task: { id: string } }).task.id;
+      await row(held).waitFor();
+      await route.fulfill({ response });
+    });
+    try {
+      await fillForm(page, 'hello', '["held back"]', '');
+      await page.click('#start');
+      await page.waitForFunction(() => document.querySelector('#message')?.textContent?.startsWith('started hello'));
+      expect(held).toBeDefined();
+      expect(await row(held!).locator('td.name').getAttribute('title')).toBe('["held back"]');
+    } finally {
+      await page.unroute('**/taskwire.v1.TaskService/Start');
+    }
+  });
 });

@@ -113,7 +113,16 @@ const ms = (ts) => (ts ? Date.parse(ts) : undefined);
 /** Take a record unless we already hold the same or a newer version of it. */
 function apply(task, source) {
   const old = tasks.get(task.id);
-  if (old && BigInt(old.version || 0) >= BigInt(task.version || 0)) return;
+  if (old && BigInt(old.version || 0) >= BigInt(task.version || 0)) {
+    // Not newer, but it may carry what a change event left out: the live feed can announce
+    // a task before the reply of the Start that created it arrives.
+    if (old.args === undefined && task.args !== undefined) {
+      old.args = task.args;
+      old.kwargs = task.kwargs;
+      render(old);
+    }
+    return;
+  }
   // Change events leave out args and kwargs (they never change): keep the ones we have.
   if (old && task.args === undefined) task.args = old.args;
   if (old && task.kwargs === undefined) task.kwargs = old.kwargs;
