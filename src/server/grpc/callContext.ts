@@ -7,6 +7,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { DescMethod, DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ContextKey, type ContextValues, type HandlerContext } from '@connectrpc/connect';
+import { plain } from './status.js';
 
 /** The reason a call's signal carries once it ended normally. */
 const ENDED = new ConnectError('the call has ended', Code.Canceled);
@@ -23,7 +24,8 @@ export class CallContext implements HandlerContext {
   private readonly deadline?: number;
   /** The request's headers as name, value, name, value… (Node's header object is large). */
   private readonly pairs: string[] = [];
-  private readonly origin: string;
+  private readonly authority: string;
+  private readonly scheme: string;
 
   constructor(
     readonly method: DescMethod,
@@ -33,7 +35,8 @@ export class CallContext implements HandlerContext {
     timeoutMs: number | undefined,
   ) {
     if (timeoutMs !== undefined) this.deadline = Date.now() + timeoutMs;
-    this.origin = `${raw[':scheme'] ?? 'http'}://${raw[':authority'] ?? ''}`;
+    this.scheme = raw[':scheme'] ?? 'http';
+    this.authority = raw[':authority'] ?? '';
     for (const key in raw) {
       const value = raw[key];
       if (key[0] === ':' || value === undefined) continue;
@@ -47,7 +50,7 @@ export class CallContext implements HandlerContext {
   }
 
   get url(): string {
-    return `${this.origin}/${this.method.parent.typeName}/${this.method.name}`;
+    return `${this.scheme}://${this.authority}/${this.method.parent.typeName}/${this.method.name}`;
   }
 
   timeoutMs(): number | undefined {
@@ -95,14 +98,6 @@ export class CallContext implements HandlerContext {
   extraTrailers(): Headers | undefined {
     return this.responseTrailers;
   }
-}
-
-export function plain(headers: Headers): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  headers.forEach((value, key) => {
-    out[key] = value;
-  });
-  return out;
 }
 
 /** Connect's ContextValues as one small object (Connect's own is three closures per call). */

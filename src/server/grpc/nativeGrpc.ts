@@ -24,9 +24,9 @@ import {
   type ServiceImpl,
 } from '@connectrpc/connect';
 import { parseTimeout } from '@connectrpc/connect/protocol-grpc';
-import { CallContext, plain } from './callContext.js';
+import { CallContext } from './callContext.js';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../../grpc/envelope.js';
-import { errorTrailers, OK_TRAILERS } from './status.js';
+import { errorTrailers, OK_TRAILERS, plain } from './status.js';
 
 export interface NativeGrpcOptions {
   /** The largest request message accepted (RESOURCE_EXHAUSTED above it), as Connect's readMaxBytes. */
@@ -155,7 +155,7 @@ class Call {
       this.response(false, output(spec.method, await spec.impl(req.message as never, this.contextFor(req)))),
     );
     if (this.done) return;
-    this.finish(envelope(toBinary(spec.method.output, output(spec.method, res.message))));
+    this.finish(envelope(toBinary(spec.method.output, res.message as never)));
   }
 
   /**

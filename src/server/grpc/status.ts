@@ -31,10 +31,16 @@ export function specEncodeGrpcMessage(value: string): string {
 
 /** The trailers that end a call with this error (plus whatever the handler set). */
 export function errorTrailers(error: ConnectError, extra?: Headers): OutgoingHttpHeaders {
-  const target = setTrailerStatus(new Headers(extra), error);
+  const out = plain(setTrailerStatus(new Headers(extra), error));
+  out['grpc-message'] = specEncodeGrpcMessage(out['grpc-message'] as string);
+  return out;
+}
+
+/** Web Headers as the header object Node's HTTP/2 API takes. */
+export function plain(headers: Headers): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  target.forEach((value, key) => {
-    out[key] = key === 'grpc-message' ? specEncodeGrpcMessage(value) : value;
+  headers.forEach((value, key) => {
+    out[key] = value;
   });
   return out;
 }
