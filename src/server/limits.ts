@@ -6,6 +6,7 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from '@connectrpc/connect';
 import type http from 'node:http';
 import type http2 from 'node:http2';
+import { callEndOf, type EndListener } from './callEnd.js';
 
 /** The HTTP connection a call came on (an HTTP/2 session or an HTTP/1.1 socket). */
 export const CONNECTION = createContextKey<object | undefined>(undefined, { description: 'the HTTP connection' });
@@ -50,11 +51,11 @@ export class StreamLimits {
       }
       this.openStreams++;
       if (watch && conn) this.perConnection.set(conn, onConn + 1);
-      // Connect aborts a call's signal when the call ends for any reason (its last message
-      // sent, an error, the client gone), so this one listener releases every stream. It
-      // is an object, not a closure: one is held per open stream.
+      // A call's end (callEnd.ts) comes for any reason (its last message sent, an error,
+      // the client gone), so this one listener releases every stream. It is an object,
+      // not a closure: one is held per open stream.
       const release = new Release(this, watch ? conn : undefined);
-      req.signal.addEventListener('abort', release, { once: true });
+      callEndOf(req).add(release);
       try {
         return await next(req);
       } catch (err) {
@@ -66,7 +67,7 @@ export class StreamLimits {
 }
 
 /** Gives back one stream's place, once. */
-class Release {
+class Release implements EndListener {
   private done = false;
 
   constructor(

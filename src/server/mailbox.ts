@@ -32,9 +32,23 @@ function wait(box: Mailbox<unknown>, timeoutMs: number): void {
   }
 }
 
+/** Who waits on a mailbox: an object, so a waiting reader holds no closure or promise. */
+export interface MailWaiter<T> {
+  mail(n: Next<T>): void;
+}
+
+const CLOSED = { closed: true } as const;
+const TIMEOUT = { timeout: true } as const;
+
+/** A waiter is told in a microtask of its own, never inside the push or close that woke it. */
+function deliver<T>(waiter: MailWaiter<T>, n: Next<T>): void {
+  queueMicrotask(() => waiter.mail(n));
+}
+
 export class Mailbox<T> {
-  private items: T[] = [];
-  private waiter: ((n: Next<T>) => void) | undefined;
+  /** Items not yet taken; none held while there are none. */
+  private items: T[] | undefined;
+  private waiter: MailWaiter<T> | undefined;
   private deadline = 0;
   private closed = false;
 
@@ -43,34 +57,37 @@ export class Mailbox<T> {
     const w = this.waiter;
     if (w) {
       this.settle();
-      w({ item });
-    } else this.items.push(item);
+      deliver(w, { item });
+    } else (this.items ??= []).push(item);
   }
 
   close(): void {
     this.closed = true;
     const w = this.waiter;
     this.settle();
-    w?.({ closed: true });
+    if (w) deliver(w, CLOSED);
   }
 
-  /** Lets a mailbox be an abort listener (`signal.addEventListener('abort', box)`) without a closure. */
+  /** Lets a mailbox hear its call's end (callEnd.ts) without a closure. */
   handleEvent(): void {
     this.close();
   }
 
   next(timeoutMs: number): Promise<Next<T>> {
-    if (this.items.length > 0) {
+    return new Promise((resolve) => this.wait(timeoutMs, { mail: resolve }));
+  }
+
+  /** `waiter` gets the next item, a timeout after `timeoutMs`, or the end; one reader at a time. */
+  wait(timeoutMs: number, waiter: MailWaiter<T>): void {
+    if (this.items) {
       const item = this.items.shift()!;
-      if (this.items.length === 0) this.items = []; // not the emptied array's capacity
-      return Promise.resolve({ item });
+      if (this.items.length === 0) this.items = undefined;
+      return deliver(waiter, { item });
     }
-    if (this.closed) return Promise.resolve({ closed: true });
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-      this.deadline = Date.now() + timeoutMs;
-      wait(this as Mailbox<unknown>, timeoutMs);
-    });
+    if (this.closed) return deliver(waiter, CLOSED);
+    this.waiter = waiter;
+    this.deadline = Date.now() + timeoutMs;
+    wait(this as Mailbox<unknown>, timeoutMs);
   }
 
   /** @internal the shared timer: time out a wait whose deadline has passed. */
@@ -78,7 +95,7 @@ export class Mailbox<T> {
     const w = this.waiter;
     if (w && now >= this.deadline) {
       this.settle();
-      w({ timeout: true });
+      deliver(w, TIMEOUT);
     }
   }
 

@@ -29,7 +29,8 @@ import { startInputFromWire, stateFromWire, taskToWire } from './convert.js';
 import { detailsAsAny, toConnectError } from './errors.js';
 import { Mailbox } from './mailbox.js';
 import type { WatchHub } from './watchHub.js';
-import { throwAbortStatus, watchTask, type WatchDeps } from './watchTask.js';
+import { watchTask, type WatchDeps } from './watchTask.js';
+import { callEndOf, throwEndStatus } from './callEnd.js';
 
 export interface ServiceDeps {
   store: TaskStore;
@@ -137,7 +138,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
         watchDeps,
         { id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue },
         req.afterVersion === undefined ? undefined : Number(req.afterVersion),
-        ctx.signal,
+        callEndOf(ctx),
       ),
 
     listTasks: (req) =>
@@ -164,14 +165,14 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
           // a malformed message is not a reason to end the stream
         }
       });
-      const onAbort = () => box.close();
-      ctx.signal.addEventListener('abort', onAbort);
+      const end = callEndOf(ctx);
+      end.add(box);
       try {
         await hub.ready();
         for (;;) {
           const next = await box.next(watchHeartbeatMs);
           if ('closed' in next) {
-            throwAbortStatus(ctx.signal);
+            throwEndStatus(end);
             return;
           }
           yield create(WatchEventsResponseSchema, {
@@ -184,7 +185,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
       } catch (err) {
         throw toConnectError(err, log);
       } finally {
-        ctx.signal.removeEventListener('abort', onAbort);
+        end.remove(box);
         off();
       }
     },

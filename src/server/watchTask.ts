@@ -5,16 +5,17 @@
  * reconnect) is filled from the task's event log, which is the truth.
  *
  * A watcher is held for as long as its stream is open, by the thousand on one server, so
- * it is one plain object — the stream's iterator, its hub listener and its abort listener —
+ * it is one plain object — the stream's iterator, its hub listener and its call-end listener —
  * that keeps the last version sent and the task's args and kwargs, nothing else. It is not
  * an async generator on purpose: a suspended generator keeps every register of its frame,
  * so each watcher would hold the whole record it read first and the last change it saw.
  */
-import { ConnectError } from '@connectrpc/connect';
 import { parseRecord, type Hash, type TaskRecord } from '../store/record.js';
 import { isTerminal } from '../store/states.js';
 import type { TaskRef, TaskStore } from '../store/taskStore.js';
-import { Mailbox, type Next } from './mailbox.js';
+import { throwEndStatus, type CallEnd, type EndListener } from './callEnd.js';
+import { Mailbox, type MailWaiter, type Next } from './mailbox.js';
+import type { Pullable, PullSink } from './pullable.js';
 import type { WatchHub, WatchListener } from './watchHub.js';
 
 export type WatchItem = { task: TaskRecord } | { heartbeat: true };
@@ -37,10 +38,12 @@ const HEARTBEAT: WatchItem = { heartbeat: true };
 const READ_LOG = Symbol('read the log');
 const SKIP = Symbol('nothing new');
 
-class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
+class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchListener, EndListener, MailWaiter<Signal> {
   private readonly box = new Mailbox<Signal>();
-  /** Records read from the log (or the first one), not yet sent. */
-  private backlog: TaskRecord[] = [];
+  /** Who waits for the next result while the mailbox is waited on. */
+  private sink: PullSink<Out> | undefined;
+  /** Records read from the log (or the first one), not yet sent; none held while there are none. */
+  private backlog: TaskRecord[] | undefined;
   private id: string | undefined;
   private ref: TaskRef | undefined;
   private started = false;
@@ -57,7 +60,7 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     private readonly deps: WatchDeps<Out>,
     ref: TaskRef,
     private readonly afterVersion: number | undefined,
-    private readonly signal: AbortSignal,
+    private readonly callEnd: CallEnd,
   ) {
     this.ref = ref;
   }
@@ -67,35 +70,54 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
   }
 
   next(): Promise<IteratorResult<Out>> {
-    // The usual call — started, nothing in the backlog — waits on the mailbox alone, so a
-    // quiet watcher holds one pending promise, not suspended async functions.
-    if (this.started && this.backlog.length === 0 && !this.done && !this.ended) {
-      return this.box.next(this.deps.heartbeatMs).then(
-        (mail) => {
-          let item: ReturnType<Watch<Out>['take']>;
-          try {
-            item = this.take(mail);
-          } catch (err) {
-            return this.failed(err);
-          }
-          return typeof item === 'symbol' ? this.later(this.step(item)) : this.result(item);
-        },
-        (err) => this.failed(err),
-      );
-    }
-    return this.later(this.step());
+    return new Promise((result, error) => this.pull({ result, error }));
   }
 
-  private later(item: Promise<WatchItem | undefined>): Promise<IteratorResult<Out>> {
-    return item.then(
-      (it) => this.result(it),
-      (err) => this.failed(err),
+  pull(sink: PullSink<Out>): void {
+    // The usual call — started, nothing in the backlog — waits on the mailbox alone, so a
+    // quiet watcher holds the sink it will answer and nothing else: no promise, no
+    // suspended async function.
+    if (this.started && this.backlog === undefined && !this.done && !this.ended) {
+      this.sink = sink;
+      this.box.wait(this.deps.heartbeatMs, this);
+    } else this.later(this.step(), sink);
+  }
+
+  // MailWaiter: what the mailbox had for the sink that waits.
+  mail(mail: Next<Signal>): void {
+    const sink = this.sink!;
+    this.sink = undefined;
+    let item: ReturnType<Watch<Out>['take']>;
+    try {
+      item = this.take(mail);
+    } catch (err) {
+      return sink.error(this.failed(err));
+    }
+    if (typeof item === 'symbol') this.later(this.step(item), sink);
+    else this.answer(item, sink);
+  }
+
+  private later(item: Promise<WatchItem | undefined>, sink: PullSink<Out>): void {
+    item.then(
+      (it) => this.answer(it, sink),
+      (err) => sink.error(this.failed(err)),
     );
   }
 
-  private failed(err: unknown): never {
+  private answer(item: WatchItem | undefined, sink: PullSink<Out>): void {
+    let r: IteratorResult<Out>;
+    try {
+      r = this.result(item);
+    } catch (err) {
+      return sink.error(this.failed(err));
+    }
+    sink.result(r);
+  }
+
+  /** Ends the watch; the error the stream ends with. */
+  private failed(err: unknown): unknown {
     this.end();
-    throw this.deps.toError(err);
+    return this.deps.toError(err);
   }
 
   private result(item: WatchItem | undefined): IteratorResult<Out> {
@@ -116,7 +138,7 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     throw err;
   }
 
-  // WatchListener (the hub) and EventListener (the call's abort signal)
+  // WatchListener (the hub) and EndListener (the call's end)
   change(change: Hash): void {
     this.box.push({ change });
   }
@@ -137,9 +159,9 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     }
     if (then === READ_LOG) await this.readLog();
     for (;;) {
-      const rec = this.backlog.shift();
+      const rec = this.backlog?.shift();
       if (rec) {
-        if (this.backlog.length === 0) this.backlog = []; // not the emptied array's capacity
+        if (this.backlog!.length === 0) this.backlog = undefined;
         return { task: rec };
       }
       if (this.done || this.ended) return undefined;
@@ -152,7 +174,7 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
   /** What a message from the mailbox means: an item to send, the end (undefined), a gap, or nothing new. */
   private take(n: Next<Signal>): WatchItem | undefined | typeof READ_LOG | typeof SKIP {
     if ('closed' in n) {
-      throwAbortStatus(this.signal);
+      throwEndStatus(this.callEnd);
       return undefined;
     }
     if ('timeout' in n) return HEARTBEAT;
@@ -169,8 +191,7 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     this.ref = undefined;
     if (this.ended) return;
     hub.add(id, this);
-    this.signal.addEventListener('abort', this);
-    if (this.signal.aborted) this.box.close();
+    this.callEnd.add(this);
     await hub.ready();
     const full = await store.getHash(id);
     // Parsed once per watcher, not once per change; only args and kwargs are kept.
@@ -178,13 +199,13 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
     this.args = current.args;
     this.kwargs = current.kwargs;
     if (this.afterVersion === undefined) {
-      this.backlog.push(this.accept(full)!);
+      this.queue(this.accept(full)!);
       return;
     }
     this.last = this.afterVersion;
     await this.readLog();
     // A log trimmed past the caller's version still ends with the current record.
-    if (!this.done && current.version > this.last) this.backlog.push(this.accept(full)!);
+    if (!this.done && current.version > this.last) this.queue(this.accept(full)!);
     // Resuming after the final version: nothing more will come.
     else if (isTerminal(current.state) && this.last >= current.version) this.done = true;
   }
@@ -193,9 +214,13 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
   private async readLog(): Promise<void> {
     for (const h of await this.deps.store.readLog(this.id!, this.last)) {
       const rec = this.accept(h);
-      if (rec) this.backlog.push(rec);
+      if (rec) this.queue(rec);
       if (this.done) return;
     }
+  }
+
+  private queue(rec: TaskRecord): void {
+    (this.backlog ??= []).push(rec);
   }
 
   /** The record to send for `h`, or undefined when that version was already sent. */
@@ -213,9 +238,9 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
   private end(): void {
     if (this.ended) return;
     this.ended = true;
-    this.backlog = [];
+    this.backlog = undefined;
     if (this.id !== undefined) {
-      this.signal.removeEventListener('abort', this);
+      this.callEnd.remove(this);
       this.deps.hub.remove(this.id, this);
     }
     this.box.close();
@@ -223,19 +248,10 @@ class Watch<Out> implements AsyncIterableIterator<Out>, WatchListener {
 }
 
 /**
- * A stream closed by its call's signal ends with the status the signal carries, such as
- * a deadline's DEADLINE_EXCEEDED; a plain abort (a client that went away over HTTP/1.1)
- * carries none, and the stream just ends.
- */
-export function throwAbortStatus(signal: AbortSignal): void {
-  if (signal.aborted && signal.reason instanceof ConnectError) throw signal.reason;
-}
-
-/**
  * The stream of one `WatchStatus` call: the task `ref` names (resolved when the stream
  * starts), from `afterVersion` (exclusive) or from its current record, until its terminal
  * version, with a heartbeat item whenever the stream was quiet for `heartbeatMs`.
  */
-export function watchTask<Out>(deps: WatchDeps<Out>, ref: TaskRef, afterVersion: number | undefined, signal: AbortSignal): AsyncIterableIterator<Out> {
-  return new Watch(deps, ref, afterVersion, signal);
+export function watchTask<Out>(deps: WatchDeps<Out>, ref: TaskRef, afterVersion: number | undefined, callEnd: CallEnd): AsyncIterableIterator<Out> {
+  return new Watch(deps, ref, afterVersion, callEnd);
 }

@@ -7,16 +7,19 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { DescMethod, DescService } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ContextKey, type ContextValues, type HandlerContext } from '@connectrpc/connect';
+import { CALL_END, EndListeners, type CallEnd, type EndListener } from '../callEnd.js';
 import { plain } from './status.js';
 
 /** The reason a call's signal carries once it ended normally. */
 const ENDED = new ConnectError('the call has ended', Code.Canceled);
 
-export class CallContext implements HandlerContext {
+export class CallContext implements HandlerContext, CallEnd {
   readonly protocolName = 'grpc';
   readonly requestMethod = 'POST';
   private controller?: AbortController;
-  private reason?: unknown;
+  private ended?: unknown;
+  /** Who hears the end without the signal (callEnd.ts): what keeps a waiting stream small. */
+  private readonly endListeners = new EndListeners();
   private requestHeaders?: Headers;
   private responseHeaders?: Headers;
   private responseTrailers?: Headers;
@@ -59,8 +62,25 @@ export class CallContext implements HandlerContext {
 
   get signal(): AbortSignal {
     if (this.controller) return this.controller.signal;
-    if (this.reason !== undefined) return AbortSignal.abort(this.reason);
+    if (this.ended !== undefined) return AbortSignal.abort(this.ended);
     return (this.controller = new AbortController()).signal;
+  }
+
+  get [CALL_END](): CallEnd {
+    return this;
+  }
+
+  get reason(): unknown {
+    return this.ended;
+  }
+
+  add(listener: EndListener): void {
+    if (this.ended !== undefined) listener.handleEvent();
+    else this.endListeners.add(listener);
+  }
+
+  remove(listener: EndListener): void {
+    this.endListeners.remove(listener);
   }
 
   get requestHeader(): Headers {
@@ -83,10 +103,11 @@ export class CallContext implements HandlerContext {
     return (this.contextValues ??= this.valuesOf(this.stream));
   }
 
-  /** Ends the call for whoever listens to its signal: with an error, or as ended normally. */
+  /** Ends the call for whoever listens to its end or its signal: with an error, or as ended normally. */
   abort(reason: unknown = ENDED): void {
-    if (this.reason !== undefined) return;
-    this.reason = reason;
+    if (this.ended !== undefined) return;
+    this.ended = reason;
+    this.endListeners.fire();
     this.controller?.abort(reason);
   }
 
@@ -100,31 +121,34 @@ export class CallContext implements HandlerContext {
   }
 }
 
-/** Connect's ContextValues as one small object (Connect's own is three closures per call). */
+/**
+ * Connect's ContextValues as one small object (Connect's own is three closures per call).
+ * A call usually carries one value (its connection): that one is kept in two fields.
+ */
 export class CallValues implements ContextValues {
-  private readonly ids: symbol[] = [];
-  private readonly values: unknown[] = [];
+  private id: symbol | undefined;
+  private value: unknown;
+  private more: Map<symbol, unknown> | undefined;
 
   get<T>(key: ContextKey<T>): T {
-    const i = this.ids.indexOf(key.id);
-    return i < 0 ? key.defaultValue : (this.values[i] as T);
+    if (this.id === key.id) return this.value as T;
+    return this.more?.has(key.id) ? (this.more.get(key.id) as T) : key.defaultValue;
   }
 
   set<T>(key: ContextKey<T>, value: T): this {
-    const i = this.ids.indexOf(key.id);
-    if (i < 0) {
-      this.ids.push(key.id);
-      this.values.push(value);
-    } else this.values[i] = value;
+    if (this.id === undefined || this.id === key.id) {
+      this.id = key.id;
+      this.value = value;
+      this.more?.delete(key.id);
+    } else (this.more ??= new Map()).set(key.id, value);
     return this;
   }
 
   delete(key: ContextKey<unknown>): this {
-    const i = this.ids.indexOf(key.id);
-    if (i >= 0) {
-      this.ids.splice(i, 1);
-      this.values.splice(i, 1);
-    }
+    if (this.id === key.id) {
+      this.id = undefined;
+      this.value = undefined;
+    } else this.more?.delete(key.id);
     return this;
   }
 }

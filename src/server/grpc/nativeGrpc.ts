@@ -24,6 +24,8 @@ import {
   type ServiceImpl,
 } from '@connectrpc/connect';
 import { parseTimeout } from '@connectrpc/connect/protocol-grpc';
+import { CALL_END } from '../callEnd.js';
+import { isPullable, type Pullable, type PullSink } from '../pullable.js';
 import { CallContext } from './callContext.js';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../../grpc/envelope.js';
 import { errorTrailers, OK_TRAILERS, plain } from './status.js';
@@ -72,11 +74,11 @@ type AnyFn = Parameters<Interceptor>[0];
 type AnyRequest = Parameters<AnyFn>[0];
 
 /** One call, from its request body to its trailers. */
-class Call {
+class Call implements PullSink<unknown> {
   private readonly ctx: CallContext;
   /** The request's body, until it is read. */
   private reader?: EnvelopeReader;
-  private messages: Envelope[] = [];
+  private messages: Envelope[] | undefined = [];
   /** A grpc-timeout header that is not one. */
   private readonly timeoutError?: ConnectError;
   private timer?: NodeJS.Timeout;
@@ -84,6 +86,8 @@ class Call {
   private done = false;
   /** The request this call gave the interceptors. */
   private request?: object;
+  /** A server stream's source, when it is pullable (a watch). */
+  private source?: Pullable<unknown>;
 
   constructor(
     private readonly spec: Served,
@@ -102,7 +106,7 @@ class Call {
     stream.on('data', (chunk: Buffer) => {
       if (this.done) return;
       try {
-        this.reader!.push(chunk, this.messages);
+        this.reader!.push(chunk, this.messages!);
       } catch (err) {
         this.fail(err);
       }
@@ -115,7 +119,8 @@ class Call {
     // unheard, it would end the process. The 'close' that follows ends the call.
     stream.on('error', ignore);
     // The client reset the stream or went away: the handler's signal tells it to stop.
-    stream.once('close', () => {
+    // `on`, not `once`: it fires once anyway, and a once-wrapper is ~0.2 KiB per open stream.
+    stream.on('close', () => {
       if (this.done) return;
       this.done = true;
       this.end(new ConnectError('the client cancelled the call', Code.Canceled));
@@ -135,8 +140,8 @@ class Call {
       if (this.timeoutError) throw this.timeoutError;
       if (reader.pending > 0) throw new ConnectError('protocol error: incomplete envelope', Code.InvalidArgument);
       const kind = this.spec.kind === 'unary' ? 'unary' : 'server-streaming';
-      const [first, extra] = this.messages;
-      this.messages = [];
+      const [first, extra] = this.messages!;
+      this.messages = undefined;
       if (!first) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
       if (extra) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
       // A request that names no encoding comes here; Connect's handler takes the others.
@@ -171,6 +176,10 @@ class Call {
       this.request = undefined;
       const it = (res.message as AsyncIterable<unknown>)[Symbol.asyncIterator]();
       if (this.done) return void it.return?.();
+      if (isPullable(it)) {
+        this.source = it;
+        return this.pull();
+      }
       const step = (): void => {
         if (this.done) return void it.return?.();
         it.next().then((next) => {
@@ -184,9 +193,36 @@ class Call {
     }, (err) => this.fail(err));
   }
 
+  /** Asks a pullable source (a watch) for its next message: see PullSink. */
+  private pull(): void {
+    const source = this.source!;
+    if (this.done) source.return?.();
+    else source.pull(this);
+  }
+
+  // PullSink: a pullable source's next message, written like the step loop's.
+  result(r: IteratorResult<unknown>): void {
+    if (this.done) return void this.source!.return?.();
+    if (r.done) return this.finish();
+    let more: boolean;
+    try {
+      more = this.write(envelope(toBinary(this.spec.method.output, output(this.spec.method, r.value))));
+    } catch (err) {
+      this.source!.return?.();
+      return this.fail(err);
+    }
+    if (more) this.pull();
+    else this.afterDrain(() => this.pull());
+  }
+
+  error(err: unknown): void {
+    this.fail(err);
+  }
+
   /**
    * The interceptors around the implementation, with the request Connect would build. Its
-   * header, signal and context values are the call context's, made when first read.
+   * header, signal and context values are the call context's, made when first read; its
+   * CALL_END is the call context too, so a stream is told of its end without a signal.
    */
   private invoke(stream: boolean, input: unknown, impl: AnyFn): ReturnType<AnyFn> {
     const { ctx, spec } = this;
@@ -203,6 +239,7 @@ class Call {
       get signal() {
         return ctx.signal;
       },
+      [CALL_END]: ctx,
       get header() {
         return ctx.requestHeader;
       },
