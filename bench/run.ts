@@ -102,13 +102,16 @@ function nodeArgs(script: string, role: string): string[] {
   return [...LOADER, ...prof, script];
 }
 
+/** The Node flags `taskwire <command>` (bin/taskwire.js) starts its process with. */
+function nodeFlags(command: 'worker' | 'serve'): string[] {
+  return (JSON.parse(readFileSync(`${ROOT}bin/node-flags.json`, 'utf8')) as Record<string, string[]>)[command] ?? [];
+}
+
 async function startWorker(system: System, concurrency: number, tag: string): Promise<{ proc: Proc; readyMs: number }> {
   const t0 = performance.now();
   let proc: Proc;
   if (system === 'taskwire') {
-    // As `taskwire worker` (bin/taskwire.js) starts it: with the worker's Node flags.
-    const flags = (JSON.parse(readFileSync(`${ROOT}bin/node-flags.json`, 'utf8')) as Record<string, string[]>).worker ?? [];
-    proc = spawnNode('taskwire worker', [...flags, ...nodeArgs(CLI, `worker-${tag}`), 'worker', '-c', String(concurrency)], twEnv());
+    proc = spawnNode('taskwire worker', [...nodeFlags('worker'), ...nodeArgs(CLI, `worker-${tag}`), 'worker', '-c', String(concurrency)], twEnv());
     await proc.waitFor(/runs queues/);
   } else {
     proc = spawnNode('bullmq worker', [...LOADER, BULLMQ, JSON.stringify({ mode: 'worker', url: redisServer.url, queue: BULL_QUEUE, concurrency })]);
@@ -118,7 +121,7 @@ async function startWorker(system: System, concurrency: number, tag: string): Pr
 }
 
 async function startApi(tag: string, env: Record<string, string> = {}): Promise<{ proc: Proc; baseUrl: string }> {
-  const proc = spawnNode('taskwire serve', [...nodeArgs(CLI, `api-${tag}`), 'serve', '--host', '127.0.0.1', '--port', '0'], twEnv(env));
+  const proc = spawnNode('taskwire serve', [...nodeFlags('serve'), ...nodeArgs(CLI, `api-${tag}`), 'serve', '--host', '127.0.0.1', '--port', '0'], twEnv(env));
   const m = await proc.waitFor(/API listening on [^\s]+:(\d+)/);
   return { proc, baseUrl: `http://127.0.0.1:${m[1]}` };
 }
