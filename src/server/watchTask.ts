@@ -194,18 +194,18 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     this.callEnd.add(this);
     await hub.ready();
     const full = await store.getHash(id);
-    // Parsed once per watcher, not once per change; only args and kwargs are kept.
+    // Parsed once: it is the first record sent, and its args and kwargs go with every later one.
     const current = parseRecord(full);
     this.args = current.args;
     this.kwargs = current.kwargs;
     if (this.afterVersion === undefined) {
-      this.queue(this.accept(full)!);
+      this.queue(this.acceptRecord(current));
       return;
     }
     this.last = this.afterVersion;
     await this.readLog();
     // A log trimmed past the caller's version still ends with the current record.
-    if (!this.done && current.version > this.last) this.queue(this.accept(full)!);
+    if (!this.done && current.version > this.last) this.queue(this.acceptRecord(current));
     // Resuming after the final version: nothing more will come.
     else if (isTerminal(current.state) && this.last >= current.version) this.done = true;
   }
@@ -225,10 +225,12 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
 
   /** The record to send for `h`, or undefined when that version was already sent. */
   private accept(h: Hash): TaskRecord | undefined {
-    const v = Number(h.version);
-    if (v <= this.last) return undefined;
-    this.last = v;
-    const rec = parseRecord(h);
+    return Number(h.version) <= this.last ? undefined : this.acceptRecord(parseRecord(h));
+  }
+
+  /** `rec` (newer than the last version sent) as the next record to send. */
+  private acceptRecord(rec: TaskRecord): TaskRecord {
+    this.last = rec.version;
     rec.args = this.args;
     rec.kwargs = this.kwargs;
     this.done = isTerminal(rec.state);
