@@ -1,6 +1,8 @@
 /**
- * Reading a queue stream through its consumer group. The blocking read has a connection
- * of its own; closing disconnects it, so a blocked read cannot hold up shutdown.
+ * Reading a queue stream through its consumer group, when the queues are empty: the
+ * blocking read has a connection of its own; closing disconnects it, so a blocked read
+ * cannot hold up shutdown. (What is there already, a worker reads and begins in one script
+ * call: AttemptStore.take.)
  */
 import type { Redis } from 'ioredis';
 import type { Delivery } from '../store/attemptStore.js';
@@ -43,8 +45,6 @@ export class Consumer {
     private readonly blocking: Redis,
     private readonly consumer: string,
     queues: readonly string[],
-    /** The command connection, for reads that do not block (see readNow). */
-    private readonly commands?: Redis,
   ) {
     this.streams = queues.map((q) => keys.stream(q));
     queues.forEach((q, i) => this.queueByStream.set(this.streams[i]!, q));
@@ -61,27 +61,6 @@ export class Consumer {
         count,
         'BLOCK',
         blockMs,
-        'STREAMS',
-        ...this.streams,
-        ...this.streams.map(() => '>'),
-      )) as StreamReply | null,
-    );
-  }
-
-  /**
-   * Up to `count` new messages per queue that are there now, without blocking. It goes on
-   * the command connection, so it rides in the same round trip as the writes issued just
-   * before it (the finish that freed the slot) and Redis applies those first.
-   */
-  async readNow(count: number): Promise<Delivery[]> {
-    if (!this.commands) return [];
-    return this.deliveries(
-      (await this.commands.xreadgroup(
-        'GROUP',
-        CONSUMER_GROUP,
-        this.consumer,
-        'COUNT',
-        count,
         'STREAMS',
         ...this.streams,
         ...this.streams.map(() => '>'),

@@ -37,6 +37,16 @@ export const keys = {
   queues: () => `${PREFIX}:queues`,
 } as const;
 
+/**
+ * The parts of a task's key names, for a script that names the keys of the tasks it reads
+ * from the queue stream (claim-n.lua's read mode): record = task + id, event log = task +
+ * id + eventsSuffix, exclusive = exclusive + key.
+ */
+export function taskKeyParts(queue: string): { task: string; eventsSuffix: string; exclusive: string } {
+  const task = keys.task(queue, '');
+  return { task, eventsSuffix: keys.events(queue, '').slice(task.length), exclusive: keys.exclusive(queue, '') };
+}
+
 export const channels = {
   /** Pub/sub: every change of every task of the queue (payload: see store/events.ts). */
   events: (queue: string) => `${queuePrefix(queue)}events`,

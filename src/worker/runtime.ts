@@ -14,7 +14,7 @@ import { Trimmer } from '../broker/trimmer.js';
 import type { Config } from '../config.js';
 import type { LogFields, Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady, isConnectionError } from '../redis.js';
-import { AttemptStore, type Delivery, type EndFields, type EndState } from '../store/attemptStore.js';
+import { AttemptStore, type Delivery, type EndFields, type EndState, type Taken } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import type { RunnableTask } from '../store/record.js';
 import { childSpan, parseTraceparent, traceFields } from '../trace.js';
@@ -50,6 +50,10 @@ export class Worker {
   private readonly earlyCancels = new Map<string, { mode: CancelMode; at: number }>();
   /** Messages received beyond the free slots (several queues read at once). */
   private readonly backlog: Delivery[] = [];
+  /** Which queue gets the larger share of the free slots in the next takeNow. */
+  private takeTurn = 0;
+  /** Slots promised to a takeNow in flight: what it begins must find a slot. */
+  private reserved = 0;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly attempts: AttemptStore;
   private readonly consumer: Consumer;
@@ -77,7 +81,7 @@ export class Worker {
     private readonly pool: Pool,
   ) {
     this.attempts = new AttemptStore(redis, config.workerName, config);
-    this.consumer = new Consumer(blocking, config.workerName, config.queues, redis);
+    this.consumer = new Consumer(blocking, config.workerName, config.queues);
     this.reclaimer = new Reclaimer(redis, config.workerName, config.leaseMs);
     this.trimmer = new Trimmer(redis);
   }
@@ -132,7 +136,7 @@ export class Worker {
   private async fetchLoop(): Promise<void> {
     const queues = this.config.queues.length;
     while (!this.stopping) {
-      const free = this.pool.free - this.backlog.length;
+      const free = this.freeSlots;
       if (free <= 0) {
         await new Promise<void>((r) => (this.wake = r));
         continue;
@@ -143,11 +147,11 @@ export class Worker {
         continue;
       }
       try {
-        const count = Math.max(1, Math.ceil(free / queues));
-        // What is there now first (it rides with the finish that freed the slot); block on
-        // the reader's own connection only when the queues are empty.
-        let deliveries = await this.consumer.readNow(count);
-        if (deliveries.length === 0 && !this.stopping) deliveries = await this.consumer.read(count, 2000);
+        // What is there now first, read and begun in one script call that rides with the
+        // finish that freed the slot; block on the reader's own connection only when the
+        // queues are empty.
+        if ((await this.takeNow(free)) > 0 || this.stopping) continue;
+        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(free / queues)), 2000);
         // Read as a stop began: not claimed, so handed straight back (stop() does it).
         if (this.stopping) this.backlog.push(...deliveries);
         else for (const d of deliveries) this.dispatch(d);
@@ -162,13 +166,49 @@ export class Worker {
     }
   }
 
-  private dispatch(d: Delivery): void {
+  /**
+   * Read, begin and run up to `free` tasks, no more: the free slots are shared out over the
+   * queues (the first queue to get a larger share turns with each call), one script call
+   * per queue, all sent together. Returns how many it began.
+   */
+  private async takeNow(free: number): Promise<number> {
+    const { queues } = this.config;
+    const calls: Promise<Taken[]>[] = [];
+    const first = this.takeTurn++ % queues.length;
+    for (let i = 0; i < queues.length; i++) {
+      const q = (first + i) % queues.length;
+      const share = Math.floor(free / queues.length) + (i < free % queues.length ? 1 : 0);
+      if (share > 0) calls.push(this.attempts.take(queues[q]!, Array.from({ length: share }, () => randomUUID())));
+    }
+    // The slots are held for these calls: the reclaimer, which also fills free slots, must
+    // not take them meanwhile. They are let go as what was begun takes them.
+    this.reserved += free;
+    let taken: Taken[];
+    try {
+      taken = (await Promise.all(calls)).flat();
+    } finally {
+      this.reserved -= free;
+    }
+    // Begun already, so they run even if a stop began meanwhile (the stop waits for them).
+    for (const t of taken) this.dispatch(t.d, t);
+    return taken.length;
+  }
+
+  /** Slots neither running a task, nor promised to a message waiting here or to a takeNow in flight. */
+  private get freeSlots(): number {
+    return this.pool.free - this.backlog.length - this.reserved;
+  }
+
+  /** Runs a delivery in a free slot (`taken`: already begun by takeNow), or keeps it for the next free one. */
+  private dispatch(d: Delivery, taken?: Taken): void {
     const slot = this.pool.take();
     if (!slot) {
-      this.backlog.push(d);
+      // takeNow takes no more than the slots it holds, so a begun task always finds one.
+      if (taken) this.log.error(`task ${d.id}: begun with no free slot; it runs again when its lease runs out`);
+      else this.backlog.push(d);
       return;
     }
-    void this.execute(d, slot);
+    void this.execute(d, slot, taken);
   }
 
   private slotFreed = () => {
@@ -179,11 +219,14 @@ export class Worker {
     if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   };
 
-  private async execute(d: Delivery, slot: Slot): Promise<void> {
-    const token = randomUUID();
+  private async execute(d: Delivery, slot: Slot, taken?: Taken): Promise<void> {
+    const token = taken?.token ?? randomUUID();
     let released = false;
     try {
-      const claim = await this.attempts.claim(d, token);
+      // A task begun by takeNow is not awaited: it is `running` (its lease renewed, a stop
+      // waits for it) from the moment it is dispatched.
+      const claim = taken ? taken.claim : await this.attempts.claim(d, token);
+      if (claim instanceof Error) throw claim;
       if (!claim.run) return;
       const task = claim.task;
       // Each attempt is a span of the trace the Start request began (see src/trace.ts).
@@ -341,7 +384,7 @@ export class Worker {
 
   private async reclaimFree(): Promise<void> {
     for (const queue of this.config.queues) {
-      const free = this.pool.free - this.backlog.length;
+      const free = this.freeSlots;
       if (free <= 0) {
         this.reclaimWhenFree = true;
         return;

@@ -3,14 +3,25 @@
 -- runs. The claims of one queue made within one tick share a call, so Redis pays the
 -- per-call cost of a script once for them; each claim is still its own checked change.
 --
+-- Or, in read mode, first read up to N new messages of the queue for this worker (as a
+-- non-blocking XREADGROUP would) and claim those: a worker whose slot just freed gets its
+-- next task, begun, in the round trip of the finish that freed the slot.
+--
 -- KEYS[1] stream      taskwire:{q}:stream
 -- then three per task: record taskwire:{q}:t:<id>, events taskwire:{q}:t:<id>:events,
 --   exclusive taskwire:{q}:excl:<key> (the key the message names, or a dummy)
--- ARGV[1] consumer group   ARGV[2] worker name   ARGV[3] now (ms)   ARGV[4] events channel
--- ARGV[5] log cap   ARGV[6] result TTL (ms)
--- then three per task: id, message id, attempt token
+--   (read mode: none; the keys are the two prefixes below plus the message's id and key,
+--   as store/keys.ts names them)
+-- ARGV[1] consumer group   ARGV[2] worker name (the consumer)   ARGV[3] now (ms)
+-- ARGV[4] events channel   ARGV[5] log cap   ARGV[6] result TTL (ms)
+-- ARGV[7] mode: 'given' or 'read'
+-- given: then three per task: id, message id, attempt token
+-- read:  ARGV[8] record key prefix (taskwire:{q}:t:)   ARGV[9] event log suffix (:events)
+--        ARGV[10] exclusive key prefix (taskwire:{q}:excl:), then one attempt token per
+--        message to read at most
 --
--- Returns one reply per task, in order: {'run', <fields as a flat list of name, value>}
+-- Returns one reply per task, in order (read mode: per message read, each preceded by its
+-- message id, task id and exclusive key, as {msg, id, key, reply}): {'run', <fields as a flat list of name, value>}
 -- when the worker must run it now (only the fields a worker uses: RUN_FIELDS); otherwise the message is acknowledged and the reply says why it
 -- does not run: {'gone'} (record expired or never written), {'finished', state} (already
 -- terminal), {'expired'}, {'revoked'} (cancelled while its worker was lost), {'lost'} (its
@@ -71,8 +82,25 @@ local function claim(id, msg, token, record, events, exclusive)
 end
 
 local out = {}
-for t = 0, (#ARGV - 6) / 3 - 1 do
-  local a, k = 7 + t * 3, 2 + t * 3
+if ARGV[7] == 'read' then
+  local taskPrefix, eventsSuffix, exclPrefix = ARGV[8], ARGV[9], ARGV[10]
+  local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', #ARGV - 10, 'STREAMS', stream, '>')
+  local entries = read and read[1] and read[1][2] or {}
+  for _, entry in ipairs(entries) do
+    local msg, fields, id, key = entry[1], entry[2] or {}, nil, ''
+    for f = 1, #fields - 1, 2 do
+      if fields[f] == 'id' then id = fields[f + 1] elseif fields[f] == 'k' then key = fields[f + 1] end
+    end
+    -- A message without a task id is not a task (left as an XREADGROUP reader leaves it).
+    if id then
+      local n, record = #out + 1, taskPrefix .. id
+      out[n] = {msg, id, key, claim(id, msg, ARGV[10 + n], record, record .. eventsSuffix, exclPrefix .. key)}
+    end
+  end
+  return out
+end
+for t = 0, (#ARGV - 7) / 3 - 1 do
+  local a, k = 8 + t * 3, 2 + t * 3
   out[t + 1] = claim(ARGV[a], ARGV[a + 1], ARGV[a + 2], KEYS[k], KEYS[k + 1], KEYS[k + 2])
 end
 return out
