@@ -10,7 +10,8 @@ import type { Logger } from './log.js';
 export interface ConnectOptions {
   /** Queue commands while disconnected (workers) instead of failing at once (API). */
   queueWhileDown?: boolean;
-  /** For blocking reads and subscribers, which must not share a pipeline. */
+  /** For blocking reads and subscribers, which must not share a pipeline, and for a
+   * connection whose user batches its commands itself (the worker's). */
   noPipelining?: boolean;
 }
 
