@@ -131,6 +131,16 @@ function client(system: System, params: Record<string, unknown>): Proc {
   return spawnNode('bullmq producer', [...LOADER, BULLMQ, JSON.stringify({ url: redisServer.url, queue: BULL_QUEUE, ...params })]);
 }
 
+/** A client's failure comes with what the API server printed, which may say why. */
+async function withServerOutput<T>(result: Promise<T>, server: Proc | undefined): Promise<T> {
+  try {
+    return await result;
+  } catch (err) {
+    if (!server) throw err;
+    throw new Error(`${(err as Error).message}\n${server.name} output (last 3,000 characters):\n${server.output().slice(-3000)}`);
+  }
+}
+
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 180_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -224,7 +234,7 @@ async function enqueueRate(system: System, batch: boolean): Promise<void> {
       : { mode, count: mode === 'single' ? P.startTasks / 4 : P.startTasks, inflight: P.startInflight };
     const proc = client(system, { ...params, baseUrl: api?.baseUrl });
     try {
-      const r = await proc.result<{ perSec: number }>();
+      const r = await withServerOutput(proc.result<{ perSec: number }>(), api?.proc);
       record(figure, system, r.perSec);
       if (system === 'bullmq' && !batch) record(SINGLE_FIGURE, system, r.perSec);
       const rss = system === 'taskwire' ? api!.proc.peakRss() : proc.peakRss();
@@ -249,7 +259,7 @@ async function endToEnd(system: System): Promise<void> {
     warmupSeconds: P.e2eWarmup,
   });
   try {
-    const r = await proc.result<{ samples: number[]; late: number }>();
+    const r = await withServerOutput(proc.result<{ samples: number[]; late: number }>(), api?.proc);
     const l = latencyPercentiles(r.samples);
     record(`end-to-end at ${P.e2eRate}/s: p50 (ms)`, system, l.p50);
     record(`end-to-end at ${P.e2eRate}/s: p95 (ms)`, system, l.p95);
@@ -275,7 +285,7 @@ async function fanout(n: number): Promise<void> {
     await proc.waitFor(/^WATCHING \d+$/m, 120_000);
     const after = api.proc.rss();
     worker = (await startWorker('taskwire', P.fanoutConcurrency, `fanout-${n}`)).proc;
-    const r = await proc.result<{ samples: number[] }>(180_000);
+    const r = await withServerOutput(proc.result<{ samples: number[] }>(180_000), api.proc);
     if (r.samples.length !== n) throw new Error(`fan-out: ${r.samples.length} of ${n} watchers saw the end`);
     const l = latencyPercentiles(r.samples);
     const perWatcher = (after - before) / n / 1024;
