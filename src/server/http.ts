@@ -38,7 +38,14 @@ function withSpecGrpcMessage(handler: Handler): Handler {
 /** Takes an HTTP/2 stream before the request handler sees it (true), or leaves it (false). */
 export type StreamClaim = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 
-export function listen(handler: Handler, host: string, port: number, tls?: TlsOptions, claim?: StreamClaim): Promise<ListeningServer> {
+export function listen(
+  handler: Handler,
+  host: string,
+  port: number,
+  tls?: TlsOptions,
+  claim?: StreamClaim,
+  onSessionError?: (err: Error) => void,
+): Promise<ListeningServer> {
   handler = withSpecGrpcMessage(handler);
   const h2Handler = handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
   const h2 = tls ? http2.createSecureServer({ ...tls, allowHTTP1: true }, h2Handler) : http2.createServer(h2Handler);
@@ -55,6 +62,7 @@ export function listen(handler: Handler, host: string, port: number, tls?: TlsOp
     sessions.add(s);
     s.once('close', () => sessions.delete(s));
   });
+  if (onSessionError) h2.on('sessionError', onSessionError);
   const track = (socket: net.Socket) => {
     // As Node's own HTTP servers do: small RPC frames leave at once (no Nagle), which the
     // raw socket the protocol sniffing accepts would not otherwise get.

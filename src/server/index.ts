@@ -88,8 +88,14 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     },
   });
   const handler = withMetrics(rpc, metrics, auth);
-  const server = await listen(await withDashboard(handler), config.host, config.port, config.tls, (stream, headers) =>
-    native.claim(stream, headers),
+  const server = await listen(
+    await withDashboard(handler),
+    config.host,
+    config.port,
+    config.tls,
+    (stream, headers) => native.claim(stream, headers),
+    // Node ends such a connection (GOAWAY); its clients see every call on it fail.
+    (err) => log.warn(`an HTTP/2 connection failed: ${err.message}`),
   );
   const transport = config.tls ? 'TLS: h2 and HTTP/1.1' : 'h2c and HTTP/1.1';
   const access = auth.enabled ? `bearer token required, public: ${config.publicEndpoints.join(', ') || 'none'}` : 'no auth';
