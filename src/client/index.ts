@@ -243,24 +243,32 @@ export class TaskwireClient {
     try {
       for (;;) {
         let error: ConnectError;
+        /** The terminal version was delivered: the rest of the stream is only its end. */
+        let ended = false;
         try {
           const stream = this.rpc.watchStatus({ ...r, id: id ?? '', afterVersion: after }, { signal });
           for await (const msg of stream) {
-            if (msg.event.case !== 'task') continue;
+            if (ended || msg.event.case !== 'task') continue;
             const t = msg.event.value;
             if (after !== undefined && t.version <= after) continue; // never twice, whatever a server sends
             id = t.id;
             after = t.version;
             failures = 0;
             yield t;
-            if (TERMINAL.has(t.state)) return;
+            // The server ends the stream right after a terminal version: read on to that end
+            // rather than leave at once. Leaving resets the stream (RST_STREAM), and a server
+            // that sees a client reset ~1,000 streams in a burst ends its connection (nghttp2's
+            // rapid-reset guard: GOAWAY with INTERNAL_ERROR), failing every call on it.
+            ended = TERMINAL.has(t.state);
           }
+          if (ended) return;
           // A stream ends early when resumed after the final version (done), or when it was cut
           // short (a server shutting down): the record tells which.
           const now = (await this.rpc.getStatus(id ? { id } : r, { signal })).task!;
           if (TERMINAL.has(now.state) && after !== undefined && now.version <= after) return;
           error = new ConnectError('the watch stream ended before the task finished', Code.Unavailable);
         } catch (err) {
+          if (ended) return; // the watch was complete; how its stream ended does not matter
           error = ConnectError.from(err);
           if (options.signal?.aborted || !TRANSIENT.has(error.code)) throw error;
         }
