@@ -13,13 +13,30 @@ import { plain } from './status.js';
 /** The reason a call's signal carries once it ended normally. */
 const ENDED = new ConnectError('the call has ended', Code.Canceled);
 
-export class CallContext implements HandlerContext, CallEnd {
+/**
+ * Header names and values that many calls send alike (content-type, te, user-agent, the
+ * authority…), kept once for all of them: a watch holds its request headers for as long
+ * as it is open, and Node makes new strings for every request. At most 512 strings of up
+ * to 128 characters are remembered; others (a traceparent, a token) are kept as they come.
+ */
+const interned = new Map<string, string>();
+
+function intern(s: string): string {
+  const known = interned.get(s);
+  if (known !== undefined) return known;
+  if (s.length <= 128 && interned.size < 512) interned.set(s, s);
+  return s;
+}
+
+/**
+ * The call context is its own list of end listeners (EndListeners, callEnd.ts), which the
+ * watch and the stream limit hear without an AbortSignal: what keeps a waiting stream small.
+ */
+export class CallContext extends EndListeners implements HandlerContext, CallEnd {
   readonly protocolName = 'grpc';
   readonly requestMethod = 'POST';
   private controller?: AbortController;
   private ended?: unknown;
-  /** Who hears the end without the signal (callEnd.ts): what keeps a waiting stream small. */
-  private readonly endListeners = new EndListeners();
   private requestHeaders?: Headers;
   private responseHeaders?: Headers;
   private responseTrailers?: Headers;
@@ -37,14 +54,15 @@ export class CallContext implements HandlerContext, CallEnd {
     private readonly valuesOf: (stream: ServerHttp2Stream) => ContextValues,
     timeoutMs: number | undefined,
   ) {
+    super();
     if (timeoutMs !== undefined) this.deadline = Date.now() + timeoutMs;
-    this.scheme = raw[':scheme'] ?? 'http';
-    this.authority = raw[':authority'] ?? '';
+    this.scheme = intern(raw[':scheme'] ?? 'http');
+    this.authority = intern(raw[':authority'] ?? '');
     for (const key in raw) {
       const value = raw[key];
       if (key[0] === ':' || value === undefined) continue;
-      if (Array.isArray(value)) for (const v of value) this.pairs.push(key, v);
-      else this.pairs.push(key, value);
+      if (Array.isArray(value)) for (const v of value) this.pairs.push(intern(key), intern(v));
+      else this.pairs.push(intern(key), intern(value));
     }
   }
 
@@ -74,13 +92,9 @@ export class CallContext implements HandlerContext, CallEnd {
     return this.ended;
   }
 
-  add(listener: EndListener): void {
+  override add(listener: EndListener): void {
     if (this.ended !== undefined) listener.handleEvent();
-    else this.endListeners.add(listener);
-  }
-
-  remove(listener: EndListener): void {
-    this.endListeners.remove(listener);
+    else super.add(listener);
   }
 
   get requestHeader(): Headers {
@@ -107,7 +121,7 @@ export class CallContext implements HandlerContext, CallEnd {
   abort(reason: unknown = ENDED): void {
     if (this.ended !== undefined) return;
     this.ended = reason;
-    this.endListeners.fire();
+    this.fire();
     this.controller?.abort(reason);
   }
 
