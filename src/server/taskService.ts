@@ -31,6 +31,7 @@ import { Mailbox } from './mailbox.js';
 import type { WatchHub } from './watchHub.js';
 import { watchTask, type WatchDeps } from './watchTask.js';
 import { callEndOf, throwEndStatus } from './callEnd.js';
+import { ConcurrencyLimit } from './concurrencyLimit.js';
 
 export interface ServiceDeps {
   store: TaskStore;
@@ -57,6 +58,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
   const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema>> = {
     store,
     hub,
+    opening: new ConcurrencyLimit(256),
     heartbeatMs: watchHeartbeatMs,
     toWire: (item) => ({ event: 'task' in item ? { case: 'task', value: taskToWire(item.task) } : heartbeat() }),
     toError: (err) => toConnectError(err, log),

@@ -14,6 +14,7 @@ import { parseRecord, type Hash, type TaskRecord } from '../store/record.js';
 import { isTerminal } from '../store/states.js';
 import type { TaskRef, TaskStore } from '../store/taskStore.js';
 import { throwEndStatus, type CallEnd, type EndListener } from './callEnd.js';
+import type { ConcurrencyLimit } from './concurrencyLimit.js';
 import { Mailbox, type MailWaiter, type Next } from './mailbox.js';
 import type { Pullable, PullSink } from './pullable.js';
 import type { WatchHub, WatchListener } from './watchHub.js';
@@ -24,6 +25,9 @@ export type WatchItem = { task: TaskRecord } | { heartbeat: true };
 export interface WatchDeps<Out> {
   store: TaskStore;
   hub: WatchHub;
+  /** The reads of watches (the record that opens one, the log that fills a gap), a few
+   * hundred at a time: after a Redis reconnect every watcher reads its log at once. */
+  opening: ConcurrencyLimit;
   heartbeatMs: number;
   /** The stream message for an item. */
   toWire(item: WatchItem): Out;
@@ -193,7 +197,7 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     hub.add(id, this);
     this.callEnd.add(this);
     await hub.ready();
-    const full = await store.getHash(id);
+    const full = await this.deps.opening.run(() => store.getHash(id));
     // Parsed once: it is the first record sent, and its args and kwargs go with every later one.
     const current = parseRecord(full);
     this.args = current.args;
@@ -212,7 +216,8 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
 
   /** Fill a gap from the task's event log, up to its terminal version. */
   private async readLog(): Promise<void> {
-    for (const h of await this.deps.store.readLog(this.id!, this.last)) {
+    const { store, opening } = this.deps;
+    for (const h of await opening.run(() => store.readLog(this.id!, this.last))) {
       const rec = this.accept(h);
       if (rec) this.queue(rec);
       if (this.done) return;
