@@ -25,7 +25,7 @@ import {
 } from '@connectrpc/connect';
 import { parseTimeout } from '@connectrpc/connect/protocol-grpc';
 import { CALL_END } from '../callEnd.js';
-import { isPullable, type Pullable, type PullSink } from '../pullable.js';
+import { pullable, type Pullable, type PullSink } from '../pullable.js';
 import { CallContext } from './callContext.js';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../../grpc/envelope.js';
 import { errorTrailers, OK_TRAILERS, plain } from './status.js';
@@ -86,7 +86,7 @@ class Call implements PullSink<unknown> {
   private done = false;
   /** The request this call gave the interceptors. */
   private request?: object;
-  /** A server stream's source, when it is pullable (a watch). */
+  /** A server stream's source (a watch pulls without promises; see pullable.ts). */
   private source?: Pullable<unknown>;
 
   constructor(
@@ -174,33 +174,19 @@ class Call implements PullSink<unknown> {
       return this.response(true, spec.impl(first.value as never, this.contextFor(req)));
     }).then((res) => {
       this.request = undefined;
-      const it = (res.message as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-      if (this.done) return void it.return?.();
-      if (isPullable(it)) {
-        this.source = it;
-        return this.pull();
-      }
-      const step = (): void => {
-        if (this.done) return void it.return?.();
-        it.next().then((next) => {
-          if (this.done) return void it.return?.();
-          if (next.done) return this.finish();
-          if (this.write(envelope(toBinary(spec.method.output, output(spec.method, next.value))))) step();
-          else this.afterDrain(step);
-        }, (err) => this.fail(err));
-      };
-      step();
+      this.source = pullable((res.message as AsyncIterable<unknown>)[Symbol.asyncIterator]());
+      this.pull();
     }, (err) => this.fail(err));
   }
 
-  /** Asks a pullable source (a watch) for its next message: see PullSink. */
+  /** Asks the stream's source for its next message: see PullSink. */
   private pull(): void {
     const source = this.source!;
     if (this.done) source.return?.();
     else source.pull(this);
   }
 
-  // PullSink: a pullable source's next message, written like the step loop's.
+  // PullSink: the source's next message, written; the next asked for once the stream can take it.
   result(r: IteratorResult<unknown>): void {
     if (this.done) return void this.source!.return?.();
     if (r.done) return this.finish();
