@@ -12,6 +12,7 @@ import {
   HealthCheckResponseSchema,
   HealthListResponseSchema,
 } from '../../gen/grpc/health/v1/health_pb.js';
+import { callEndOf } from './callEnd.js';
 import { Mailbox } from './mailbox.js';
 
 export class RedisMonitor {
@@ -73,8 +74,8 @@ export function createHealthService(monitor: RedisMonitor, services: readonly st
       }
       const box = new Mailbox<boolean>();
       const off = monitor.onChange((up) => box.push(up));
-      const onAbort = () => box.close();
-      ctx.signal.addEventListener('abort', onAbort);
+      const end = callEndOf(ctx);
+      end.add(box);
       try {
         let last = status();
         yield create(HealthCheckResponseSchema, { status: last });
@@ -86,7 +87,7 @@ export function createHealthService(monitor: RedisMonitor, services: readonly st
           if (now !== last) yield create(HealthCheckResponseSchema, { status: (last = now) });
         }
       } finally {
-        ctx.signal.removeEventListener('abort', onAbort);
+        end.remove(box);
         off();
       }
     },
