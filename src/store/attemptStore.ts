@@ -1,9 +1,8 @@
 /**
  * The worker's writes to task records: begin an attempt, report progress, end it.
- * Each is one Lua script; each end also acknowledges the queue message in the same step.
+ * Each end also acknowledges the queue message in the same step.
  */
 import type { Redis } from 'ioredis';
-import { KeyedBatcher } from './keyedBatcher.js';
 import { CONSUMER_GROUP, channels, keys, taskKeyParts } from './keys.js';
 import { parseRunnable, type RunnableTask } from './record.js';
 import { runScript } from './scripts.js';
@@ -52,26 +51,38 @@ interface Finish {
   token: string;
   state: EndState;
   fields: EndFields;
-  sent?: () => void;
 }
 
-export class AttemptStore {
-  /** The claims of one read (asked for in one run of microtasks) share a script call per
-   * queue, at most 128 (one call blocks Redis while it runs). */
-  private readonly claims = new KeyedBatcher<Claim, ClaimResult>({
-    send: (queue, claims) => this.claimBatch(queue, claims),
-    schedule: queueMicrotask,
-    maxItems: 128,
-  });
+interface Waiting<T, R> {
+  item: T;
+  resolve: (r: R) => void;
+  reject: (err: unknown) => void;
+}
 
-  /** The finishes of one turn of the event loop share a script call per queue: tasks that
-   * end together (their results arrive as separate messages from the handler threads) are
-   * written together, and no result waits for a task still running. */
-  private readonly finishes = new KeyedBatcher<Finish, FinishResult>({
-    send: (queue, finishes) => this.finishBatch(queue, finishes),
-    schedule: setImmediate,
-    maxItems: 128,
-  });
+/** What the worker asked of one queue in this turn of its event loop. */
+interface QueueTurn {
+  finishes: Waiting<Finish, FinishResult>[];
+  claims: Waiting<Claim, ClaimResult>[];
+  takes: Waiting<string[], Taken[]>[];
+}
+
+/** At most this many finishes and claims per script call (one call blocks Redis while it runs). */
+const MAX_PER_CALL = 128;
+
+type ClaimReply = [string, string[]?];
+type FinishReply = [string, string?, number?];
+type TakeReply = [string, string, string, ClaimReply];
+
+/**
+ * The writes a worker asks for in one turn of its event loop (finishes, claims and takes,
+ * see attempt-n.lua) go to Redis together, one script call per queue: tasks that end
+ * together are written together, the slots they free get their next tasks in the same
+ * call, and no result waits for a task still running. Each caller gets its own outcome.
+ */
+export class AttemptStore {
+  private turn = new Map<string, QueueTurn>();
+  private scheduled = false;
+  private readonly atSend: (() => void)[] = [];
 
   constructor(
     private readonly redis: Redis,
@@ -79,42 +90,35 @@ export class AttemptStore {
     private readonly limits: { resultTtlMs: number; eventLogCap: number },
   ) {}
 
-  /** Begin an attempt (see claim-n.lua); each caller gets its own outcome. */
-  claim(d: Delivery, token: string): Promise<ClaimResult> {
-    return this.claims.add(d.queue, { d, token });
+  /** End the attempt: its finish is queued for this turn's call when this returns. */
+  finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<FinishResult> {
+    return new Promise((resolve, reject) => this.queue(d.queue).finishes.push({ item: { d, token, state, fields }, resolve, reject }));
   }
 
-  private async claimBatch(queue: string, batch: Claim[]): Promise<(ClaimResult | Error)[]> {
-    const keyList = [keys.stream(queue)];
-    const args = this.claimArgs(queue, 'given');
-    for (const { d, token } of batch) {
-      keyList.push(keys.task(queue, d.id), keys.events(queue, d.id), keys.exclusive(queue, d.ekey));
-      args.push(d.id, d.msgId, token);
-    }
-    const replies = (await runScript(this.redis, 'claim', keyList, args)) as ClaimReply[];
-    return batch.map((b, i) => claimResult(b.d.id, replies[i]));
+  /** Begin an attempt of a message handed to this worker; the caller gets its own outcome. */
+  claim(d: Delivery, token: string): Promise<ClaimResult> {
+    return new Promise((resolve, reject) => this.queue(d.queue).claims.push({ item: { d, token }, resolve, reject }));
   }
 
   /**
-   * Read up to `tokens.length` new messages of the queue for this worker and claim them, in
-   * one script call (claim-n.lua's read mode): what a non-blocking XREADGROUP followed by
-   * `claim` would do, in one round trip. Issued right after a finish, it shares that
-   * finish's round trip too.
+   * Read up to `tokens.length` new messages of the queue for this worker and begin them: what
+   * a non-blocking XREADGROUP followed by `claim` would do, in the call that also carries
+   * this turn's finishes (so a slot a finish frees gets its next task in that round trip).
    */
-  async take(queue: string, tokens: string[]): Promise<Taken[]> {
-    const parts = taskKeyParts(queue);
-    const args = this.claimArgs(queue, 'read');
-    args.push(parts.task, parts.eventsSuffix, parts.exclusive, ...tokens);
-    const replies = (await runScript(this.redis, 'claim', [keys.stream(queue)], args)) as [string, string, string, ClaimReply][];
-    return replies.map(([msgId, id, ekey, reply], i) => ({
-      d: { queue, msgId, id, ekey },
-      token: tokens[i]!,
-      claim: claimResult(id, reply),
-    }));
+  take(queue: string, tokens: string[]): Promise<Taken[]> {
+    return new Promise((resolve, reject) => this.queue(queue).takes.push({ item: tokens, resolve, reject }));
   }
 
-  private claimArgs(queue: string, mode: 'given' | 'read'): (string | number)[] {
-    return [CONSUMER_GROUP, this.worker, Date.now(), channels.events(queue), this.limits.eventLogCap, this.limits.resultTtlMs, mode];
+  /**
+   * Run `fn` as this turn's writes are about to go out, so that what it asks for goes with
+   * them: the worker sizes its take by every slot the turn's finishes free, not just the
+   * first. (Starts a turn when none is pending.)
+   */
+  atTurnEnd<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.atSend.push(() => fn().then(resolve, reject));
+      this.schedule();
+    });
   }
 
   progress(d: Delivery, token: string, progressJson: string): Promise<unknown> {
@@ -126,24 +130,77 @@ export class AttemptStore {
     );
   }
 
-  /**
-   * End the attempt (see finish-n.lua). `sent` is called once the finish is handed to the
-   * connection: a command issued after that reaches Redis after it.
-   */
-  finish(d: Delivery, token: string, state: EndState, fields: EndFields, sent?: () => void): Promise<FinishResult> {
-    return this.finishes.add(d.queue, { d, token, state, fields, sent });
+  private queue(name: string): QueueTurn {
+    let q = this.turn.get(name);
+    if (!q) {
+      q = { finishes: [], claims: [], takes: [] };
+      this.turn.set(name, q);
+    }
+    this.schedule();
+    return q;
   }
 
-  private async finishBatch(queue: string, batch: Finish[]): Promise<FinishResult[]> {
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.flush);
+  }
+
+  /**
+   * Send the turn. Every finish reaches Redis before any claim or take (a slot freed on one
+   * queue may begin a task of another), so the finishes of all queues but one go first on
+   * their own; that one carries its queue's claims and takes; the other queues' follow.
+   * The connection keeps this order (commands go out as issued).
+   */
+  private readonly flush = (): void => {
+    for (const fn of this.atSend.splice(0)) fn();
+    this.scheduled = false;
+    const turn = [...this.turn];
+    this.turn = new Map();
+    const begins = (q: QueueTurn) => q.claims.length + q.takes.length > 0;
+    const finishing = turn.filter(([, q]) => q.finishes.length > 0);
+    const carrier = finishing.find(([, q]) => begins(q)) ?? finishing.at(-1);
+    for (const [name, q] of finishing) if (q !== carrier?.[1]) this.send(name, { finishes: q.finishes, claims: [], takes: [] });
+    if (carrier) this.send(carrier[0], carrier[1]);
+    for (const [name, q] of turn) if (q !== carrier?.[1] && begins(q)) this.send(name, { finishes: [], claims: q.claims, takes: q.takes });
+  };
+
+  /** One script call per MAX_PER_CALL finishes and claims, in order; the takes ride in the last. */
+  private send(queue: string, q: QueueTurn): void {
+    const ops = q.finishes.length + q.claims.length;
+    for (let from = 0; from < ops || from === 0; from += MAX_PER_CALL) {
+      const last = from + MAX_PER_CALL >= ops;
+      const finishes = q.finishes.slice(from, from + MAX_PER_CALL);
+      const claims = q.claims.slice(Math.max(0, from - q.finishes.length), Math.max(0, from + MAX_PER_CALL - q.finishes.length));
+      void this.call(queue, finishes, claims, last ? q.takes : []);
+    }
+  }
+
+  private async call(
+    queue: string,
+    finishes: Waiting<Finish, FinishResult>[],
+    claims: Waiting<Claim, ClaimResult>[],
+    takes: Waiting<string[], Taken[]>[],
+  ): Promise<void> {
+    const tokens = takes.flatMap((t) => t.item);
+    const parts = taskKeyParts(queue);
     const keyList = [keys.stream(queue), keys.scheduled(queue)];
     const args: (string | number)[] = [
       CONSUMER_GROUP,
+      this.worker,
       Date.now(),
       channels.events(queue),
       this.limits.eventLogCap,
       this.limits.resultTtlMs,
+      finishes.length,
+      claims.length,
+      tokens.length,
+      parts.task,
+      parts.eventsSuffix,
+      parts.exclusive,
     ];
-    for (const { d, token, state, fields } of batch) {
+    for (const { item } of finishes) {
+      const { d, token, state, fields } = item;
       keyList.push(keys.task(queue, d.id), keys.events(queue, d.id), keys.exclusive(queue, d.ekey));
       args.push(d.id, d.msgId, token, state, fields.nextAttemptAt ?? 0);
       // No error fields to clear on SUCCESS: the claim that began this attempt cleared them.
@@ -152,18 +209,47 @@ export class AttemptStore {
         args.push(6, 'err_type', fields.errorType, 'err_msg', fields.errorMessage ?? '', 'err_tb', fields.traceback ?? '');
       } else args.push(0);
     }
-    const replying = runScript(this.redis, 'finish', keyList, args);
-    for (const f of batch) f.sent?.();
-    const replies = (await replying) as [string, string?, number?][];
-    return batch.map((_, i): FinishResult => {
-      const reply = replies[i] ?? ['gone'];
-      if (reply[0] === 'ok') return { written: true, state: reply[1] as State, version: Number(reply[2]) };
-      return { written: false, state: reply[1] ?? 'missing' };
+    for (const { item } of claims) {
+      const { d, token } = item;
+      keyList.push(keys.task(queue, d.id), keys.events(queue, d.id), keys.exclusive(queue, d.ekey));
+      args.push(d.id, d.msgId, token);
+    }
+    args.push(...tokens);
+
+    let replies: [FinishReply[], ClaimReply[], TakeReply[]];
+    try {
+      replies = (await runScript(this.redis, 'attempt', keyList, args)) as typeof replies;
+    } catch (err) {
+      for (const w of [...finishes, ...claims, ...takes]) w.reject(err);
+      return;
+    }
+    const [finished, claimed, taken] = replies;
+    finishes.forEach((w, i) => w.resolve(finishResult(finished[i])));
+    claims.forEach((w, i) => {
+      const r = claimResult(w.item.d.id, claimed[i]);
+      if (r instanceof Error) w.reject(r);
+      else w.resolve(r);
     });
+    // Messages read go to the takers in order, each up to as many as it gave tokens.
+    let next = 0;
+    for (const w of takes) {
+      const mine = taken.slice(next, next + w.item.length);
+      next += mine.length;
+      w.resolve(
+        mine.map(([msgId, id, ekey, reply], i) => ({
+          d: { queue, msgId, id, ekey },
+          token: w.item[i]!,
+          claim: claimResult(id, reply),
+        })),
+      );
+    }
   }
 }
 
-type ClaimReply = [string, string[]?];
+function finishResult(reply: FinishReply = ['gone']): FinishResult {
+  if (reply[0] === 'ok') return { written: true, state: reply[1] as State, version: Number(reply[2]) };
+  return { written: false, state: reply[1] ?? 'missing' };
+}
 
 function claimResult(id: string, reply: ClaimReply = ['gone']): ClaimResult | Error {
   if (reply[0] !== 'run') return { run: false, why: reply[0] as 'gone' };

@@ -39,7 +39,7 @@ export const keys = {
 
 /**
  * The parts of a task's key names, for a script that names the keys of the tasks it reads
- * from the queue stream (claim-n.lua's read mode): record = task + id, event log = task +
+ * from the queue stream (attempt-n.lua's take): record = task + id, event log = task +
  * id + eventsSuffix, exclusive = exclusive + key.
  */
 export function taskKeyParts(queue: string): { task: string; eventsSuffix: string; exclusive: string } {

@@ -139,8 +139,7 @@ export class Worker {
   private async fetchLoop(): Promise<void> {
     const queues = this.config.queues.length;
     while (!this.stopping) {
-      const free = this.freeSlots;
-      if (free <= 0) {
+      if (this.freeSlots <= 0) {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
@@ -150,11 +149,12 @@ export class Worker {
         continue;
       }
       try {
-        // What is there now first, read and begun in one script call that rides with the
-        // finish that freed the slot; block on the reader's own connection only when the
-        // queues are empty.
-        if ((await this.takeNow(free)) > 0 || this.stopping) continue;
-        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(free / queues)), 2000);
+        // What is there now first, read and begun in the script call that carries this
+        // turn's finishes, sized when it goes out by every slot they free; block on the
+        // reader's own connection only when the queues are empty.
+        const began = await this.attempts.atTurnEnd(() => this.takeNow());
+        if (began === undefined || began > 0 || this.stopping) continue;
+        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(this.freeSlots / queues)), 2000);
         // Read as a stop began: not claimed, so handed straight back (stop() does it).
         if (this.stopping) this.backlog.push(...deliveries);
         else for (const d of deliveries) this.dispatch(d);
@@ -170,11 +170,13 @@ export class Worker {
   }
 
   /**
-   * Read, begin and run up to `free` tasks, no more: the free slots are shared out over the
-   * queues (the first queue to get a larger share turns with each call), one script call
-   * per queue, all sent together. Returns how many it began.
+   * Read, begin and run as many tasks as there are free slots, no more: the free slots are
+   * shared out over the queues (the first queue to get a larger share turns with each call),
+   * one take per queue. Returns how many it began, or undefined when no slot was free.
    */
-  private async takeNow(free: number): Promise<number> {
+  private async takeNow(): Promise<number | undefined> {
+    const free = this.freeSlots;
+    if (free <= 0) return undefined;
     const { queues } = this.config;
     const calls: Promise<Taken[]>[] = [];
     const first = this.takeTurn++ % queues.length;
@@ -248,16 +250,15 @@ export class Worker {
       const began = Date.now();
       const outcome = await this.runInSlot(task, run);
       const [state, fields] = this.decide(task, outcome);
-      // The handler is done: the slot is free as soon as its finish is sent. Redis applies
-      // the finish before the read that follows it on the same connection, so the next
-      // fetch shares its round trip and still never runs ahead of a free slot. (The task
-      // stays in `running`, its lease renewed, until the finish is written.)
-      const written = await this.finish(d, token, state, fields, () => {
-        if (released) return;
-        released = true;
-        this.pool.release(slot, this.slotFreed);
-        this.slotFreed();
-      });
+      // The handler is done: the slot is free once its finish is queued. The finish goes in
+      // this turn's script call, before the claims and reads of the same turn (AttemptStore),
+      // so the next task shares its round trip and still never runs ahead of a free slot in
+      // Redis. (The task stays in `running`, its lease renewed, until the finish is written.)
+      const writing = this.finish(d, token, state, fields);
+      released = true;
+      this.pool.release(slot, this.slotFreed);
+      this.slotFreed();
+      const written = await writing;
       if (written === 'RETRY' && fields.nextAttemptAt) this.promoteAt(fields.nextAttemptAt);
       const ms = Date.now() - began;
       if (written) {
@@ -338,12 +339,15 @@ export class Worker {
     return ['RETRY', { ...fields, nextAttemptAt: Date.now() + backoffMs(task) }];
   }
 
-  /** Write the end of an attempt, riding out a Redis outage (the lease bounds how long). */
-  /** Returns the state written, or undefined when the attempt was stale. */
-  private async finish(d: Delivery, token: string, state: EndState, fields: EndFields, sent: () => void): Promise<string | undefined> {
+  /**
+   * Write the end of an attempt, riding out a Redis outage (the lease bounds how long).
+   * Returns the state written, or undefined when the attempt was stale. The first try is
+   * queued for this turn by the time this returns its promise.
+   */
+  private async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<string | undefined> {
     for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
       try {
-        const r = await this.attempts.finish(d, token, state, fields, sent);
+        const r = await this.attempts.finish(d, token, state, fields);
         if (!r.written) this.log.warn(`task ${d.id}: result of a stale attempt discarded (task is ${r.state})`);
         return r.written ? r.state : undefined;
       } catch (err) {
