@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
-import { argsOf, Code, ConnectError, resultOf, TaskState, type Task, type TaskwireClient } from '../src/client/index.js';
+import { argsOf, Code, ConnectError, resultOf, TaskState, TaskwireClient, type Task } from '../src/client/index.js';
 import { createTaskwireClient } from '../src/client/index.js';
 import { redisClient } from './helpers/redis.js';
 import { startStack, type Stack } from './helpers/stack.js';
@@ -140,6 +140,23 @@ describe('GetStatus', () => {
     expect(timestampMs(t.updatedAt!)).toBe(finished);
     expect(t.notBefore).toBeUndefined();
     expect(t.cancelRequested).toBe(false);
+  });
+
+  it('keeps args, kwargs and the result exactly, whatever characters they hold', async () => {
+    // Text a JSON or Lua layer could mangle: quotes and backslashes, escapes written out,
+    // control characters, NUL, non-ASCII, a character outside the BMP, JSON-looking text.
+    const awkward = 'q"uote\\back\\nslash \\u00e9 \n\t\u0001\u0000 é 日本 😀 {"a":[1,null]} \u2028';
+    const kwargs = { [`k${awkward}`]: awkward, n: 12345678901234, big: '9007199254740993' };
+    const one = await stack.client.start('hello', { args: [awkward], kwargs: { ...kwargs, seconds: 0 } });
+    const [many] = await stack.client.rpc.startMany({
+      requests: [TaskwireClient.startRequest('hello', { args: [awkward], kwargs: { ...kwargs, seconds: 0 } })],
+    }).then((r) => r.results.map((x) => (x.outcome.case === 'task' ? x.outcome.value : undefined)));
+    for (const started of [one, many!]) {
+      expect(await stack.client.wait(started.id)).toBe(`Hello ${awkward}!`);
+      const t = await stack.client.status(started.id);
+      expect(argsOf(t)).toEqual([awkward]);
+      expect(json(t.kwargs)).toEqual({ ...kwargs, seconds: 0 });
+    }
   });
 
   it('returns the progress and error of a task that has them', async () => {

@@ -50,11 +50,13 @@ export class EnqueueBatcher {
     const now = Date.now();
     const keyList = [keys.stream(queue), keys.scheduled(queue), keys.index(queue), keys.latest(queue)];
     const args: (string | number)[] = [now, channels.events(queue), this.limits.eventLogCap, this.limits.resultTtlMs, channels.control(queue)];
+    const tasks: [string, string, string, string, string[]][] = [];
     for (const { task, fields } of batch) {
       const ikey = task.idempotencyKey ?? '';
       keyList.push(keys.task(queue, task.id), keys.events(queue, task.id), keys.idempotency(queue, ikey));
-      args.push(task.id, task.createdAt, task.notBefore ?? 0, ikey, fields.length, ...fields);
+      tasks.push([task.id, String(task.createdAt), String(task.notBefore ?? 0), ikey, fields]);
     }
+    args.push(JSON.stringify(tasks));
     const reply = (await runScript(this.redis, 'enqueue_batch', keyList, args)) as (string | number)[];
     return batch.map(({ task }, i) => {
       const [status, value] = [reply[2 * i], reply[2 * i + 1]];

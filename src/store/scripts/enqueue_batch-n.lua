@@ -12,20 +12,19 @@
 --   idempotency taskwire:{q}:idem:<key> (unused when the task has none)
 -- ARGV[1] now (ms)   ARGV[2] events channel   ARGV[3] event log cap   ARGV[4] result TTL (ms)
 -- ARGV[5] control channel (told `due\n<ms>` of the earliest countdown, so workers wake for it)
--- then per task: id, created (ms, its score in the index), due (ms; 0 = run now),
---   idempotency key or '', n, and n values: the record's fields as name, value pairs
+-- ARGV[6] the tasks, as one JSON array (one argument instead of ~30 per task: Redis and the
+--   client pay per argument), each [id, created (ms, its score in the index), due (ms; '0' =
+--   run now), idempotency key or '', [the record's fields as name, value pairs]], all strings
 --
 -- Returns two values per task, in order: 'created', version; 'duplicate', id of the task the
 -- idempotency key already names; or 'exists', id (a record with this id exists: refused).
 local now, channel, maxlen, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out, index, earliest, latest = {}, {}, nil, nil
-local a, k = 6, 5
 
-while a <= #ARGV do
-  local id, created, due, ikey = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+for t, task in ipairs(cjson.decode(ARGV[6])) do
+  local id, created, due, ikey, given = task[1], task[2], tonumber(task[3]), task[4], task[5]
+  local k = 2 + t * 3
   local record, events, idem = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-  local first, last = a + 5, a + 4 + tonumber(ARGV[a + 4])
-  a, k = last + 1, k + 3
 
   local existing = ikey ~= '' and redis.call('GET', idem)
   if existing then
@@ -38,12 +37,13 @@ while a <= #ARGV do
     -- The record is new, so its snapshot is what is written here: version 1 and the fields
     -- (no HGETALL). Same log entry and event as every other change (lib.lua's emit).
     local fields, snapshot = {'version', '1'}, {'version', '1'}
-    for i = first, last, 2 do
-      fields[#fields + 1] = ARGV[i]
-      fields[#fields + 1] = ARGV[i + 1]
-      if not PRIVATE[ARGV[i]] then
-        snapshot[#snapshot + 1] = ARGV[i]
-        snapshot[#snapshot + 1] = ARGV[i + 1]
+    for i = 1, #given, 2 do
+      local name, value = given[i], given[i + 1]
+      fields[#fields + 1] = name
+      fields[#fields + 1] = value
+      if not PRIVATE[name] then
+        snapshot[#snapshot + 1] = name
+        snapshot[#snapshot + 1] = value
       end
     end
     redis.call('HSET', record, unpack(fields))
