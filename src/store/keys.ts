@@ -38,13 +38,20 @@ export const keys = {
 } as const;
 
 /**
- * The parts of a task's key names, for a script that names the keys of the tasks it reads
- * from the queue stream (attempt-n.lua's take): record = task + id, event log = task +
- * id + eventsSuffix, exclusive = exclusive + key.
+ * The parts of a task's key names, for a script that names the keys of the tasks it handles
+ * (attempt-n.lua's take: the tasks it reads from the queue stream; enqueue_batch-n.lua: the
+ * tasks it creates, so that hundreds of key names need not travel as arguments): record =
+ * task + id, event log = task + id + eventsSuffix, exclusive = exclusive + key, idempotency
+ * = idempotency + key. They share the queue's hash tag, so one Cluster slot.
  */
-export function taskKeyParts(queue: string): { task: string; eventsSuffix: string; exclusive: string } {
+export function taskKeyParts(queue: string): { task: string; eventsSuffix: string; exclusive: string; idempotency: string } {
   const task = keys.task(queue, '');
-  return { task, eventsSuffix: keys.events(queue, '').slice(task.length), exclusive: keys.exclusive(queue, '') };
+  return {
+    task,
+    eventsSuffix: keys.events(queue, '').slice(task.length),
+    exclusive: keys.exclusive(queue, ''),
+    idempotency: keys.idempotency(queue, ''),
+  };
 }
 
 export const channels = {
