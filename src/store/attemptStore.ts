@@ -224,13 +224,11 @@ export class AttemptStore {
       return;
     }
     const [finished, claimed, taken] = replies;
-    finishes.forEach((w, i) => w.resolve(finishResult(finished[i])));
-    claims.forEach((w, i) => {
-      const r = claimResult(w.item.d.id, claimed[i]);
-      if (r instanceof Error) w.reject(r);
-      else w.resolve(r);
-    });
-    // Messages read go to the takers in order, each up to as many as it gave tokens.
+    // The tasks begun are answered now and the ones finished after this phase of the event
+    // loop: a begun task's caller hands it to a handler thread (posted once this run of
+    // microtasks is over), and what a finished one's caller does next (its log line) need
+    // not delay that. Messages read go to the takers in order, each up to as many as it
+    // gave tokens.
     let next = 0;
     for (const w of takes) {
       const mine = taken.slice(next, next + w.item.length);
@@ -243,6 +241,12 @@ export class AttemptStore {
         })),
       );
     }
+    claims.forEach((w, i) => {
+      const r = claimResult(w.item.d.id, claimed[i]);
+      if (r instanceof Error) w.reject(r);
+      else w.resolve(r);
+    });
+    if (finishes.length > 0) setImmediate(() => finishes.forEach((w, i) => w.resolve(finishResult(finished[i]))));
   }
 }
 

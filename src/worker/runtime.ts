@@ -178,25 +178,31 @@ export class Worker {
     const free = this.freeSlots;
     if (free <= 0) return undefined;
     const { queues } = this.config;
-    const calls: Promise<Taken[]>[] = [];
+    const calls: Promise<number>[] = [];
     const first = this.takeTurn++ % queues.length;
     for (let i = 0; i < queues.length; i++) {
       const q = (first + i) % queues.length;
       const share = Math.floor(free / queues.length) + (i < free % queues.length ? 1 : 0);
-      if (share > 0) calls.push(this.attempts.take(queues[q]!, Array.from({ length: share }, () => randomUUID())));
+      if (share === 0) continue;
+      const tokens = Array.from({ length: share }, () => randomUUID());
+      // Each begun task goes to its slot as soon as its call answers (the next step of the
+      // promise, ahead of the bookkeeping of the tasks that call finished). Begun already,
+      // so it runs even if a stop began meanwhile (the stop waits for it).
+      calls.push(
+        this.attempts.take(queues[q]!, tokens).then((taken) => {
+          for (const t of taken) this.dispatch(t.d, t);
+          return taken.length;
+        }),
+      );
     }
     // The slots are held for these calls: the reclaimer, which also fills free slots, must
     // not take them meanwhile. They are let go as what was begun takes them.
     this.reserved += free;
-    let taken: Taken[];
     try {
-      taken = (await Promise.all(calls)).flat();
+      return (await Promise.all(calls)).reduce((a, b) => a + b, 0);
     } finally {
       this.reserved -= free;
     }
-    // Begun already, so they run even if a stop began meanwhile (the stop waits for them).
-    for (const t of taken) this.dispatch(t.d, t);
-    return taken.length;
   }
 
   /** Slots neither running a task, nor promised to a message waiting here or to a takeNow in flight. */
