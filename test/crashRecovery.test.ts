@@ -6,8 +6,10 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Code, ConnectError, resultOf, TaskState } from '../src/client/index.js';
+import { CONSUMER_GROUP, keys } from '../src/store/keys.js';
 import { describe as show, Follow, isState, oneToN, states, versions } from './helpers/follow.js';
 import type { TaskwireProcess } from './helpers/processes.js';
+import { redisClient } from './helpers/redis.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 // Generous bounds for a loaded machine (each test waits on events, never on a clock).
@@ -74,6 +76,28 @@ describe('a worker killed mid-task', () => {
     // The end of the task freed its key.
     const next = await stack.client.start('hello', { queue, exclusiveKey: 'rerun' });
     expect(next.id).not.toBe(task.id);
+  });
+
+  it("leaves the queue's consumer group once its task was taken over; live workers stay", async () => {
+    const queue = 'crash-forget';
+    const [a, b] = await Promise.all([worker(queue, 'forget-a'), worker(queue, 'forget-b')]);
+    const procs = { 'forget-a': a, 'forget-b': b };
+    const task = await stack.client.start('sleep', { args: [0.5], queue });
+    const follow = new Follow(stack.client, task.id);
+    const victim = (await follow.until(isState(TaskState.STARTED), 'the task started')).worker as keyof typeof procs;
+    const survivor = victim === 'forget-a' ? 'forget-b' : 'forget-a';
+    await procs[victim].kill();
+    await follow.end();
+
+    // The survivor forgets the dead worker once it held nothing and was silent for 3 leases.
+    await procs[survivor].waitFor(new RegExp(`forgot worker ${victim} on queue ${queue}`));
+    const redis = redisClient(stack.redis.url);
+    try {
+      const consumers = (await redis.xinfo('CONSUMERS', keys.stream(queue), CONSUMER_GROUP)) as unknown[][];
+      expect(consumers.map((c) => c[c.indexOf('name') + 1])).toEqual([survivor]);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('ends the task FAILURE WorkerLostError when its attempts are spent, and frees its exclusive key', async () => {

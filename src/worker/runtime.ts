@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { renewLeases } from '../broker/lease.js';
+import { reapConsumers } from '../broker/reaper.js';
 import { Reclaimer } from '../broker/reclaimer.js';
 import { promoteDue } from '../broker/scheduler.js';
 import { Trimmer } from '../broker/trimmer.js';
@@ -131,6 +132,7 @@ export class Worker {
     every(leaseTick, () => this.renew(), true);
     every(leaseTick, () => this.reclaim());
     every(TRIM_EVERY_MS, () => this.trimmer.trim());
+    every(this.config.leaseMs, () => this.reapStopped());
     this.promoteEveryMs = leaseTick;
     this.promoteAt(Date.now());
     this.loopDone = this.fetchLoop();
@@ -410,6 +412,14 @@ export class Worker {
       // There may be more (a dead worker held several): the next free slot looks again
       // before new work, until a look finds none.
       if (taken.length > 0) this.reclaimWhenFree = true;
+    }
+  }
+
+  /** Remove stopped workers' names from the consumer groups of this worker's queues (reaper.ts). */
+  private async reapStopped(): Promise<void> {
+    for (const queue of this.config.queues) {
+      const removed = await reapConsumers(this.redis, queue, 3 * this.config.leaseMs, this.config.workerName);
+      for (const name of removed) this.log.info(`forgot worker ${name} on queue ${queue}: it holds no task and was not heard from for 3 leases`);
     }
   }
 
