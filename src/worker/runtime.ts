@@ -174,11 +174,12 @@ export class Worker {
   /**
    * Read, begin and run as many tasks as there are free slots, no more: the free slots are
    * shared out over the queues (the first queue to get a larger share turns with each call),
-   * one take per queue. Returns how many it began, or undefined when no slot was free.
+   * one take per queue. Returns how many it began, or undefined when no slot was free (or a
+   * stop began since the take was planned: it begins nothing new).
    */
   private async takeNow(): Promise<number | undefined> {
     const free = this.freeSlots;
-    if (free <= 0) return undefined;
+    if (free <= 0 || this.stopping) return undefined;
     const { queues } = this.config;
     const calls: Promise<number>[] = [];
     const first = this.takeTurn++ % queues.length;
