@@ -3,6 +3,7 @@
  * Each end also acknowledges the queue message in the same step.
  */
 import type { Redis } from 'ioredis';
+import type { Waiting } from './keyedBatcher.js';
 import { CONSUMER_GROUP, channels, keys, taskKeyParts } from './keys.js';
 import { parseRunnable, type RunnableTask } from './record.js';
 import { runScript } from './scripts.js';
@@ -51,12 +52,6 @@ interface Finish {
   token: string;
   state: EndState;
   fields: EndFields;
-}
-
-interface Waiting<T, R> {
-  item: T;
-  resolve: (r: R) => void;
-  reject: (err: unknown) => void;
 }
 
 /** What the worker asked of one queue in this turn of its event loop. */

@@ -16,7 +16,8 @@ export interface BatchOptions<T, R> {
   maxSize?: number;
 }
 
-interface Waiting<T, R> {
+/** A caller waiting for the answer to its item. */
+export interface Waiting<T, R> {
   item: T;
   resolve: (r: R) => void;
   reject: (err: unknown) => void;
