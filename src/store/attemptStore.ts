@@ -196,8 +196,7 @@ export class AttemptStore {
     ];
     for (const { item } of finishes) {
       const { d, token, state, fields } = item;
-      keyList.push(keys.task(queue, d.id), keys.events(queue, d.id), keys.exclusive(queue, d.ekey));
-      args.push(d.id, d.msgId, token, state, fields.nextAttemptAt ?? 0);
+      args.push(d.id, d.msgId, token, state, fields.nextAttemptAt ?? 0, d.ekey);
       // No error fields to clear on SUCCESS: the claim that began this attempt cleared them.
       if (state === 'SUCCESS') args.push(2, 'result', fields.result ?? 'null');
       else if (fields.errorType) {
@@ -206,8 +205,7 @@ export class AttemptStore {
     }
     for (const { item } of claims) {
       const { d, token } = item;
-      keyList.push(keys.task(queue, d.id), keys.events(queue, d.id), keys.exclusive(queue, d.ekey));
-      args.push(d.id, d.msgId, token);
+      args.push(d.id, d.msgId, token, d.ekey);
     }
     args.push(...tokens);
 

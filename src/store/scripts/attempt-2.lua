@@ -17,19 +17,19 @@
 --
 -- KEYS[1] stream      taskwire:{q}:stream
 -- KEYS[2] scheduled   taskwire:{q}:scheduled
--- then three per finish, then three per claim: record taskwire:{q}:t:<id>, events
---   taskwire:{q}:t:<id>:events, exclusive taskwire:{q}:excl:<key> (or a dummy when none)
---   (take: the keys of the messages read are named from the three prefixes below, as
---   store/keys.ts names them)
+-- The tasks' own keys are named here from the three prefixes below, as store/keys.ts names
+--   them (they share the queue's hash tag, so one Cluster slot), rather than sent: record
+--   taskwire:{q}:t:<id>, events taskwire:{q}:t:<id>:events, exclusive
+--   taskwire:{q}:excl:<key> (a dummy when the task has none)
 -- ARGV[1] consumer group   ARGV[2] worker name (the consumer)   ARGV[3] now (ms)
 -- ARGV[4] events channel   ARGV[5] log cap   ARGV[6] result TTL (ms)
 -- ARGV[7] finishes   ARGV[8] claims   ARGV[9] messages to take at most
 -- ARGV[10] record key prefix (taskwire:{q}:t:)   ARGV[11] event log suffix (:events)
 -- ARGV[12] exclusive key prefix (taskwire:{q}:excl:)
 -- then per finish: id, message id, attempt token, target state, with RETRY when the next
---   attempt is due (ms, else 0), n, and n values: fields to write as name, value pairs
---   ('' deletes)
--- then per claim: id, message id, attempt token
+--   attempt is due (ms, else 0), exclusive key or '', n, and n values: fields to write as
+--   name, value pairs ('' deletes)
+-- then per claim: id, message id, attempt token, exclusive key or ''
 -- then one attempt token per message to take
 --
 -- Returns {finish replies, claim replies, take replies}, each in order:
@@ -149,17 +149,25 @@ local function claim(id, msg, token, record, events, exclusive)
 end
 
 local finished, claimed, taken = {}, {}, {}
-local a, k = 13, 3
+-- A task's record, event log and exclusive keys.
+local function task_keys(id, key)
+  local record = taskPrefix .. id
+  return record, record .. eventsSuffix, exclPrefix .. key
+end
+
+local a = 13
 for i = 1, finishes do
-  local n = tonumber(ARGV[a + 5])
+  local n = tonumber(ARGV[a + 6])
   local fields = {}
-  for j = a + 6, a + 5 + n do fields[#fields + 1] = ARGV[j] end
-  finished[i] = finish(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], fields, KEYS[k], KEYS[k + 1], KEYS[k + 2])
-  a, k = a + 6 + n, k + 3
+  for j = a + 7, a + 6 + n do fields[#fields + 1] = ARGV[j] end
+  local record, events, exclusive = task_keys(ARGV[a], ARGV[a + 5])
+  finished[i] = finish(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], fields, record, events, exclusive)
+  a = a + 7 + n
 end
 for i = 1, claims do
-  claimed[i] = claim(ARGV[a], ARGV[a + 1], ARGV[a + 2], KEYS[k], KEYS[k + 1], KEYS[k + 2])
-  a, k = a + 3, k + 3
+  local record, events, exclusive = task_keys(ARGV[a], ARGV[a + 3])
+  claimed[i] = claim(ARGV[a], ARGV[a + 1], ARGV[a + 2], record, events, exclusive)
+  a = a + 4
 end
 if takes > 0 then
   local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', takes, 'STREAMS', stream, '>')
@@ -171,8 +179,8 @@ if takes > 0 then
     end
     -- A message without a task id is not a task (left as an XREADGROUP reader leaves it).
     if id then
-      local n, record = #taken + 1, taskPrefix .. id
-      taken[n] = {msg, id, key, claim(id, msg, ARGV[a + n - 1], record, record .. eventsSuffix, exclPrefix .. key)}
+      local n = #taken + 1
+      taken[n] = {msg, id, key, claim(id, msg, ARGV[a + n - 1], task_keys(id, key))}
     end
   end
 end
