@@ -70,7 +70,7 @@ type TakeReply = [string, string, string, ClaimReply];
 
 /**
  * The writes a worker asks for in one turn of its event loop (finishes, claims and takes,
- * see attempt-n.lua) go to Redis together, one script call per queue: tasks that end
+ * see attempt-2.lua) go to Redis together, one script call per queue: tasks that end
  * together are written together, the slots they free get their next tasks in the same
  * call, and no result waits for a task still running. Each caller gets its own outcome.
  */

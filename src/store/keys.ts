@@ -39,7 +39,7 @@ export const keys = {
 
 /**
  * The parts of a task's key names, for a script that names the keys of the tasks it handles
- * (attempt-n.lua's take: the tasks it reads from the queue stream; enqueue_batch-n.lua: the
+ * (attempt-2.lua: the tasks it finishes, claims and reads from the queue stream; enqueue_batch-4.lua: the
  * tasks it creates, so that hundreds of key names need not travel as arguments): record =
  * task + id, event log = task + id + eventsSuffix, exclusive = exclusive + key, idempotency
  * = idempotency + key. They share the queue's hash tag, so one Cluster slot.
