@@ -39,10 +39,11 @@ export const keys = {
 
 /**
  * The parts of a task's key names, for a script that names the keys of the tasks it handles
- * (attempt-2.lua: the tasks it finishes, claims and reads from the queue stream; enqueue_batch-4.lua: the
- * tasks it creates, so that hundreds of key names need not travel as arguments): record =
- * task + id, event log = task + id + eventsSuffix, exclusive = exclusive + key, idempotency
- * = idempotency + key. They share the queue's hash tag, so one Cluster slot.
+ * (attempt-2.lua: the tasks it finishes, claims and reads from the queue stream;
+ * enqueue_batch-4.lua: the tasks it creates), so that hundreds of key names need not travel
+ * as arguments: record = task + id, event log = task + id + eventsSuffix, exclusive =
+ * exclusive + key, idempotency = idempotency + key. They share the queue's hash tag, so one
+ * Cluster slot.
  */
 export function taskKeyParts(queue: string): { task: string; eventsSuffix: string; exclusive: string; idempotency: string } {
   const task = keys.task(queue, '');
