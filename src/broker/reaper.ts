@@ -12,12 +12,5 @@ import { runScript } from '../store/scripts.js';
 
 /** Remove the idle, empty consumers of `queue`'s group other than `self`; returns their names. */
 export async function reapConsumers(redis: Redis, queue: string, idleMs: number, self: string): Promise<string[]> {
-  try {
-    return (await runScript(redis, 'reap', [keys.stream(queue)], [CONSUMER_GROUP, idleMs, self])) as string[];
-  } catch (err) {
-    // The group is not there (Redis restarted empty): nothing to remove; the worker's read
-    // makes the group again.
-    if ((err as Error).message.includes('NOGROUP')) return [];
-    throw err;
-  }
+  return (await runScript(redis, 'reap', [keys.stream(queue)], [CONSUMER_GROUP, idleMs, self])) as string[];
 }

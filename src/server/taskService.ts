@@ -58,7 +58,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
   const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema>> = {
     store,
     hub,
-    opening: new ConcurrencyLimit(256),
+    reads: new ConcurrencyLimit(256),
     heartbeatMs: watchHeartbeatMs,
     toWire: (item) => ({ event: 'task' in item ? { case: 'task', value: taskToWire(item.task) } : heartbeat() }),
     toError: (err) => toConnectError(err, log),

@@ -27,7 +27,7 @@ export interface WatchDeps<Out> {
   hub: WatchHub;
   /** The reads of watches (the record that opens one, the log that fills a gap), a few
    * hundred at a time: after a Redis reconnect every watcher reads its log at once. */
-  opening: ConcurrencyLimit;
+  reads: ConcurrencyLimit;
   heartbeatMs: number;
   /** The stream message for an item. */
   toWire(item: WatchItem): Out;
@@ -197,7 +197,7 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     hub.add(id, this);
     this.callEnd.add(this);
     await hub.ready();
-    const full = await this.deps.opening.run(() => store.getHash(id));
+    const full = await this.deps.reads.run(() => store.getHash(id));
     // Parsed once: it is the first record sent, and its args and kwargs go with every later one.
     const current = parseRecord(full);
     this.args = current.args;
@@ -216,8 +216,8 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
 
   /** Fill a gap from the task's event log, up to its terminal version. */
   private async readLog(): Promise<void> {
-    const { store, opening } = this.deps;
-    for (const h of await opening.run(() => store.readLog(this.id!, this.last))) {
+    const { store, reads } = this.deps;
+    for (const h of await reads.run(() => store.readLog(this.id!, this.last))) {
       const rec = this.accept(h);
       if (rec) this.queue(rec);
       if (this.done) return;

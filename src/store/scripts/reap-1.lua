@@ -10,12 +10,14 @@
 -- ARGV[1] consumer group   ARGV[2] idle for at least (ms)   ARGV[3] a name never removed
 --   (the caller's own)
 --
--- Returns the names removed.
+-- Returns the names removed (none when the stream or its group is not there: a Redis that
+-- restarted empty; the workers' reads make the group again).
 local stream, group, idle, keep = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
-if redis.call('EXISTS', stream) == 0 then return {} end
+local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, group)
+if consumers.err then return {} end
 
 local removed = {}
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
+for _, c in ipairs(consumers) do
   local info = {}
   for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
   if info['name'] ~= keep and tonumber(info['pending']) == 0 and tonumber(info['idle']) >= idle then
