@@ -171,6 +171,58 @@ describe('streams', () => {
   });
 });
 
+describe("a call's signal, as an interceptor sees it, side by side with connect-node", () => {
+  /** How the signal of each call the interceptor saw stood, when `at` was called. */
+  const watched = () => {
+    const signals: AbortSignal[] = [];
+    const interceptor: Interceptor = (next) => (req) => {
+      signals.push(req.signal);
+      return next(req);
+    };
+    const at = () =>
+      signals.map((s) => ({
+        aborted: s.aborted,
+        reason: s.reason instanceof ConnectError ? Code[s.reason.code] : (s.reason as Error | undefined)?.name,
+      }));
+    return { interceptor, at };
+  };
+
+  it('aborts once a call is over: done (AbortError), failed (its error), aborted by the caller (the caller\'s reason)', async () => {
+    const task = await stack.client.start(hello, { args: ['signal'] });
+    await stack.client.wait(task);
+    const seenBy: unknown[] = [];
+    for (const name of ['connect-node', 'taskwire']) {
+      const w = watched();
+      const rpc = createClient(TaskService, transports({ interceptors: [w.interceptor] }).find(([n]) => n === name)![1]);
+      await rpc.getStatus({ id: task.id });
+      await rpc.getStatus({ id: NO_SUCH_TASK }).catch(() => {});
+      const ctl = new AbortController();
+      ctl.abort();
+      const aborted = await rpc.getStatus({ id: task.id }, { signal: ctl.signal }).then(
+        () => 'no error',
+        (e: unknown) => Code[ConnectError.from(e).code],
+      );
+      const whileStreaming: unknown[] = [];
+      for await (const m of rpc.watchStatus({ id: task.id })) {
+        void m;
+        whileStreaming.push(w.at().at(-1));
+      }
+      seenBy.push({ calls: w.at(), aborted, whileStreaming });
+    }
+    expect(seenBy[1]).toEqual(seenBy[0]);
+    expect(seenBy[1]).toEqual({
+      calls: [
+        { aborted: true, reason: 'AbortError' },
+        { aborted: true, reason: 'NotFound' },
+        { aborted: true, reason: 'AbortError' },
+        { aborted: true, reason: 'AbortError' },
+      ],
+      aborted: 'Canceled',
+      whileStreaming: [{ aborted: false, reason: undefined }],
+    });
+  });
+});
+
 describe('a process using the client', () => {
   it('exits by itself once its calls are done: failed ones, an aborted watch and a watch left early included', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'taskwire-exit-'));

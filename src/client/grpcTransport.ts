@@ -25,16 +25,11 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from '@connectrpc/connect';
-import {
-  createMethodSerializationLookup,
-  createMethodUrl,
-  runStreamingCall,
-  runUnaryCall,
-  type Serialization,
-} from '@connectrpc/connect/protocol';
+import { createMethodSerializationLookup, createMethodUrl, type Serialization } from '@connectrpc/connect/protocol';
 import { headerGrpcStatus, requestHeader, validateResponseWithCompression, validateTrailer } from '@connectrpc/connect/protocol-grpc';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../grpc/envelope.js';
 import { H2Session } from './h2Session.js';
+import { runStreamingCall, runUnaryCall } from './runCall.js';
 
 export interface TaskwireTransportOptions {
   /** e.g. http://127.0.0.1:50051 or https://… */
