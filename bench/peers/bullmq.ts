@@ -5,8 +5,9 @@
  *   worker  a Worker with `concurrency` running a no-op processor, until SIGTERM
  *   add     N queue.add calls, `inflight` pending at once          → { perSec }
  *   bulk    N jobs as addBulk batches of `batch`, `inflight` batches → { perSec }
- *   e2e     a steady `rate`/s for `seconds`: add, then the job's `completed` event
- *           through QueueEvents → latency samples (ms) from calling add to the event
+ *   e2e     a steady `rate`/s for `warmupSeconds` + `seconds`: add, then the job's
+ *           `completed` event through QueueEvents → latency samples (ms) from calling add
+ *           to the event, after the warm-up, and those of its first `coldSeconds` (cold)
  */
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { inFlight } from '../lib/stats.js';
@@ -24,6 +25,8 @@ interface Params {
   rate: number;
   seconds: number;
   warmupSeconds: number;
+  /** e2e: the samples of this first part of the warm-up are reported apart (cold). */
+  coldSeconds: number;
 }
 
 const p = childParams<Params>();
@@ -76,6 +79,8 @@ async function e2eMode(): Promise<void> {
   const samples: number[] = [];
   const total = Math.round(p.rate * (p.seconds + p.warmupSeconds));
   const warmup = Math.round(p.rate * p.warmupSeconds);
+  const coldEnd = Math.round(p.rate * p.coldSeconds);
+  const cold: number[] = [];
   const interval = 1000 / p.rate;
   const one = async (i: number) => {
     const begin = performance.now();
@@ -85,9 +90,10 @@ async function e2eMode(): Promise<void> {
     waiting.delete(id);
     early.delete(id);
     if (i >= warmup) samples.push(end - begin);
+    else if (i < coldEnd) cold.push(end - begin);
   };
   const late = await paced(total, interval, one);
-  printResult({ samples, late });
+  printResult({ samples, cold, late });
   await Promise.all([events.close(), queue.close()]);
 }
 

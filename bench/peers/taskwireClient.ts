@@ -6,8 +6,9 @@
  *           made together as one StartMany)                             → { perSec }
  *   single  the same with batchStarts: false: one Start RPC per call     → { perSec }
  *   many    N tasks as StartMany batches of `batch`, `inflight` batches → { perSec }
- *   e2e     a steady `rate`/s for `seconds`: Start, then WatchStatus until terminal
- *           → latency samples (ms) from calling Start to the terminal record arriving
+ *   e2e     a steady `rate`/s for `warmupSeconds` + `seconds`: Start, then WatchStatus
+ *           until terminal → latency samples (ms) from calling Start to the terminal
+ *           record arriving, after the warm-up, and those of its first `coldSeconds` (cold)
  *   fanout  start N tasks (no worker yet), open one WatchStatus each, print WATCHING,
  *           (after a line on stdin), then wait for every terminal record → delivery latency samples (ms) from
  *           the task's finish time to its arrival on the stream
@@ -30,6 +31,8 @@ interface Params {
   rate: number;
   seconds: number;
   warmupSeconds: number;
+  /** e2e: the samples of this first part of the warm-up are reported apart (cold). */
+  coldSeconds: number;
   /** fanout: spread the streams over this many HTTP/2 connections. */
   connections: number;
 }
@@ -72,6 +75,8 @@ async function e2eMode(): Promise<void> {
   const samples: number[] = [];
   const total = Math.round(p.rate * (p.seconds + p.warmupSeconds));
   const warmup = Math.round(p.rate * p.warmupSeconds);
+  const coldEnd = Math.round(p.rate * p.coldSeconds);
+  const cold: number[] = [];
   const interval = 1000 / p.rate;
   const one = async (i: number) => {
     const begin = performance.now();
@@ -84,9 +89,10 @@ async function e2eMode(): Promise<void> {
       }
     }
     if (i >= warmup) samples.push(end - begin);
+    else if (i < coldEnd) cold.push(end - begin);
   };
   const late = await paced(total, interval, one);
-  printResult({ samples, late });
+  printResult({ samples, cold, late });
 }
 
 async function fanoutMode(): Promise<void> {
