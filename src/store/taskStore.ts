@@ -291,11 +291,12 @@ export class TaskStore {
         this.limits.resultTtlMs,
         channels.control(queue),
       ],
-    )) as string[];
+    )) as [string, string[]?];
     if (reply[0] === 'missing') {
       throw notFound(`no task with id ${id} (unknown, or its record expired after the result TTL)`, { task_id: id });
     }
-    return { outcome: reply[0] as CancelOutcome, task: await this.get(id) };
+    // The record as the cancel left it: what this request did, not what happened after.
+    return { outcome: reply[0] as CancelOutcome, task: parseRecord(pairsToHash(reply[1]!)) };
   }
 
   /** The change snapshots of versions after `afterVersion`, oldest first. */

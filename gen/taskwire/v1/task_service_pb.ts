@@ -372,6 +372,9 @@ export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
  */
 export type CancelResponse = Message<"taskwire.v1.CancelResponse"> & {
   /**
+   * The task as this cancel left it: REQUESTED answers the running task with
+   * cancel_requested set; its worker may end it REVOKED a moment later (watch it).
+   *
    * @generated from field: taskwire.v1.Task task = 1;
    */
   task?: Task | undefined;

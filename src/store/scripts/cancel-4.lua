@@ -10,13 +10,16 @@
 -- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] mode: 'abort' or 'terminate'   ARGV[4] reason
 -- ARGV[5] events channel   ARGV[6] log cap   ARGV[7] result TTL (ms)   ARGV[8] control channel
 --
--- Returns {'revoked'}, {'requested'}, {'finished', state} or {'missing'}.
+-- Returns {outcome, record}: the outcome 'revoked', 'requested' or 'finished', and the record
+-- as this step left it (a flat list of name, value), so the caller reports the state its
+-- cancel produced, not a later one (a terminated task's worker may write REVOKED at once);
+-- or {'missing'}.
 local id, now, mode, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local record, events = KEYS[1], KEYS[2]
 local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel')
 local state = f[1]
 if not state then return {'missing'} end
-if is_terminal(state) then return {'finished', state} end
+if is_terminal(state) then return {'finished', redis.call('HGETALL', record)} end
 
 if state == 'STARTED' then
   -- Escalate abort → terminate, never the other way.
@@ -25,14 +28,14 @@ if state == 'STARTED' then
     emit(record, events, ARGV[5], ARGV[6])
   end
   redis.call('PUBLISH', ARGV[8], id .. '\n' .. (f[3] == 'terminate' and 'terminate' or mode))
-  return {'requested'}
+  return {'requested', redis.call('HGETALL', record)}
 end
 
-if not allowed(state, 'REVOKED') then return {'finished', state} end
+if not allowed(state, 'REVOKED') then return {'finished', redis.call('HGETALL', record)} end
 redis.call('HSET', record, 'state', 'REVOKED', 'err_type', 'TaskRevokedError', 'err_msg', reason,
   'finished', now, 'updated', now)
 redis.call('HDEL', record, 'next_at')
 redis.call('ZREM', KEYS[4], id .. '\n' .. (f[2] or ''))
 finalize(record, events, KEYS[3], id, ARGV[7])
 emit(record, events, ARGV[5], ARGV[6])
-return {'revoked'}
+return {'revoked', redis.call('HGETALL', record)}
