@@ -61,8 +61,13 @@ interface QueueTurn {
   takes: Waiting<string[], Taken[]>[];
 }
 
-/** At most this many finishes and claims per script call (one call blocks Redis while it runs). */
-const MAX_PER_CALL = 128;
+/**
+ * At most this many finishes and claims per script call. One call blocks Redis while it
+ * runs, and a busy turn at high concurrency goes as a few calls rather than one: the worker
+ * handles the answer to the first while Redis runs the next (drain at c=100, alternating
+ * 4,000- and 20,000-task runs against 128: faster in 10 pairs of 10, +5–9%).
+ */
+const MAX_PER_CALL = 64;
 
 type ClaimReply = [string, string[]?];
 type FinishReply = [string, string?, number?];
