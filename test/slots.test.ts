@@ -2,8 +2,8 @@
  * A worker begins no more tasks than it has free slots, even as it reads several queues
  * and begins tasks in the round trip that finishes others (AttemptStore.take): a task is
  * STARTED only when a slot runs it, never while it waits in the worker. At high
- * concurrency a turn's finishes and claims go to Redis as several script calls; the
- * finishes still come first.
+ * concurrency a turn goes to Redis as several script calls, each beginning no more tasks
+ * than the slots free once its own finishes and the earlier calls' are written.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TaskState } from '../src/client/index.js';

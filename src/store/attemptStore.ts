@@ -54,18 +54,40 @@ interface Finish {
   fields: EndFields;
 }
 
+/** A take: one attempt token per message it may begin, and who runs what it begins. */
+interface Take {
+  tokens: string[];
+  begun: (t: Taken) => void;
+}
+
 /** What the worker asked of one queue in this turn of its event loop. */
 interface QueueTurn {
   finishes: Waiting<Finish, FinishResult>[];
   claims: Waiting<Claim, ClaimResult>[];
-  takes: Waiting<string[], Taken[]>[];
+  takes: Waiting<Take, number>[];
+}
+
+/** The part of a take that rides in one script call: its tokens from `from`, `count` of them. */
+interface TakePart {
+  take: TakeState;
+  from: number;
+  count: number;
+}
+
+/** A take whose parts are in flight: it answers once all of them did. */
+interface TakeState {
+  w: Waiting<Take, number>;
+  parts: number;
+  begun: number;
+  failed: boolean;
 }
 
 /**
  * At most this many finishes and claims per script call. One call blocks Redis while it
- * runs, and a busy turn at high concurrency goes as a few calls rather than one: the worker
- * handles the answer to the first while Redis runs the next (drain at c=100, alternating
- * 4,000- and 20,000-task runs against 128: faster in 10 pairs of 10, +5–9%).
+ * runs, and a busy turn at high concurrency goes as a few calls rather than one, each with
+ * its share of the take: the worker runs what the first call began while Redis runs the
+ * next (drain at c=100, alternating 4,000- and 20,000-task runs against 128: faster in 10
+ * pairs of 10, +5–9%, with the whole take in the last call).
  */
 const MAX_PER_CALL = 64;
 
@@ -102,11 +124,12 @@ export class AttemptStore {
 
   /**
    * Read up to `tokens.length` new messages of the queue for this worker and begin them: what
-   * a non-blocking XREADGROUP followed by `claim` would do, in the call that also carries
+   * a non-blocking XREADGROUP followed by `claim` would do, in the calls that also carry
    * this turn's finishes (so a slot a finish frees gets its next task in that round trip).
+   * Each task begun goes to `begun` as soon as its call answers; resolves with how many.
    */
-  take(queue: string, tokens: string[]): Promise<Taken[]> {
-    return new Promise((resolve, reject) => this.queue(queue).takes.push({ item: tokens, resolve, reject }));
+  take(queue: string, tokens: string[], begun: (t: Taken) => void): Promise<number> {
+    return new Promise((resolve, reject) => this.queue(queue).takes.push({ item: { tokens, begun }, resolve, reject }));
   }
 
   /**
@@ -165,14 +188,39 @@ export class AttemptStore {
     for (const [name, q] of turn) if (q !== carrier?.[1] && begins(q)) this.send(name, { finishes: [], claims: q.claims, takes: q.takes });
   };
 
-  /** One script call per MAX_PER_CALL finishes and claims, in order; the takes ride in the last. */
+  /**
+   * One script call per MAX_PER_CALL finishes and claims, in order. The takes are shared out
+   * over the calls: a call begins no more tasks than there are slots once its finishes are
+   * written, i.e. the take's tokens (every free slot of the turn) less the finishes still to
+   * be written after it; the last call takes the rest.
+   */
   private send(queue: string, q: QueueTurn): void {
     const ops = q.finishes.length + q.claims.length;
+    const states: TakeState[] = q.takes.map((w) => ({ w, parts: 0, begun: 0, failed: false }));
+    const total = q.takes.reduce((n, w) => n + w.item.tokens.length, 0);
+    let assigned = 0;
+    let taker = 0;
+    let used = 0; // tokens of states[taker] already assigned
     for (let from = 0; from < ops || from === 0; from += MAX_PER_CALL) {
-      const last = from + MAX_PER_CALL >= ops;
       const finishes = q.finishes.slice(from, from + MAX_PER_CALL);
       const claims = q.claims.slice(Math.max(0, from - q.finishes.length), Math.max(0, from + MAX_PER_CALL - q.finishes.length));
-      void this.call(queue, finishes, claims, last ? q.takes : []);
+      const unwritten = Math.max(0, q.finishes.length - (from + MAX_PER_CALL));
+      let share = Math.max(0, total - unwritten - assigned);
+      assigned += share;
+      const parts: TakePart[] = [];
+      while (share > 0) {
+        const state = states[taker]!;
+        const count = Math.min(share, state.w.item.tokens.length - used);
+        parts.push({ take: state, from: used, count });
+        state.parts++;
+        share -= count;
+        used += count;
+        if (used === state.w.item.tokens.length) {
+          taker++;
+          used = 0;
+        }
+      }
+      void this.call(queue, finishes, claims, parts);
     }
   }
 
@@ -180,9 +228,9 @@ export class AttemptStore {
     queue: string,
     finishes: Waiting<Finish, FinishResult>[],
     claims: Waiting<Claim, ClaimResult>[],
-    takes: Waiting<string[], Taken[]>[],
+    takes: TakePart[],
   ): Promise<void> {
-    const tokens = takes.flatMap((t) => t.item);
+    const tokens = takes.flatMap((p) => p.take.w.item.tokens.slice(p.from, p.from + p.count));
     const parts = taskKeyParts(queue);
     const keyList = [keys.stream(queue), keys.scheduled(queue)];
     const args: (string | number)[] = [
@@ -218,26 +266,27 @@ export class AttemptStore {
     try {
       replies = (await runScript(this.redis, 'attempt', keyList, args)) as typeof replies;
     } catch (err) {
-      for (const w of [...finishes, ...claims, ...takes]) w.reject(err);
+      for (const w of [...finishes, ...claims]) w.reject(err);
+      for (const { take } of takes) {
+        take.failed = true;
+        take.w.reject(err);
+      }
       return;
     }
     const [finished, claimed, taken] = replies;
-    // The tasks begun are answered now and the ones finished after this phase of the event
-    // loop: a begun task's caller hands it to a handler thread (posted once this run of
-    // microtasks is over), and what a finished one's caller does next (its log line) need
-    // not delay that. Messages read go to the takers in order, each up to as many as it
-    // gave tokens.
+    // The tasks begun are handed over now and the ones finished after this phase of the
+    // event loop: a begun task goes to a handler thread (posted once this run of microtasks
+    // is over), and what a finished one's caller does next (its log line) need not delay
+    // that. Messages read go to the takes' parts in order, each up to its tokens.
     let next = 0;
-    for (const w of takes) {
-      const mine = taken.slice(next, next + w.item.length);
+    for (const { take, from, count } of takes) {
+      const mine = taken.slice(next, next + count);
       next += mine.length;
-      w.resolve(
-        mine.map(([msgId, id, ekey, reply], i) => ({
-          d: { queue, msgId, id, ekey },
-          token: w.item[i]!,
-          claim: claimResult(id, reply),
-        })),
-      );
+      mine.forEach(([msgId, id, ekey, reply], i) => {
+        take.begun++;
+        take.w.item.begun({ d: { queue, msgId, id, ekey }, token: take.w.item.tokens[from + i]!, claim: claimResult(id, reply) });
+      });
+      if (--take.parts === 0 && !take.failed) take.w.resolve(take.begun);
     }
     claims.forEach((w, i) => {
       const r = claimResult(w.item.d.id, claimed[i]);

@@ -188,15 +188,10 @@ export class Worker {
       const share = Math.floor(free / queues.length) + (i < free % queues.length ? 1 : 0);
       if (share === 0) continue;
       const tokens = Array.from({ length: share }, () => randomUUID());
-      // Each begun task goes to its slot as soon as its call answers (the next step of the
-      // promise, ahead of the bookkeeping of the tasks that call finished). Begun already,
-      // so it runs even if a stop began meanwhile (the stop waits for it).
-      calls.push(
-        this.attempts.take(queues[q]!, tokens).then((taken) => {
-          for (const t of taken) this.dispatch(t.d, t);
-          return taken.length;
-        }),
-      );
+      // Each begun task goes to its slot as soon as its call answers (ahead of the
+      // bookkeeping of the tasks that call finished; a busy turn's take rides in several
+      // calls). Begun already, so it runs even if a stop began meanwhile (the stop waits).
+      calls.push(this.attempts.take(queues[q]!, tokens, (t) => this.dispatch(t.d, t)));
     }
     // The slots are held for these calls: the reclaimer, which also fills free slots, must
     // not take them meanwhile. They are let go as what was begun takes them.
