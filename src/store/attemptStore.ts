@@ -64,14 +64,8 @@ interface Take {
 interface QueueTurn {
   finishes: Waiting<Finish, FinishResult>[];
   claims: Waiting<Claim, ClaimResult>[];
-  takes: Waiting<Take, number>[];
-}
-
-/** The part of a take that rides in one script call: its tokens from `from`, `count` of them. */
-interface TakePart {
-  take: TakeState;
-  from: number;
-  count: number;
+  /** At most one per queue and turn: the fetch loop's. */
+  take?: Waiting<Take, number>;
 }
 
 /** A take whose parts are in flight: it answers once all of them did. */
@@ -79,7 +73,13 @@ interface TakeState {
   w: Waiting<Take, number>;
   parts: number;
   begun: number;
-  failed: boolean;
+}
+
+/** The part of a take that rides in one script call: its tokens from `from` to `to`. */
+interface TakePart {
+  take: TakeState;
+  from: number;
+  to: number;
 }
 
 /**
@@ -97,9 +97,10 @@ type TakeReply = [string, string, string, ClaimReply];
 
 /**
  * The writes a worker asks for in one turn of its event loop (finishes, claims and takes,
- * see attempt-2.lua) go to Redis together, one script call per queue: tasks that end
- * together are written together, the slots they free get their next tasks in the same
- * call, and no result waits for a task still running. Each caller gets its own outcome.
+ * see attempt-2.lua) go to Redis together, one script call per queue (a few when the turn
+ * is busy, MAX_PER_CALL): tasks that end together are written together, the slots they
+ * free get their next tasks in the same call, and no result waits for a task still
+ * running. Each caller gets its own outcome.
  */
 export class AttemptStore {
   private turn = new Map<string, QueueTurn>();
@@ -129,7 +130,11 @@ export class AttemptStore {
    * Each task begun goes to `begun` as soon as its call answers; resolves with how many.
    */
   take(queue: string, tokens: string[], begun: (t: Taken) => void): Promise<number> {
-    return new Promise((resolve, reject) => this.queue(queue).takes.push({ item: { tokens, begun }, resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const q = this.queue(queue);
+      if (q.take) return reject(new Error(`a take of queue ${queue} is already pending in this turn`));
+      q.take = { item: { tokens, begun }, resolve, reject };
+    });
   }
 
   /**
@@ -156,7 +161,7 @@ export class AttemptStore {
   private queue(name: string): QueueTurn {
     let q = this.turn.get(name);
     if (!q) {
-      q = { finishes: [], claims: [], takes: [] };
+      q = { finishes: [], claims: [] };
       this.turn.set(name, q);
     }
     this.schedule();
@@ -180,47 +185,37 @@ export class AttemptStore {
     this.scheduled = false;
     const turn = [...this.turn];
     this.turn = new Map();
-    const begins = (q: QueueTurn) => q.claims.length + q.takes.length > 0;
+    const begins = (q: QueueTurn) => q.claims.length > 0 || q.take !== undefined;
     const finishing = turn.filter(([, q]) => q.finishes.length > 0);
     const carrier = finishing.find(([, q]) => begins(q)) ?? finishing.at(-1);
-    for (const [name, q] of finishing) if (q !== carrier?.[1]) this.send(name, { finishes: q.finishes, claims: [], takes: [] });
+    for (const [name, q] of finishing) if (q !== carrier?.[1]) this.send(name, { finishes: q.finishes, claims: [] });
     if (carrier) this.send(carrier[0], carrier[1]);
-    for (const [name, q] of turn) if (q !== carrier?.[1] && begins(q)) this.send(name, { finishes: [], claims: q.claims, takes: q.takes });
+    for (const [name, q] of turn) if (q !== carrier?.[1] && begins(q)) this.send(name, { finishes: [], claims: q.claims, take: q.take });
   };
 
   /**
-   * One script call per MAX_PER_CALL finishes and claims, in order. The takes are shared out
+   * One script call per MAX_PER_CALL finishes and claims, in order. The take is shared out
    * over the calls: a call begins no more tasks than there are slots once its finishes are
    * written, i.e. the take's tokens (every free slot of the turn) less the finishes still to
    * be written after it; the last call takes the rest.
    */
   private send(queue: string, q: QueueTurn): void {
     const ops = q.finishes.length + q.claims.length;
-    const states: TakeState[] = q.takes.map((w) => ({ w, parts: 0, begun: 0, failed: false }));
-    const total = q.takes.reduce((n, w) => n + w.item.tokens.length, 0);
+    const take: TakeState | undefined = q.take && { w: q.take, parts: 0, begun: 0 };
+    const total = take?.w.item.tokens.length ?? 0;
     let assigned = 0;
-    let taker = 0;
-    let used = 0; // tokens of states[taker] already assigned
     for (let from = 0; from < ops || from === 0; from += MAX_PER_CALL) {
       const finishes = q.finishes.slice(from, from + MAX_PER_CALL);
       const claims = q.claims.slice(Math.max(0, from - q.finishes.length), Math.max(0, from + MAX_PER_CALL - q.finishes.length));
       const unwritten = Math.max(0, q.finishes.length - (from + MAX_PER_CALL));
-      let share = Math.max(0, total - unwritten - assigned);
-      assigned += share;
-      const parts: TakePart[] = [];
-      while (share > 0) {
-        const state = states[taker]!;
-        const count = Math.min(share, state.w.item.tokens.length - used);
-        parts.push({ take: state, from: used, count });
-        state.parts++;
-        share -= count;
-        used += count;
-        if (used === state.w.item.tokens.length) {
-          taker++;
-          used = 0;
-        }
+      const to = Math.max(assigned, total - unwritten);
+      let part: TakePart | undefined;
+      if (take && to > assigned) {
+        part = { take, from: assigned, to };
+        take.parts++;
+        assigned = to;
       }
-      void this.call(queue, finishes, claims, parts);
+      void this.call(queue, finishes, claims, part);
     }
   }
 
@@ -228,9 +223,9 @@ export class AttemptStore {
     queue: string,
     finishes: Waiting<Finish, FinishResult>[],
     claims: Waiting<Claim, ClaimResult>[],
-    takes: TakePart[],
+    part: TakePart | undefined,
   ): Promise<void> {
-    const tokens = takes.flatMap((p) => p.take.w.item.tokens.slice(p.from, p.from + p.count));
+    const tokens = part ? part.take.w.item.tokens.slice(part.from, part.to) : [];
     const parts = taskKeyParts(queue);
     const keyList = [keys.stream(queue), keys.scheduled(queue)];
     const args: (string | number)[] = [
@@ -267,26 +262,22 @@ export class AttemptStore {
       replies = (await runScript(this.redis, 'attempt', keyList, args)) as typeof replies;
     } catch (err) {
       for (const w of [...finishes, ...claims]) w.reject(err);
-      for (const { take } of takes) {
-        take.failed = true;
-        take.w.reject(err);
-      }
+      part?.take.w.reject(err);
       return;
     }
     const [finished, claimed, taken] = replies;
     // The tasks begun are handed over now and the ones finished after this phase of the
     // event loop: a begun task goes to a handler thread (posted once this run of microtasks
     // is over), and what a finished one's caller does next (its log line) need not delay
-    // that. Messages read go to the takes' parts in order, each up to its tokens.
-    let next = 0;
-    for (const { take, from, count } of takes) {
-      const mine = taken.slice(next, next + count);
-      next += mine.length;
-      mine.forEach(([msgId, id, ekey, reply], i) => {
+    // that. The n-th message read was begun with the n-th token sent. (A take one of whose
+    // parts failed was rejected already; resolving it then does nothing.)
+    if (part) {
+      const { take } = part;
+      taken.forEach(([msgId, id, ekey, reply], i) => {
         take.begun++;
-        take.w.item.begun({ d: { queue, msgId, id, ekey }, token: take.w.item.tokens[from + i]!, claim: claimResult(id, reply) });
+        take.w.item.begun({ d: { queue, msgId, id, ekey }, token: tokens[i]!, claim: claimResult(id, reply) });
       });
-      if (--take.parts === 0 && !take.failed) take.w.resolve(take.begun);
+      if (--take.parts === 0) take.w.resolve(take.begun);
     }
     claims.forEach((w, i) => {
       const r = claimResult(w.item.d.id, claimed[i]);
