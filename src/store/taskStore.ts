@@ -10,7 +10,7 @@ import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../jso
 import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
 import { EnqueueBatcher } from './enqueueBatcher.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
-import { channels, keys } from './keys.js';
+import { channels, keys, taskKeyParts } from './keys.js';
 import { newRecordFields, pairsToHash, parseRecord, type Hash, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
 import type { State } from './states.js';
@@ -275,12 +275,10 @@ export class TaskStore {
 
   async cancel(id: string, terminate: boolean, reason: string): Promise<{ outcome: CancelOutcome; task: TaskRecord }> {
     const queue = this.queueOf(id);
-    const record = keys.task(queue, id);
-    const ekey = (await this.redis.hget(record, 'ekey')) ?? '';
     const reply = (await runScript(
       this.redis,
       'cancel',
-      [record, keys.events(queue, id), keys.exclusive(queue, ekey), keys.scheduled(queue)],
+      [keys.task(queue, id), keys.events(queue, id), keys.scheduled(queue)],
       [
         id,
         Date.now(),
@@ -290,6 +288,7 @@ export class TaskStore {
         this.limits.eventLogCap,
         this.limits.resultTtlMs,
         channels.control(queue),
+        taskKeyParts(queue).exclusive,
       ],
     )) as [string, string[]?];
     if (reply[0] === 'missing') {

@@ -5,10 +5,12 @@
 --
 -- KEYS[1] record      taskwire:{q}:t:<id>
 -- KEYS[2] events      taskwire:{q}:t:<id>:events
--- KEYS[3] exclusive   taskwire:{q}:excl:<key>   (or a dummy when the task has none)
--- KEYS[4] scheduled   taskwire:{q}:scheduled
+-- KEYS[3] scheduled   taskwire:{q}:scheduled
 -- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] mode: 'abort' or 'terminate'   ARGV[4] reason
 -- ARGV[5] events channel   ARGV[6] log cap   ARGV[7] result TTL (ms)   ARGV[8] control channel
+-- ARGV[9] exclusive key prefix (taskwire:{q}:excl:): the task's exclusive key is named here
+--   from the record's `ekey`, as store/keys.ts names it (same hash tag, so one Cluster slot),
+--   so the caller need not read the record first
 --
 -- Returns {outcome, record}: the outcome 'revoked', 'requested' or 'finished', and the record
 -- as this step left it (a flat list of name, value), so the caller reports the state its
@@ -35,7 +37,7 @@ if not allowed(state, 'REVOKED') then return {'finished', redis.call('HGETALL', 
 redis.call('HSET', record, 'state', 'REVOKED', 'err_type', 'TaskRevokedError', 'err_msg', reason,
   'finished', now, 'updated', now)
 redis.call('HDEL', record, 'next_at')
-redis.call('ZREM', KEYS[4], id .. '\n' .. (f[2] or ''))
-finalize(record, events, KEYS[3], id, ARGV[7])
+redis.call('ZREM', KEYS[3], id .. '\n' .. (f[2] or ''))
+finalize(record, events, ARGV[9] .. (f[2] or ''), id, ARGV[7], f[2] or false)
 emit(record, events, ARGV[5], ARGV[6])
 return {'revoked', redis.call('HGETALL', record)}
