@@ -11,7 +11,7 @@
  */
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { inFlight } from '../lib/stats.js';
-import { paced } from '../lib/pace.js';
+import { pacedLatencies } from '../lib/pace.js';
 import { childParams, printResult } from '../lib/proc.js';
 
 interface Params {
@@ -76,24 +76,16 @@ async function e2eMode(): Promise<void> {
     if (done) done(at);
     else early.set(jobId, at);
   });
-  const samples: number[] = [];
-  const total = Math.round(p.rate * (p.seconds + p.warmupSeconds));
-  const warmup = Math.round(p.rate * p.warmupSeconds);
-  const coldEnd = Math.round(p.rate * p.coldSeconds);
-  const cold: number[] = [];
-  const interval = 1000 / p.rate;
-  const one = async (i: number) => {
+  const result = await pacedLatencies(p, async (i) => {
     const begin = performance.now();
     const job = await queue.add('noop', { i });
     const id = job.id!;
     const end = early.get(id) ?? (await new Promise<number>((r) => waiting.set(id, r)));
     waiting.delete(id);
     early.delete(id);
-    if (i >= warmup) samples.push(end - begin);
-    else if (i < coldEnd) cold.push(end - begin);
-  };
-  const late = await paced(total, interval, one);
-  printResult({ samples, cold, late });
+    return end - begin;
+  });
+  printResult(result);
   await Promise.all([events.close(), queue.close()]);
 }
 

@@ -19,7 +19,7 @@ import { StartRequestSchema } from '../../gen/taskwire/v1/task_service_pb.js';
 import { TaskState } from '../../gen/taskwire/v1/task_pb.js';
 import { TERMINAL, TaskwireClient } from '../../src/client/index.js';
 import { inFlight } from '../lib/stats.js';
-import { paced } from '../lib/pace.js';
+import { pacedLatencies } from '../lib/pace.js';
 import { childParams, printResult } from '../lib/proc.js';
 
 interface Params {
@@ -72,13 +72,7 @@ async function manyMode(): Promise<void> {
 }
 
 async function e2eMode(): Promise<void> {
-  const samples: number[] = [];
-  const total = Math.round(p.rate * (p.seconds + p.warmupSeconds));
-  const warmup = Math.round(p.rate * p.warmupSeconds);
-  const coldEnd = Math.round(p.rate * p.coldSeconds);
-  const cold: number[] = [];
-  const interval = 1000 / p.rate;
-  const one = async (i: number) => {
+  const result = await pacedLatencies(p, async () => {
     const begin = performance.now();
     const task = await client.start('noop');
     let end = NaN;
@@ -88,11 +82,9 @@ async function e2eMode(): Promise<void> {
         if (t.state !== TaskState.SUCCESS) throw new Error(`task ${t.id} ended ${TaskState[t.state]}`);
       }
     }
-    if (i >= warmup) samples.push(end - begin);
-    else if (i < coldEnd) cold.push(end - begin);
-  };
-  const late = await paced(total, interval, one);
-  printResult({ samples, cold, late });
+    return end - begin;
+  });
+  printResult(result);
 }
 
 async function fanoutMode(): Promise<void> {
