@@ -3,8 +3,8 @@
  * Watches use one for their reads of Redis (the record that opens one, the log that fills
  * a gap): ten thousand watchers opening together (clients reconnecting after a deploy)
  * would otherwise have ten thousand task records in flight at once, all of them garbage a
- * moment later, and the API's memory would peak with them. Redis answers them one at a time anyway, so a few hundred in flight keep it
- * as busy.
+ * moment later, and the API's memory would peak with them. Redis answers them one at a
+ * time anyway, so a few hundred in flight keep it as busy.
  */
 export class ConcurrencyLimit {
   private running = 0;
