@@ -53,8 +53,14 @@ export class Worker {
   private readonly backlog: Delivery[] = [];
   /** Which queue gets the larger share of the free slots in the next takeNow. */
   private takeTurn = 0;
-  /** Slots promised to a takeNow in flight: what it begins must find a slot. */
+  /** Slots promised to the takes in flight: what they begin must find a slot. */
   private reserved = 0;
+  /** The takes in flight (takeNow), each until it answered. */
+  private readonly takes = new Set<Promise<number | undefined>>();
+  /** A take found the queues empty: read them blocking (once no take is in flight). */
+  private drained = false;
+  /** Why the last take failed, for the fetch loop to report. */
+  private takeFailed: Error | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly attempts: AttemptStore;
   private readonly consumer: Consumer;
@@ -138,11 +144,24 @@ export class Worker {
     this.loopDone = this.fetchLoop();
   }
 
+  /**
+   * Fill free slots until a stop. Each turn that frees slots sends a take for them with its
+   * finishes, without waiting for the takes already in flight: so Redis runs one turn's call
+   * while the worker runs what the last one began, as a worker with one call per slot would.
+   * Only when a take found the queues empty, and the others have answered, does the loop
+   * block on the reader's own connection.
+   */
   private async fetchLoop(): Promise<void> {
     const queues = this.config.queues.length;
     while (!this.stopping) {
-      if (this.freeSlots <= 0) {
-        await new Promise<void>((r) => (this.wake = r));
+      if (this.takeFailed) {
+        const err = this.takeFailed;
+        this.takeFailed = undefined;
+        await this.readFailed(err);
+        continue;
+      }
+      if (this.freeSlots <= 0 || (this.drained && this.takes.size > 0)) {
+        await this.nextWake();
         continue;
       }
       if (this.reclaimWhenFree) {
@@ -150,25 +169,59 @@ export class Worker {
         await this.reclaim().catch((err: Error) => this.log.warn(err.message));
         continue;
       }
+      if (!this.drained) {
+        // What is there now, read and begun in the script call that carries this turn's
+        // finishes, sized when it goes out by every slot they free.
+        await this.attempts.atTurnEnd(async () => void this.track(this.takeNow()));
+        continue;
+      }
       try {
-        // What is there now first, read and begun in the script call that carries this
-        // turn's finishes, sized when it goes out by every slot they free; block on the
-        // reader's own connection only when the queues are empty.
-        const began = await this.attempts.atTurnEnd(() => this.takeNow());
-        if (began === undefined || began > 0 || this.stopping) continue;
         const deliveries = await this.consumer.read(Math.max(1, Math.ceil(this.freeSlots / queues)), 2000);
+        this.drained = false;
         // Read as a stop began: not claimed, so handed straight back (stop() does it).
         if (this.stopping) this.backlog.push(...deliveries);
         else for (const d of deliveries) this.dispatch(d);
       } catch (err) {
         if (this.stopping) break;
-        this.log.warn(`reading the queues failed: ${(err as Error).message}`);
-        // A Redis that lost its data (restarted empty, failed over to a replica that lagged)
-        // has no consumer group: make it again, or this worker would never read a queue again.
-        if ((err as Error).message.includes('NOGROUP')) await ensureGroups(this.redis, this.config.queues).catch(() => {});
-        await sleep(500);
+        await this.readFailed(err as Error);
       }
     }
+    // What the takes in flight begin runs all the same (the stop waits for it).
+    await Promise.allSettled(this.takes);
+  }
+
+  /** Keep `take` (a takeNow in flight) until it answers; a take that began nothing means the queues are empty. */
+  private track(take: Promise<number | undefined>): void {
+    this.takes.add(take);
+    take
+      .then(
+        (began) => {
+          if (began === 0) this.drained = true;
+        },
+        (err: Error) => (this.takeFailed = err),
+      )
+      .finally(() => {
+        this.takes.delete(take);
+        // The loop waits for a free slot; or, the queues found empty, for the takes in flight.
+        if (this.freeSlots > 0 || this.takeFailed || (this.drained && this.takes.size === 0)) this.wakeLoop();
+      });
+  }
+
+  private async readFailed(err: Error): Promise<void> {
+    this.log.warn(`reading the queues failed: ${err.message}`);
+    // A Redis that lost its data (restarted empty, failed over to a replica that lagged)
+    // has no consumer group: make it again, or this worker would never read a queue again.
+    if (err.message.includes('NOGROUP')) await ensureGroups(this.redis, this.config.queues).catch(() => {});
+    await sleep(500);
+  }
+
+  private nextWake(): Promise<void> {
+    return new Promise<void>((r) => (this.wake = r));
+  }
+
+  private wakeLoop(): void {
+    this.wake?.();
+    this.wake = undefined;
   }
 
   /**
@@ -183,6 +236,11 @@ export class Worker {
     const { queues } = this.config;
     const calls: Promise<number>[] = [];
     const first = this.takeTurn++ % queues.length;
+    // The slots are held for these calls: the reclaimer, a blocking read and the next take,
+    // which also fill free slots, must not take them meanwhile. Each is let go as a task
+    // begun takes it, the rest once the calls answered.
+    this.reserved += free;
+    let held = free;
     for (let i = 0; i < queues.length; i++) {
       const q = (first + i) % queues.length;
       const share = Math.floor(free / queues.length) + (i < free % queues.length ? 1 : 0);
@@ -191,16 +249,19 @@ export class Worker {
       // Each begun task goes to its slot as soon as its call answers (ahead of the
       // bookkeeping of the tasks that call finished; a busy turn's take rides in several
       // calls). Begun already, so it runs even if a stop began meanwhile (the stop waits).
-      calls.push(this.attempts.take(queues[q]!, tokens, (t) => this.dispatch(t.d, t)));
+      calls.push(
+        this.attempts.take(queues[q]!, tokens, (t) => {
+          this.reserved--;
+          held--;
+          this.dispatch(t.d, t);
+        }),
+      );
     }
-    // The slots are held for these calls: the reclaimer, which also fills free slots, must
-    // not take them meanwhile. They are let go as what was begun takes them.
-    this.reserved += free;
-    try {
-      return (await Promise.all(calls)).reduce((a, b) => a + b, 0);
-    } finally {
-      this.reserved -= free;
-    }
+    const answers = await Promise.allSettled(calls);
+    this.reserved -= held;
+    const failed = answers.find((a) => a.status === 'rejected');
+    if (failed) throw failed.reason;
+    return free - held;
   }
 
   /** Slots neither running a task, nor promised to a message waiting here or to a takeNow in flight. */
@@ -223,8 +284,7 @@ export class Worker {
   private slotFreed = () => {
     const next = this.backlog.shift();
     if (next) this.dispatch(next);
-    this.wake?.();
-    this.wake = undefined;
+    this.wakeLoop();
     if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   };
 
@@ -463,7 +523,7 @@ export class Worker {
   private async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
     this.consumer.close();
-    this.wake?.();
+    this.wakeLoop();
     await this.loopDone;
     for (const d of this.backlog.splice(0)) await this.handBackUnclaimed(d);
     if (this.running.size > 0) {
