@@ -238,9 +238,11 @@ export class Worker {
     const first = this.takeTurn++ % queues.length;
     // The slots are held for these calls: the reclaimer, a blocking read and the next take,
     // which also fill free slots, must not take them meanwhile. Each is let go as a task
-    // begun takes it, the rest once the calls answered.
+    // begun takes it, the rest once the calls answered (a task begun by a part that answers
+    // after another part failed takes a slot as any other would).
     this.reserved += free;
     let held = free;
+    let settled = false;
     for (let i = 0; i < queues.length; i++) {
       const q = (first + i) % queues.length;
       const share = Math.floor(free / queues.length) + (i < free % queues.length ? 1 : 0);
@@ -251,13 +253,16 @@ export class Worker {
       // calls). Begun already, so it runs even if a stop began meanwhile (the stop waits).
       calls.push(
         this.attempts.take(queues[q]!, tokens, (t) => {
-          this.reserved--;
-          held--;
+          if (!settled) {
+            this.reserved--;
+            held--;
+          }
           this.dispatch(t.d, t);
         }),
       );
     }
     const answers = await Promise.allSettled(calls);
+    settled = true;
     this.reserved -= held;
     const failed = answers.find((a) => a.status === 'rejected');
     if (failed) throw failed.reason;
