@@ -65,14 +65,13 @@ interface QueueTurn {
   finishes: Waiting<Finish, FinishResult>[];
   claims: Waiting<Claim, ClaimResult>[];
   /** At most one per queue and turn: the fetch loop's. */
-  take?: Waiting<Take, number>;
+  take?: Waiting<Take, void>;
 }
 
 /** A take whose parts are in flight: it answers once all of them did. */
 interface TakeState {
-  w: Waiting<Take, number>;
+  w: Waiting<Take, void>;
   parts: number;
-  begun: number;
 }
 
 /** The part of a take that rides in one script call: its tokens from `from` to `to`. */
@@ -127,9 +126,10 @@ export class AttemptStore {
    * Read up to `tokens.length` new messages of the queue for this worker and begin them: what
    * a non-blocking XREADGROUP followed by `claim` would do, in the calls that also carry
    * this turn's finishes (so a slot a finish frees gets its next task in that round trip).
-   * Each task begun goes to `begun` as soon as its call answers; resolves with how many.
+   * Each task begun goes to `begun` as soon as its call answers; resolves once every call
+   * carrying a part of the take answered.
    */
-  take(queue: string, tokens: string[], begun: (t: Taken) => void): Promise<number> {
+  take(queue: string, tokens: string[], begun: (t: Taken) => void): Promise<void> {
     return new Promise((resolve, reject) => {
       const q = this.queue(queue);
       if (q.take) return reject(new Error(`a take of queue ${queue} is already pending in this turn`));
@@ -201,7 +201,7 @@ export class AttemptStore {
    */
   private send(queue: string, q: QueueTurn): void {
     const ops = q.finishes.length + q.claims.length;
-    const take: TakeState | undefined = q.take && { w: q.take, parts: 0, begun: 0 };
+    const take: TakeState | undefined = q.take && { w: q.take, parts: 0 };
     const total = take?.w.item.tokens.length ?? 0;
     let assigned = 0;
     for (let from = 0; from < ops || from === 0; from += MAX_PER_CALL) {
@@ -274,10 +274,9 @@ export class AttemptStore {
     if (part) {
       const { take } = part;
       taken.forEach(([msgId, id, ekey, reply], i) => {
-        take.begun++;
         take.w.item.begun({ d: { queue, msgId, id, ekey }, token: tokens[i]!, claim: claimResult(id, reply) });
       });
-      if (--take.parts === 0) take.w.resolve(take.begun);
+      if (--take.parts === 0) take.w.resolve();
     }
     claims.forEach((w, i) => {
       const r = claimResult(w.item.d.id, claimed[i]);

@@ -202,8 +202,7 @@ export class Worker {
       )
       .finally(() => {
         this.takes.delete(take);
-        // The loop waits for a free slot; or, the queues found empty, for the takes in flight.
-        if (this.freeSlots > 0 || this.takeFailed || (this.drained && this.takes.size === 0)) this.wakeLoop();
+        this.wakeLoop();
       });
   }
 
@@ -234,7 +233,7 @@ export class Worker {
     const free = this.freeSlots;
     if (free <= 0 || this.stopping) return undefined;
     const { queues } = this.config;
-    const calls: Promise<number>[] = [];
+    const calls: Promise<void>[] = [];
     const first = this.takeTurn++ % queues.length;
     // The slots are held for these calls: the reclaimer, a blocking read and the next take,
     // which also fill free slots, must not take them meanwhile. Each is let go as a task
