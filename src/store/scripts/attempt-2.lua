@@ -145,7 +145,7 @@ local function claim(id, msg, token, record, events, exclusive)
   if state == 'RETRY' or f[8] then
     redis.call('HDEL', record, 'next_at', 'err_type', 'err_msg', 'err_tb', 'progress')
   end
-  return {'run', log_change(record, events, channel, maxlen, version, RUN_FIELDS)}
+  return {'run', (log_change(record, events, channel, maxlen, version, RUN_FIELDS))}
 end
 
 local finished, claimed, taken = {}, {}, {}

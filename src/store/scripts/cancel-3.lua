@@ -25,12 +25,13 @@ if is_terminal(state) then return {'finished', redis.call('HGETALL', record)} en
 
 if state == 'STARTED' then
   -- Escalate abort → terminate, never the other way.
+  local written
   if f[3] ~= 'terminate' then
     redis.call('HSET', record, 'cancel', mode, 'cancel_reason', reason, 'updated', now)
-    emit(record, events, ARGV[5], ARGV[6])
+    written = select(2, emit(record, events, ARGV[5], ARGV[6]))
   end
   redis.call('PUBLISH', ARGV[8], id .. '\n' .. (f[3] == 'terminate' and 'terminate' or mode))
-  return {'requested', redis.call('HGETALL', record)}
+  return {'requested', written or redis.call('HGETALL', record)}
 end
 
 if not allowed(state, 'REVOKED') then return {'finished', redis.call('HGETALL', record)} end
@@ -39,5 +40,5 @@ redis.call('HSET', record, 'state', 'REVOKED', 'err_type', 'TaskRevokedError', '
 redis.call('HDEL', record, 'next_at')
 redis.call('ZREM', KEYS[3], id .. '\n' .. (f[2] or ''))
 finalize(record, events, ARGV[9] .. (f[2] or ''), id, ARGV[7], f[2] or false)
-emit(record, events, ARGV[5], ARGV[6])
-return {'revoked', redis.call('HGETALL', record)}
+local _, written = emit(record, events, ARGV[5], ARGV[6])
+return {'revoked', written}

@@ -7,9 +7,9 @@
 local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
 
 -- Append the record's snapshot at `version` (already written) to the event log `events`
--- (entry id `<version>-0`, capped near `maxlen`) and publish it on `channel`. With `pick`
--- (a set of field names), returns those fields of the record as read (a flat list of name,
--- value), so a caller needs no read of its own.
+-- (entry id `<version>-0`, capped near `maxlen`) and publish it on `channel`. Returns the
+-- fields named in `pick` (a set of field names, or nil for none) and the whole record, as
+-- read (flat lists of name, value), so a caller needs no read of its own.
 local function log_change(record, events, channel, maxlen, version, pick)
   local flat = redis.call('HGETALL', record)
   local snapshot, picked = {}, {}
@@ -26,15 +26,16 @@ local function log_change(record, events, channel, maxlen, version, pick)
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(snapshot))
   redis.call('PUBLISH', channel, cjson.encode(snapshot))
-  return picked
+  return picked, flat
 end
 
--- Bump the record's version, then log_change(). Returns the new version.
+-- Bump the record's version, then log_change(). Returns the new version and the record as
+-- written (a flat list of name, value).
 -- (A script that reads the version anyway sets it in its own HSET and calls log_change.)
 local function emit(record, events, channel, maxlen)
   local version = redis.call('HINCRBY', record, 'version', 1)
-  log_change(record, events, channel, maxlen, version)
-  return version
+  local _, flat = log_change(record, events, channel, maxlen, version)
+  return version, flat
 end
 
 -- Check that the record may move to `to`. Returns the current state, or nil and the
