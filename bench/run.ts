@@ -4,7 +4,7 @@
  *   npm run bench                  # full run (~6 min on 2 cores)
  *   npm run bench -- --quick       # one short round (~1 min), a smoke test of the suite
  *   npm run bench -- --rounds 5 --only drain,start
- *   npm run bench -- --profile     # also write CPU profiles of the taskwire worker and API
+ *   npm run bench -- --profile     # also write CPU profiles of the taskwire worker, API and client
  *
  * It starts its own redis-server (FLUSHALL between runs), runs every role in a process of
  * its own (workers, API server, producers; this process only enqueues for the drains and
@@ -131,7 +131,7 @@ async function startApi(tag: string, env: Record<string, string> = {}): Promise<
 }
 
 function client(system: System, params: Record<string, unknown>): Proc {
-  if (system === 'taskwire') return spawnNode('taskwire client', [...LOADER, TW_CLIENT, JSON.stringify(params)]);
+  if (system === 'taskwire') return spawnNode('taskwire client', [...nodeArgs(TW_CLIENT, `client-${String(params.mode)}`), JSON.stringify(params)]);
   return spawnNode('bullmq producer', [...LOADER, BULLMQ, JSON.stringify({ url: redisServer.url, queue: BULL_QUEUE, ...params })]);
 }
 

@@ -37,6 +37,9 @@ interface Params {
 }
 
 const p = childParams<Params>();
+// Stopped by the orchestrator once it has the result: exit cleanly, so that a CPU profile
+// (--profile) is written.
+process.once('SIGTERM', () => process.exit(0));
 const client = new TaskwireClient({ baseUrl: p.baseUrl });
 const noopRequest = create(StartRequestSchema, TaskwireClient.startRequest('noop'));
 
