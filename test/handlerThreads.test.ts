@@ -32,7 +32,7 @@ interface Submitted {
 }
 
 let next = 0;
-function submit(pool: HandlerThreads, name: 'quick' | 'block', args: unknown[] = []): Submitted {
+function submit(pool: HandlerThreads, name: 'quick' | 'block' | 'wait', args: unknown[] = []): Submitted {
   let ran = false;
   let onStart!: () => void;
   const started = new Promise<void>((r) => (onStart = r));
@@ -94,6 +94,21 @@ describe('handler threads', () => {
       expect(['killed', 'returned']).toContain(outcome.kind);
       for (const t of [...before, ...after]) expect((await t.run.outcome).kind).toBe('returned');
     }
+  });
+
+  it('starts a task cancelled while it waited behind another with its signal aborted, on whichever thread it then runs', async () => {
+    const pool = await start(2);
+    const blocker = submit(pool, 'block', [30]);
+    // Queued behind the busy loop on the one thread there is; cancelled there.
+    const waiting = submit(pool, 'wait', [30]);
+    waiting.run.abort('cancelled while queued');
+    await blocker.started;
+    // The pool moves it to a second thread once the busy loop has run too long: it must
+    // start there already cancelled, not wait out its 30 s.
+    expect(await waiting.run.outcome).toEqual(returned('aborted: cancelled while queued'));
+    expect(pool.size).toBe(2);
+    blocker.run.kill('terminate');
+    expect(await blocker.run.outcome).toEqual({ kind: 'killed', why: 'terminate' });
   });
 
   it('gives slow tasks a thread each, up to the concurrency', async () => {

@@ -111,8 +111,11 @@ export class HandlerThreads {
       outcome,
       abort: (reason) => {
         if (settled) return;
-        if (job.thread) job.thread.abort(job, reason);
-        else job.message.aborted ??= reason;
+        // Kept with the job as well as told to its thread: a job taken back before it
+        // started (moved off a thread stuck behind a long task, or off a killed one) is
+        // posted elsewhere from its message, and must start there already cancelled.
+        job.message.aborted ??= reason;
+        job.thread?.abort(job, reason);
       },
       kill: (why) => {
         if (settled) return;
