@@ -17,18 +17,24 @@
  * single-threaded Redis: 1 s / (µs per task). `npm run bench:floor`.
  */
 import type { Redis } from 'ioredis';
+import { ensureGroups } from '../src/broker/consumer.js';
 import { connectReady } from '../src/redis.js';
 import { startRedisServer } from '../src/redisServer.js';
+import { AttemptStore, type Taken } from '../src/store/attemptStore.js';
 import { ALL_EVENTS_PATTERN, CONSUMER_GROUP, channels, keys, taskKeyParts } from '../src/store/keys.js';
-import { installScripts, runScript } from '../src/store/scripts.js';
+import { installScripts } from '../src/store/scripts.js';
 import { TaskStore } from '../src/store/taskStore.js';
+import { spread } from './lib/stats.js';
 import registry from './tasks.js';
 
 const N = 5000;
 const ROUNDS = 3;
 const QUEUE = 'default';
-const TTL_MS = 86_400_000;
-const LOG_CAP = 1000;
+/** The queue the minimal scripts write, apart from taskwire's own. */
+const MIN_QUEUE = 'floor';
+const LIMITS = { resultTtlMs: 86_400_000, eventLogCap: 1000 };
+const TTL_MS = LIMITS.resultTtlMs;
+const LOG_CAP = LIMITS.eventLogCap;
 
 /** The fields a new no-op task's record has (as taskwire writes them), for the minimal scripts. */
 const RECORD = [
@@ -41,33 +47,35 @@ const RECORD = [
 const lua = (s: string) => JSON.stringify(s);
 const recordTable = `{${RECORD.map(lua).join(',')}}`;
 
-/** KEYS: stream, channel. The design's minimum to create N tasks. */
+/** KEYS[1] the queue stream; ARGV[1] the events channel, ARGV[2] the record key prefix,
+ * ARGV[3] the event log suffix (store/keys.ts). The design's minimum to create N tasks. */
 const MIN_CREATE = `
 local rec = ${recordTable}
 for i = 1, ${N} do
-  local k = 'taskwire:{f}:t:' .. i
+  local k = ARGV[2] .. i
   redis.call('HSET', k, unpack(rec))
-  redis.call('XADD', k .. ':events', 'MAXLEN', '~', ${LOG_CAP}, '1-0', unpack(rec))
+  redis.call('XADD', k .. ARGV[3], 'MAXLEN', '~', ${LOG_CAP}, '1-0', unpack(rec))
   redis.call('PUBLISH', ARGV[1], 'x')
   redis.call('XADD', KEYS[1], '*', 'id', i)
 end
 return 1`;
 
-/** The design's minimum to claim and finish the N tasks MIN_CREATE made; `snapshot`: each
- * log entry and publish carries the whole record read back, as taskwire's do. */
+/** The design's minimum to claim and finish the N tasks MIN_CREATE made (the same keys and
+ * arguments); `snapshot`: each log entry and publish carries the whole record read back, as
+ * taskwire's do. */
 const minClaimFinish = (snapshot: boolean) => {
   const log = (fields: string, version: number) =>
     snapshot
       ? `local flat = redis.call('HGETALL', k)
-  redis.call('XADD', k .. ':events', 'MAXLEN', '~', ${LOG_CAP}, '${version}-0', unpack(flat))
+  redis.call('XADD', k .. ARGV[3], 'MAXLEN', '~', ${LOG_CAP}, '${version}-0', unpack(flat))
   redis.call('PUBLISH', ARGV[1], cjson.encode(flat))`
-      : `redis.call('XADD', k .. ':events', 'MAXLEN', '~', ${LOG_CAP}, '${version}-0', ${fields})
+      : `redis.call('XADD', k .. ARGV[3], 'MAXLEN', '~', ${LOG_CAP}, '${version}-0', ${fields})
   redis.call('PUBLISH', ARGV[1], 'x')`;
   return `
 local now = '1764130000100'
 local ids = {}
 for i = 1, ${N} do
-  local k = 'taskwire:{f}:t:' .. i
+  local k = ARGV[2] .. i
   if i % 100 == 1 then
     local read = redis.call('XREADGROUP', 'GROUP', '${CONSUMER_GROUP}', 'w', 'COUNT', 100, 'STREAMS', KEYS[1], '>')
     for j, e in ipairs(read[1][2]) do ids[i + j - 1] = e[1] end
@@ -81,7 +89,7 @@ for i = 1, ${N} do
   ${log(`'version', '3', 'state', 'SUCCESS', 'result', 'null', 'finished', now, 'updated', now`, 3)}
   redis.call('XACK', KEYS[1], '${CONSUMER_GROUP}', ids[i])
   redis.call('PEXPIRE', k, ${TTL_MS})
-  redis.call('PEXPIRE', k .. ':events', ${TTL_MS})
+  redis.call('PEXPIRE', k .. ARGV[3], ${TTL_MS})
 end
 return 1`;
 };
@@ -101,9 +109,9 @@ async function perTask(redis: Redis, work: () => Promise<unknown>): Promise<numb
   return (await scriptUsec(redis)) / N;
 }
 
-async function fresh(redis: Redis, stream: string): Promise<void> {
+async function fresh(redis: Redis): Promise<void> {
   await redis.flushall();
-  await redis.xgroup('CREATE', stream, CONSUMER_GROUP, '$', 'MKSTREAM');
+  await ensureGroups(redis, [MIN_QUEUE, QUEUE]);
 }
 
 /** Start N tasks through taskwire's own Start path (500 per enqueue_batch call, as StartMany). */
@@ -113,28 +121,21 @@ async function createReal(store: TaskStore): Promise<void> {
   }
 }
 
-/** Take and finish every queued task with the worker's script, 50 per call. */
+/** Take and finish every queued task as a busy worker does (AttemptStore): each turn
+ * finishes the 50 tasks the last one began and takes 50 more, in one script call. */
 async function claimFinishReal(redis: Redis): Promise<void> {
-  const parts = taskKeyParts(QUEUE);
-  const keyList = [keys.stream(QUEUE), keys.scheduled(QUEUE)];
-  let held: { msg: string; id: string; token: string }[] = [];
-  for (let call = 0; ; call++) {
-    const tokens = Array.from({ length: 50 }, (_, i) => `t${call}-${i}`);
-    const args: (string | number)[] = [
-      CONSUMER_GROUP, 'w', Date.now(), channels.events(QUEUE), LOG_CAP, TTL_MS,
-      held.length, 0, tokens.length, parts.task, parts.eventsSuffix, parts.exclusive,
-    ];
-    for (const t of held) args.push(t.id, t.msg, t.token, 'SUCCESS', 0, '', 2, 'result', 'null');
-    args.push(...tokens);
-    const [finished, , taken] = (await runScript(redis, 'attempt', keyList, args)) as [unknown[][], unknown, string[][]];
-    const refused = finished.find((f) => f[0] !== 'ok');
-    if (refused) throw new Error(`a finish was refused: ${JSON.stringify(refused)}`);
-    held = taken.map(([msg, id], i) => ({ msg: msg!, id: id!, token: tokens[i]! }));
+  const attempts = new AttemptStore(redis, 'floor-worker', LIMITS);
+  let held: Taken[] = [];
+  for (let turn = 0; ; turn++) {
+    const finishes = held.map((t) => attempts.finish(t.d, t.token, 'SUCCESS', { result: 'null' }));
+    const began: Taken[] = [];
+    const tokens = Array.from({ length: 50 }, (_, i) => `t${turn}-${i}`);
+    await attempts.take(QUEUE, tokens, (t) => began.push(t));
+    for (const r of await Promise.all(finishes)) if (!r.written) throw new Error(`a finish was refused: the task is ${r.state}`);
+    held = began;
     if (held.length === 0) return;
   }
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const server = await startRedisServer();
@@ -144,25 +145,28 @@ async function main(): Promise<void> {
     installScripts(redis);
     await subscriber.psubscribe(ALL_EVENTS_PATTERN);
     subscriber.on('pmessage', () => {});
-    const store = new TaskStore(redis, registry, { resultTtlMs: TTL_MS, eventLogCap: LOG_CAP, maxPayloadBytes: 1 << 20 });
-    const minStream = 'taskwire:{f}:stream';
+    const store = new TaskStore(redis, registry, { ...LIMITS, maxPayloadBytes: 1 << 20 });
+    const minKeys = [keys.stream(MIN_QUEUE)];
+    const { task, eventsSuffix } = taskKeyParts(MIN_QUEUE);
+    const minArgs = [channels.events(MIN_QUEUE), task, eventsSuffix];
+    const minimal = (script: string) => () => redis.eval(script, minKeys.length, ...minKeys, ...minArgs);
     const rows: Record<string, number[]> = {};
     const add = (row: string, v: number) => (rows[row] ??= []).push(v);
     for (let round = 0; round < ROUNDS; round++) {
-      await fresh(redis, minStream);
-      add('create: the design minimum', await perTask(redis, () => redis.eval(MIN_CREATE, 1, minStream, 'taskwire:{f}:events')));
-      add('claim + finish: the design minimum, log entries of the fields written', await perTask(redis, () => redis.eval(minClaimFinish(false), 1, minStream, 'taskwire:{f}:events')));
-      await fresh(redis, minStream);
-      await redis.eval(MIN_CREATE, 1, minStream, 'taskwire:{f}:events');
-      add('claim + finish: the design minimum, log entries of the whole record', await perTask(redis, () => redis.eval(minClaimFinish(true), 1, minStream, 'taskwire:{f}:events')));
-      await fresh(redis, keys.stream(QUEUE));
+      await fresh(redis);
+      add('create: the design minimum', await perTask(redis, minimal(MIN_CREATE)));
+      add('claim + finish: the design minimum, log entries of the fields written', await perTask(redis, minimal(minClaimFinish(false))));
+      await fresh(redis);
+      await minimal(MIN_CREATE)();
+      add('claim + finish: the design minimum, log entries of the whole record', await perTask(redis, minimal(minClaimFinish(true))));
+      await fresh(redis);
       add('create: taskwire (enqueue_batch, 500 per call)', await perTask(redis, () => createReal(store)));
       add('claim + finish: taskwire (attempt, 50 per call)', await perTask(redis, () => claimFinishReal(redis)));
     }
     const width = Math.max(...Object.keys(rows).map((r) => r.length));
     process.stdout.write(`Redis time per task, µs (median of ${ROUNDS} rounds of ${N} tasks; warm, one call at a time)\n`);
     for (const [row, values] of Object.entries(rows)) {
-      const m = median(values);
+      const m = spread(values).median;
       process.stdout.write(`${row.padEnd(width)}  ${m.toFixed(1).padStart(6)}   at most ${Math.round(1e6 / m).toLocaleString('en-US')} tasks/s\n`);
     }
   } finally {
