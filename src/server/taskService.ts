@@ -4,7 +4,7 @@
  */
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { timestampMs, timestampNow } from '@bufbuild/protobuf/wkt';
-import type { ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
 import {
   CancelOutcome,
   CancelResponseSchema,
@@ -191,5 +191,21 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
         off();
       }
     },
+
+    // Served by the store's later parts; until then a clear UNIMPLEMENTED, never UNKNOWN.
+    run: notYet('Run'),
+    startWorkflow: notYet('StartWorkflow'),
+    createSchedule: notYet('CreateSchedule'),
+    getSchedule: notYet('GetSchedule'),
+    listSchedules: notYet('ListSchedules'),
+    deleteSchedule: notYet('DeleteSchedule'),
+    pauseSchedule: notYet('PauseSchedule'),
+    resumeSchedule: notYet('ResumeSchedule'),
+  };
+}
+
+function notYet(method: string): () => never {
+  return () => {
+    throw new ConnectError(`${method} is not served by this server yet`, Code.Unimplemented);
   };
 }

@@ -4,148 +4,23 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Any, Duration, ListValue, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Any, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_any, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { CreateScheduleRequestSchema, CreateScheduleResponseSchema, DeleteScheduleRequestSchema, DeleteScheduleResponseSchema, GetScheduleRequestSchema, GetScheduleResponseSchema, ListSchedulesRequestSchema, ListSchedulesResponseSchema, PauseScheduleRequestSchema, PauseScheduleResponseSchema, ResumeScheduleRequestSchema, ResumeScheduleResponseSchema } from "./schedule_pb.js";
+import { file_taskwire_v1_schedule } from "./schedule_pb.js";
+import type { StartRequest, StartRequestSchema } from "./start_pb.js";
+import { file_taskwire_v1_start } from "./start_pb.js";
 import type { Task, TaskState } from "./task_pb.js";
 import { file_taskwire_v1_task } from "./task_pb.js";
-import type { JsonObject, Message } from "@bufbuild/protobuf";
+import type { StartWorkflowRequestSchema, StartWorkflowResponseSchema } from "./workflow_pb.js";
+import { file_taskwire_v1_workflow } from "./workflow_pb.js";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file taskwire/v1/task_service.proto.
  */
 export const file_taskwire_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch50YXNrd2lyZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3Rhc2t3aXJlLnYxIpkBCgtSZXRyeVBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKA0SMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCHJldHJ5X29uGAQgAygJIpQDCgxTdGFydFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIoCgRhcmdzGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZRInCgZrd2FyZ3MYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBXF1ZXVlGAQgASgJEhUKDWV4Y2x1c2l2ZV9rZXkYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEi4KCm5vdF9iZWZvcmUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCWNvdW50ZG93bhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgp0aW1lX2xpbWl0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEicKBXJldHJ5GAsgASgLMhgudGFza3dpcmUudjEuUmV0cnlQb2xpY3kiMAoNU3RhcnRSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayI/ChBTdGFydE1hbnlSZXF1ZXN0EisKCHJlcXVlc3RzGAEgAygLMhkudGFza3dpcmUudjEuU3RhcnRSZXF1ZXN0Ij4KEVN0YXJ0TWFueVJlc3BvbnNlEikKB3Jlc3VsdHMYASADKAsyGC50YXNrd2lyZS52MS5TdGFydFJlc3VsdCJlCgtTdGFydFJlc3VsdBIhCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFza0gAEigKBWVycm9yGAIgASgLMhcudGFza3dpcmUudjEuU3RhcnRFcnJvckgAQgkKB291dGNvbWUibAoKU3RhcnRFcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSGAoQZXhpc3RpbmdfdGFza19pZBgDIAEoCRIlCgdkZXRhaWxzGAQgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSJEChBHZXRTdGF0dXNSZXF1ZXN0EgoKAmlkGAEgASgJEhUKDWV4Y2x1c2l2ZV9rZXkYAiABKAkSDQoFcXVldWUYAyABKAkiNAoRR2V0U3RhdHVzUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2siZAoNQ2FuY2VsUmVxdWVzdBIKCgJpZBgBIAEoCRIVCg1leGNsdXNpdmVfa2V5GAIgASgJEhEKCXRlcm1pbmF0ZRgDIAEoCBIOCgZyZWFzb24YBCABKAkSDQoFcXVldWUYBSABKAkibwoOQ2FuY2VsUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2sSKwoHb3V0Y29tZRgCIAEoDjIaLnRhc2t3aXJlLnYxLkNhbmNlbE91dGNvbWUSDwoHbWVzc2FnZRgDIAEoCSJ0ChJXYXRjaFN0YXR1c1JlcXVlc3QSCgoCaWQYASABKAkSFQoNZXhjbHVzaXZlX2tleRgCIAEoCRIaCg1hZnRlcl92ZXJzaW9uGAMgASgESACIAQESDQoFcXVldWUYBCABKAlCEAoOX2FmdGVyX3ZlcnNpb24iNQoJSGVhcnRiZWF0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm4KE1dhdGNoU3RhdHVzUmVzcG9uc2USIQoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2tIABIrCgloZWFydGJlYXQYAiABKAsyFi50YXNrd2lyZS52MS5IZWFydGJlYXRIAEIHCgVldmVudCKxAQoQTGlzdFRhc2tzUmVxdWVzdBINCgVxdWV1ZRgBIAEoCRImCgZzdGF0ZXMYAiADKA4yFi50YXNrd2lyZS52MS5UYXNrU3RhdGUSDAoEbmFtZRgDIAEoCRIRCglwYWdlX3NpemUYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCRIxCg1jcmVhdGVkX2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRhc2t3aXJlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiMKEldhdGNoRXZlbnRzUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSJuChNXYXRjaEV2ZW50c1Jlc3BvbnNlEiEKBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrSAASKwoJaGVhcnRiZWF0GAIgASgLMhYudGFza3dpcmUudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQqjgEKDUNhbmNlbE91dGNvbWUSHgoaQ0FOQ0VMX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZDQU5DRUxfT1VUQ09NRV9SRVZPS0VEEAESHAoYQ0FOQ0VMX09VVENPTUVfUkVRVUVTVEVEEAISIwofQ0FOQ0VMX09VVENPTUVfQUxSRUFEWV9GSU5JU0hFRBADMpwECgtUYXNrU2VydmljZRI+CgVTdGFydBIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdBoaLnRhc2t3aXJlLnYxLlN0YXJ0UmVzcG9uc2USSgoJU3RhcnRNYW55Eh0udGFza3dpcmUudjEuU3RhcnRNYW55UmVxdWVzdBoeLnRhc2t3aXJlLnYxLlN0YXJ0TWFueVJlc3BvbnNlEkoKCUdldFN0YXR1cxIdLnRhc2t3aXJlLnYxLkdldFN0YXR1c1JlcXVlc3QaHi50YXNrd2lyZS52MS5HZXRTdGF0dXNSZXNwb25zZRJBCgZDYW5jZWwSGi50YXNrd2lyZS52MS5DYW5jZWxSZXF1ZXN0GhsudGFza3dpcmUudjEuQ2FuY2VsUmVzcG9uc2USUgoLV2F0Y2hTdGF0dXMSHy50YXNrd2lyZS52MS5XYXRjaFN0YXR1c1JlcXVlc3QaIC50YXNrd2lyZS52MS5XYXRjaFN0YXR1c1Jlc3BvbnNlMAESSgoJTGlzdFRhc2tzEh0udGFza3dpcmUudjEuTGlzdFRhc2tzUmVxdWVzdBoeLnRhc2t3aXJlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlElIKC1dhdGNoRXZlbnRzEh8udGFza3dpcmUudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GiAudGFza3dpcmUudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskwire_v1_task]);
-
-/**
- * How a failed attempt is retried.
- *
- * @generated from message taskwire.v1.RetryPolicy
- */
-export type RetryPolicy = Message<"taskwire.v1.RetryPolicy"> & {
-  /**
-   * Attempts in all, the first run included. 0 means the task's own default.
-   *
-   * @generated from field: uint32 max_attempts = 1;
-   */
-  maxAttempts: number;
-
-  /**
-   * The wait before the second attempt; it doubles for each attempt after (default 1s).
-   *
-   * @generated from field: google.protobuf.Duration initial_backoff = 2;
-   */
-  initialBackoff?: Duration | undefined;
-
-  /**
-   * The longest wait between attempts (default 5m).
-   *
-   * @generated from field: google.protobuf.Duration max_backoff = 3;
-   */
-  maxBackoff?: Duration | undefined;
-
-  /**
-   * Error types (the error's name) that are retried, or "*" for any. Empty: the task's own
-   * list (by default none). EncodeError, TimeLimitExceeded and revocations are never
-   * retried; a task whose worker was lost runs again while attempts remain.
-   *
-   * @generated from field: repeated string retry_on = 4;
-   */
-  retryOn: string[];
-};
-
-/**
- * Describes the message taskwire.v1.RetryPolicy.
- * Use `create(RetryPolicySchema)` to create a new message.
- */
-export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 0);
-
-/**
- * @generated from message taskwire.v1.StartRequest
- */
-export type StartRequest = Message<"taskwire.v1.StartRequest"> & {
-  /**
-   * A registered task name.
-   *
-   * @generated from field: string name = 1;
-   */
-  name: string;
-
-  /**
-   * Positional arguments (a JSON list).
-   *
-   * @generated from field: google.protobuf.ListValue args = 2;
-   */
-  args?: ListValue | undefined;
-
-  /**
-   * Keyword arguments (a JSON object).
-   *
-   * @generated from field: google.protobuf.Struct kwargs = 3;
-   */
-  kwargs?: JsonObject | undefined;
-
-  /**
-   * The queue to send it to; default: the task's own queue.
-   *
-   * @generated from field: string queue = 4;
-   */
-  queue: string;
-
-  /**
-   * While a task started with this key is not finished, another Start with it is refused.
-   *
-   * @generated from field: string exclusive_key = 5;
-   */
-  exclusiveKey: string;
-
-  /**
-   * A Start repeated with the same key returns the first task instead of starting another.
-   *
-   * @generated from field: string idempotency_key = 6;
-   */
-  idempotencyKey: string;
-
-  /**
-   * Do not start before this time (ETA).
-   *
-   * @generated from field: google.protobuf.Timestamp not_before = 7;
-   */
-  notBefore?: Timestamp | undefined;
-
-  /**
-   * Do not start before this span has passed (countdown). Exclusive with not_before.
-   *
-   * @generated from field: google.protobuf.Duration countdown = 8;
-   */
-  countdown?: Duration | undefined;
-
-  /**
-   * Revoke the task if it has not started by this time.
-   *
-   * @generated from field: google.protobuf.Timestamp expires_at = 9;
-   */
-  expiresAt?: Timestamp | undefined;
-
-  /**
-   * Stop the task by force after it has run this long (hard time limit).
-   *
-   * @generated from field: google.protobuf.Duration time_limit = 10;
-   */
-  timeLimit?: Duration | undefined;
-
-  /**
-   * @generated from field: taskwire.v1.RetryPolicy retry = 11;
-   */
-  retry?: RetryPolicy | undefined;
-};
-
-/**
- * Describes the message taskwire.v1.StartRequest.
- * Use `create(StartRequestSchema)` to create a new message.
- */
-export const StartRequestSchema: GenMessage<StartRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 1);
+  fileDesc("Ch50YXNrd2lyZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3Rhc2t3aXJlLnYxIjAKDVN0YXJ0UmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2siPwoQU3RhcnRNYW55UmVxdWVzdBIrCghyZXF1ZXN0cxgBIAMoCzIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdCI+ChFTdGFydE1hbnlSZXNwb25zZRIpCgdyZXN1bHRzGAEgAygLMhgudGFza3dpcmUudjEuU3RhcnRSZXN1bHQiZQoLU3RhcnRSZXN1bHQSIQoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2tIABIoCgVlcnJvchgCIAEoCzIXLnRhc2t3aXJlLnYxLlN0YXJ0RXJyb3JIAEIJCgdvdXRjb21lImwKClN0YXJ0RXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEhgKEGV4aXN0aW5nX3Rhc2tfaWQYAyABKAkSJQoHZGV0YWlscxgEIAMoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkiRAoQR2V0U3RhdHVzUmVxdWVzdBIKCgJpZBgBIAEoCRIVCg1leGNsdXNpdmVfa2V5GAIgASgJEg0KBXF1ZXVlGAMgASgJIjQKEUdldFN0YXR1c1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrImQKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkSFQoNZXhjbHVzaXZlX2tleRgCIAEoCRIRCgl0ZXJtaW5hdGUYAyABKAgSDgoGcmVhc29uGAQgASgJEg0KBXF1ZXVlGAUgASgJIm8KDkNhbmNlbFJlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrEisKB291dGNvbWUYAiABKA4yGi50YXNrd2lyZS52MS5DYW5jZWxPdXRjb21lEg8KB21lc3NhZ2UYAyABKAkidAoSV2F0Y2hTdGF0dXNSZXF1ZXN0EgoKAmlkGAEgASgJEhUKDWV4Y2x1c2l2ZV9rZXkYAiABKAkSGgoNYWZ0ZXJfdmVyc2lvbhgDIAEoBEgAiAEBEg0KBXF1ZXVlGAQgASgJQhAKDl9hZnRlcl92ZXJzaW9uIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJuChNXYXRjaFN0YXR1c1Jlc3BvbnNlEiEKBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrSAASKwoJaGVhcnRiZWF0GAIgASgLMhYudGFza3dpcmUudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQisQEKEExpc3RUYXNrc1JlcXVlc3QSDQoFcXVldWUYASABKAkSJgoGc3RhdGVzGAIgAygOMhYudGFza3dpcmUudjEuVGFza1N0YXRlEgwKBG5hbWUYAyABKAkSEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkSMQoNY3JlYXRlZF9hZnRlchgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTgoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50YXNrd2lyZS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChJXYXRjaEV2ZW50c1JlcXVlc3QSDQoFcXVldWUYASABKAkibgoTV2F0Y2hFdmVudHNSZXNwb25zZRIhCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFza0gAEisKCWhlYXJ0YmVhdBgCIAEoCzIWLnRhc2t3aXJlLnYxLkhlYXJ0YmVhdEgAQgcKBWV2ZW50ImYKC1J1blJlc3BvbnNlEiEKBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrSAASKwoJaGVhcnRiZWF0GAIgASgLMhYudGFza3dpcmUudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQqjgEKDUNhbmNlbE91dGNvbWUSHgoaQ0FOQ0VMX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZDQU5DRUxfT1VUQ09NRV9SRVZPS0VEEAESHAoYQ0FOQ0VMX09VVENPTUVfUkVRVUVTVEVEEAISIwofQ0FOQ0VMX09VVENPTUVfQUxSRUFEWV9GSU5JU0hFRBADMsUJCgtUYXNrU2VydmljZRI+CgVTdGFydBIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdBoaLnRhc2t3aXJlLnYxLlN0YXJ0UmVzcG9uc2USSgoJU3RhcnRNYW55Eh0udGFza3dpcmUudjEuU3RhcnRNYW55UmVxdWVzdBoeLnRhc2t3aXJlLnYxLlN0YXJ0TWFueVJlc3BvbnNlEkoKCUdldFN0YXR1cxIdLnRhc2t3aXJlLnYxLkdldFN0YXR1c1JlcXVlc3QaHi50YXNrd2lyZS52MS5HZXRTdGF0dXNSZXNwb25zZRJBCgZDYW5jZWwSGi50YXNrd2lyZS52MS5DYW5jZWxSZXF1ZXN0GhsudGFza3dpcmUudjEuQ2FuY2VsUmVzcG9uc2USUgoLV2F0Y2hTdGF0dXMSHy50YXNrd2lyZS52MS5XYXRjaFN0YXR1c1JlcXVlc3QaIC50YXNrd2lyZS52MS5XYXRjaFN0YXR1c1Jlc3BvbnNlMAESSgoJTGlzdFRhc2tzEh0udGFza3dpcmUudjEuTGlzdFRhc2tzUmVxdWVzdBoeLnRhc2t3aXJlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlElIKC1dhdGNoRXZlbnRzEh8udGFza3dpcmUudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GiAudGFza3dpcmUudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEjwKA1J1bhIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdBoYLnRhc2t3aXJlLnYxLlJ1blJlc3BvbnNlMAESVgoNU3RhcnRXb3JrZmxvdxIhLnRhc2t3aXJlLnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0GiIudGFza3dpcmUudjEuU3RhcnRXb3JrZmxvd1Jlc3BvbnNlElkKDkNyZWF0ZVNjaGVkdWxlEiIudGFza3dpcmUudjEuQ3JlYXRlU2NoZWR1bGVSZXF1ZXN0GiMudGFza3dpcmUudjEuQ3JlYXRlU2NoZWR1bGVSZXNwb25zZRJQCgtHZXRTY2hlZHVsZRIfLnRhc2t3aXJlLnYxLkdldFNjaGVkdWxlUmVxdWVzdBogLnRhc2t3aXJlLnYxLkdldFNjaGVkdWxlUmVzcG9uc2USVgoNTGlzdFNjaGVkdWxlcxIhLnRhc2t3aXJlLnYxLkxpc3RTY2hlZHVsZXNSZXF1ZXN0GiIudGFza3dpcmUudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlElkKDkRlbGV0ZVNjaGVkdWxlEiIudGFza3dpcmUudjEuRGVsZXRlU2NoZWR1bGVSZXF1ZXN0GiMudGFza3dpcmUudjEuRGVsZXRlU2NoZWR1bGVSZXNwb25zZRJWCg1QYXVzZVNjaGVkdWxlEiEudGFza3dpcmUudjEuUGF1c2VTY2hlZHVsZVJlcXVlc3QaIi50YXNrd2lyZS52MS5QYXVzZVNjaGVkdWxlUmVzcG9uc2USWQoOUmVzdW1lU2NoZWR1bGUSIi50YXNrd2lyZS52MS5SZXN1bWVTY2hlZHVsZVJlcXVlc3QaIy50YXNrd2lyZS52MS5SZXN1bWVTY2hlZHVsZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_timestamp, file_taskwire_v1_schedule, file_taskwire_v1_start, file_taskwire_v1_task, file_taskwire_v1_workflow]);
 
 /**
  * @generated from message taskwire.v1.StartResponse
@@ -162,7 +37,7 @@ export type StartResponse = Message<"taskwire.v1.StartResponse"> & {
  * Use `create(StartResponseSchema)` to create a new message.
  */
 export const StartResponseSchema: GenMessage<StartResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 2);
+  messageDesc(file_taskwire_v1_task_service, 0);
 
 /**
  * @generated from message taskwire.v1.StartManyRequest
@@ -179,7 +54,7 @@ export type StartManyRequest = Message<"taskwire.v1.StartManyRequest"> & {
  * Use `create(StartManyRequestSchema)` to create a new message.
  */
 export const StartManyRequestSchema: GenMessage<StartManyRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 3);
+  messageDesc(file_taskwire_v1_task_service, 1);
 
 /**
  * @generated from message taskwire.v1.StartManyResponse
@@ -198,7 +73,7 @@ export type StartManyResponse = Message<"taskwire.v1.StartManyResponse"> & {
  * Use `create(StartManyResponseSchema)` to create a new message.
  */
 export const StartManyResponseSchema: GenMessage<StartManyResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 4);
+  messageDesc(file_taskwire_v1_task_service, 2);
 
 /**
  * @generated from message taskwire.v1.StartResult
@@ -229,7 +104,7 @@ export type StartResult = Message<"taskwire.v1.StartResult"> & {
  * Use `create(StartResultSchema)` to create a new message.
  */
 export const StartResultSchema: GenMessage<StartResult> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 5);
+  messageDesc(file_taskwire_v1_task_service, 3);
 
 /**
  * @generated from message taskwire.v1.StartError
@@ -268,7 +143,7 @@ export type StartError = Message<"taskwire.v1.StartError"> & {
  * Use `create(StartErrorSchema)` to create a new message.
  */
 export const StartErrorSchema: GenMessage<StartError> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 6);
+  messageDesc(file_taskwire_v1_task_service, 4);
 
 /**
  * @generated from message taskwire.v1.GetStatusRequest
@@ -301,7 +176,7 @@ export type GetStatusRequest = Message<"taskwire.v1.GetStatusRequest"> & {
  * Use `create(GetStatusRequestSchema)` to create a new message.
  */
 export const GetStatusRequestSchema: GenMessage<GetStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 7);
+  messageDesc(file_taskwire_v1_task_service, 5);
 
 /**
  * @generated from message taskwire.v1.GetStatusResponse
@@ -318,7 +193,7 @@ export type GetStatusResponse = Message<"taskwire.v1.GetStatusResponse"> & {
  * Use `create(GetStatusResponseSchema)` to create a new message.
  */
 export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 8);
+  messageDesc(file_taskwire_v1_task_service, 6);
 
 /**
  * @generated from message taskwire.v1.CancelRequest
@@ -365,7 +240,7 @@ export type CancelRequest = Message<"taskwire.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 9);
+  messageDesc(file_taskwire_v1_task_service, 7);
 
 /**
  * @generated from message taskwire.v1.CancelResponse
@@ -397,7 +272,7 @@ export type CancelResponse = Message<"taskwire.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 10);
+  messageDesc(file_taskwire_v1_task_service, 8);
 
 /**
  * @generated from message taskwire.v1.WatchStatusRequest
@@ -437,7 +312,7 @@ export type WatchStatusRequest = Message<"taskwire.v1.WatchStatusRequest"> & {
  * Use `create(WatchStatusRequestSchema)` to create a new message.
  */
 export const WatchStatusRequestSchema: GenMessage<WatchStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 11);
+  messageDesc(file_taskwire_v1_task_service, 9);
 
 /**
  * Sent on a quiet stream every few seconds, so that proxies keep it open.
@@ -456,7 +331,7 @@ export type Heartbeat = Message<"taskwire.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 12);
+  messageDesc(file_taskwire_v1_task_service, 10);
 
 /**
  * @generated from message taskwire.v1.WatchStatusResponse
@@ -487,7 +362,7 @@ export type WatchStatusResponse = Message<"taskwire.v1.WatchStatusResponse"> & {
  * Use `create(WatchStatusResponseSchema)` to create a new message.
  */
 export const WatchStatusResponseSchema: GenMessage<WatchStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 13);
+  messageDesc(file_taskwire_v1_task_service, 11);
 
 /**
  * @generated from message taskwire.v1.ListTasksRequest
@@ -542,7 +417,7 @@ export type ListTasksRequest = Message<"taskwire.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 14);
+  messageDesc(file_taskwire_v1_task_service, 12);
 
 /**
  * @generated from message taskwire.v1.ListTasksResponse
@@ -566,7 +441,7 @@ export type ListTasksResponse = Message<"taskwire.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 15);
+  messageDesc(file_taskwire_v1_task_service, 13);
 
 /**
  * @generated from message taskwire.v1.WatchEventsRequest
@@ -585,7 +460,7 @@ export type WatchEventsRequest = Message<"taskwire.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 16);
+  messageDesc(file_taskwire_v1_task_service, 14);
 
 /**
  * @generated from message taskwire.v1.WatchEventsResponse
@@ -616,7 +491,38 @@ export type WatchEventsResponse = Message<"taskwire.v1.WatchEventsResponse"> & {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 17);
+  messageDesc(file_taskwire_v1_task_service, 15);
+
+/**
+ * @generated from message taskwire.v1.RunResponse
+ */
+export type RunResponse = Message<"taskwire.v1.RunResponse"> & {
+  /**
+   * @generated from oneof taskwire.v1.RunResponse.event
+   */
+  event: {
+    /**
+     * The record as of one version: the first as Start left it, the last terminal.
+     *
+     * @generated from field: taskwire.v1.Task task = 1;
+     */
+    value: Task;
+    case: "task";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.Heartbeat heartbeat = 2;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message taskwire.v1.RunResponse.
+ * Use `create(RunResponseSchema)` to create a new message.
+ */
+export const RunResponseSchema: GenMessage<RunResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 16);
 
 /**
  * What Cancel did.
@@ -666,6 +572,7 @@ export const TaskService: GenService<{
   /**
    * Queue a task. Refused with ALREADY_EXISTS while a task with the same exclusive_key is
    * not finished.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    *
    * @generated from rpc taskwire.v1.TaskService.Start
    */
@@ -733,6 +640,81 @@ export const TaskService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * Start a task and stream its record to the terminal state: Start and WatchStatus in one
+   * call (Celery's apply_async().get()).
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc taskwire.v1.TaskService.Run
+   */
+  run: {
+    methodKind: "server_streaming";
+    input: typeof StartRequestSchema;
+    output: typeof RunResponseSchema;
+  },
+  /**
+   * Start a workflow (chain, group, chord); its id works with every call a task's does.
+   *
+   * @generated from rpc taskwire.v1.TaskService.StartWorkflow
+   */
+  startWorkflow: {
+    methodKind: "unary";
+    input: typeof StartWorkflowRequestSchema;
+    output: typeof StartWorkflowResponseSchema;
+  },
+  /**
+   * Periodic tasks: each tick of a schedule starts exactly one task.
+   *
+   * @generated from rpc taskwire.v1.TaskService.CreateSchedule
+   */
+  createSchedule: {
+    methodKind: "unary";
+    input: typeof CreateScheduleRequestSchema;
+    output: typeof CreateScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc taskwire.v1.TaskService.GetSchedule
+   */
+  getSchedule: {
+    methodKind: "unary";
+    input: typeof GetScheduleRequestSchema;
+    output: typeof GetScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc taskwire.v1.TaskService.ListSchedules
+   */
+  listSchedules: {
+    methodKind: "unary";
+    input: typeof ListSchedulesRequestSchema;
+    output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * Stops the schedule at once: no run starts after the call returns.
+   *
+   * @generated from rpc taskwire.v1.TaskService.DeleteSchedule
+   */
+  deleteSchedule: {
+    methodKind: "unary";
+    input: typeof DeleteScheduleRequestSchema;
+    output: typeof DeleteScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc taskwire.v1.TaskService.PauseSchedule
+   */
+  pauseSchedule: {
+    methodKind: "unary";
+    input: typeof PauseScheduleRequestSchema;
+    output: typeof PauseScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc taskwire.v1.TaskService.ResumeSchedule
+   */
+  resumeSchedule: {
+    methodKind: "unary";
+    input: typeof ResumeScheduleRequestSchema;
+    output: typeof ResumeScheduleResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskwire_v1_task_service, 0);
