@@ -14,10 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   GetStatusRequestSchema,
   TaskService,
+  StartRequestSchema,
   StartResponseSchema,
   WatchStatusRequestSchema,
 } from '../gen/taskwire/v1/task_service_pb.js';
-import { StartRequestSchema } from '../gen/taskwire/v1/start_pb.js';
 import { createTaskwireClient, TaskwireClient } from '../src/client/index.js';
 import { serverStreamsOpen } from './helpers/metrics.js';
 import { startStack, type Stack } from './helpers/stack.js';

@@ -9,7 +9,7 @@ import type { Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BadRequestSchema, ErrorInfoSchema } from '../gen/google/rpc/error_details_pb.js';
-import { StartRequestSchema } from '../gen/taskwire/v1/start_pb.js';
+import { StartRequestSchema } from '../gen/taskwire/v1/task_service_pb.js';
 import { Code, ConnectError, createTaskwireClient, resultOf, TaskState, TaskwireClient, type Task } from '../src/client/index.js';
 import { startStack, type Stack } from './helpers/stack.js';
 

@@ -14,7 +14,7 @@
  *           the task's finish time to its arrival on the stream
  */
 import { create } from '@bufbuild/protobuf';
-import { StartRequestSchema } from '../../gen/taskwire/v1/start_pb.js';
+import { StartRequestSchema } from '../../gen/taskwire/v1/task_service_pb.js';
 import { TaskState } from '../../gen/taskwire/v1/task_pb.js';
 import { TERMINAL, TaskwireClient } from '../../src/client/index.js';
 import { inFlight } from '../lib/stats.js';

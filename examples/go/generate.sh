@@ -8,10 +8,11 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 proto=$here/../../proto
 pkg=taskwire.example/hello/gen/taskwire/v1
-map="Mtaskwire/v1/task.proto=$pkg;taskwirev1,Mtaskwire/v1/task_service.proto=$pkg;taskwirev1"
+map=$(for f in "$proto"/taskwire/v1/*.proto; do printf 'Mtaskwire/v1/%s=%s;taskwirev1,' "$(basename "$f")" "$pkg"; done)
+map=${map%,}
 mkdir -p "$here/gen"
 protoc -I "$proto" \
   --go_out="$here/gen" --go_opt=paths=source_relative,"$map" \
   --go-grpc_out="$here/gen" --go-grpc_opt=paths=source_relative,"$map" \
-  "$proto/taskwire/v1/task.proto" "$proto/taskwire/v1/task_service.proto"
+  "$proto"/taskwire/v1/*.proto
 echo "generated taskwire.v1 into $here/gen"

@@ -4,7 +4,7 @@
 #   apt-get install -y protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf
 # or, with pip: pip install grpcio-tools, then
 #   python3 -m grpc_tools.protoc -I ../../proto --python_out=gen --grpc_python_out=gen \
-#     ../../proto/taskwire/v1/task.proto ../../proto/taskwire/v1/task_service.proto
+#     ../../proto/taskwire/v1/*.proto
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/gen}
@@ -14,5 +14,5 @@ protoc -I "$proto" \
   --python_out="$out" \
   --grpc_python_out="$out" \
   --plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" \
-  "$proto/taskwire/v1/task.proto" "$proto/taskwire/v1/task_service.proto"
+  "$proto"/taskwire/v1/*.proto
 echo "generated taskwire.v1 into $out"

@@ -17,8 +17,7 @@ import { durationFromMs, ListValueSchema, timestampFromMs, ValueSchema } from '@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import { compressionGzip, createGrpcTransport } from '@connectrpc/connect-node';
 import { TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
-import { StartRequestSchema } from '../../gen/taskwire/v1/start_pb.js';
-import { CancelOutcome, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
+import { CancelOutcome, StartRequestSchema, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
 import type { JsonObject, JsonValue } from '../json.js';
 import type { TaskArgs, TaskDefinition, TaskKwargs } from '../tasks/define.js';
 import { createTaskwireTransport } from './grpcTransport.js';

@@ -8,8 +8,7 @@
  */
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import type { Task } from '../../gen/taskwire/v1/task_pb.js';
-import type { StartRequest } from '../../gen/taskwire/v1/start_pb.js';
-import type { StartResult, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
+import type { StartRequest, StartResult, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
 
 interface Pending {
   request: StartRequest;

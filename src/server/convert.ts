@@ -10,7 +10,7 @@ import {
   type Timestamp,
 } from '@bufbuild/protobuf/wkt';
 import { TaskErrorSchema, TaskSchema, TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
-import type { StartRequest } from '../../gen/taskwire/v1/start_pb.js';
+import type { StartRequest } from '../../gen/taskwire/v1/task_service_pb.js';
 import type { JsonValue } from '../json.js';
 import type { TaskRecord } from '../store/record.js';
 import type { State } from '../store/states.js';

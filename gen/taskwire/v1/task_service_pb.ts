@@ -4,23 +4,148 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Any, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_any, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { CreateScheduleRequestSchema, CreateScheduleResponseSchema, DeleteScheduleRequestSchema, DeleteScheduleResponseSchema, GetScheduleRequestSchema, GetScheduleResponseSchema, ListSchedulesRequestSchema, ListSchedulesResponseSchema, PauseScheduleRequestSchema, PauseScheduleResponseSchema, ResumeScheduleRequestSchema, ResumeScheduleResponseSchema } from "./schedule_pb.js";
-import { file_taskwire_v1_schedule } from "./schedule_pb.js";
-import type { StartRequest, StartRequestSchema } from "./start_pb.js";
-import { file_taskwire_v1_start } from "./start_pb.js";
+import type { Any, Duration, ListValue, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Task, TaskState } from "./task_pb.js";
 import { file_taskwire_v1_task } from "./task_pb.js";
-import type { StartWorkflowRequestSchema, StartWorkflowResponseSchema } from "./workflow_pb.js";
-import { file_taskwire_v1_workflow } from "./workflow_pb.js";
-import type { Message } from "@bufbuild/protobuf";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file taskwire/v1/task_service.proto.
  */
 export const file_taskwire_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch50YXNrd2lyZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3Rhc2t3aXJlLnYxIjAKDVN0YXJ0UmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2siPwoQU3RhcnRNYW55UmVxdWVzdBIrCghyZXF1ZXN0cxgBIAMoCzIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdCI+ChFTdGFydE1hbnlSZXNwb25zZRIpCgdyZXN1bHRzGAEgAygLMhgudGFza3dpcmUudjEuU3RhcnRSZXN1bHQiZQoLU3RhcnRSZXN1bHQSIQoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2tIABIoCgVlcnJvchgCIAEoCzIXLnRhc2t3aXJlLnYxLlN0YXJ0RXJyb3JIAEIJCgdvdXRjb21lImwKClN0YXJ0RXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEhgKEGV4aXN0aW5nX3Rhc2tfaWQYAyABKAkSJQoHZGV0YWlscxgEIAMoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkiRAoQR2V0U3RhdHVzUmVxdWVzdBIKCgJpZBgBIAEoCRIVCg1leGNsdXNpdmVfa2V5GAIgASgJEg0KBXF1ZXVlGAMgASgJIjQKEUdldFN0YXR1c1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrImQKDUNhbmNlbFJlcXVlc3QSCgoCaWQYASABKAkSFQoNZXhjbHVzaXZlX2tleRgCIAEoCRIRCgl0ZXJtaW5hdGUYAyABKAgSDgoGcmVhc29uGAQgASgJEg0KBXF1ZXVlGAUgASgJIm8KDkNhbmNlbFJlc3BvbnNlEh8KBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrEisKB291dGNvbWUYAiABKA4yGi50YXNrd2lyZS52MS5DYW5jZWxPdXRjb21lEg8KB21lc3NhZ2UYAyABKAkidAoSV2F0Y2hTdGF0dXNSZXF1ZXN0EgoKAmlkGAEgASgJEhUKDWV4Y2x1c2l2ZV9rZXkYAiABKAkSGgoNYWZ0ZXJfdmVyc2lvbhgDIAEoBEgAiAEBEg0KBXF1ZXVlGAQgASgJQhAKDl9hZnRlcl92ZXJzaW9uIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJuChNXYXRjaFN0YXR1c1Jlc3BvbnNlEiEKBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrSAASKwoJaGVhcnRiZWF0GAIgASgLMhYudGFza3dpcmUudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQisQEKEExpc3RUYXNrc1JlcXVlc3QSDQoFcXVldWUYASABKAkSJgoGc3RhdGVzGAIgAygOMhYudGFza3dpcmUudjEuVGFza1N0YXRlEgwKBG5hbWUYAyABKAkSEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkSMQoNY3JlYXRlZF9hZnRlchgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTgoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50YXNrd2lyZS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChJXYXRjaEV2ZW50c1JlcXVlc3QSDQoFcXVldWUYASABKAkibgoTV2F0Y2hFdmVudHNSZXNwb25zZRIhCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFza0gAEisKCWhlYXJ0YmVhdBgCIAEoCzIWLnRhc2t3aXJlLnYxLkhlYXJ0YmVhdEgAQgcKBWV2ZW50ImYKC1J1blJlc3BvbnNlEiEKBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrSAASKwoJaGVhcnRiZWF0GAIgASgLMhYudGFza3dpcmUudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQqjgEKDUNhbmNlbE91dGNvbWUSHgoaQ0FOQ0VMX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZDQU5DRUxfT1VUQ09NRV9SRVZPS0VEEAESHAoYQ0FOQ0VMX09VVENPTUVfUkVRVUVTVEVEEAISIwofQ0FOQ0VMX09VVENPTUVfQUxSRUFEWV9GSU5JU0hFRBADMsUJCgtUYXNrU2VydmljZRI+CgVTdGFydBIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdBoaLnRhc2t3aXJlLnYxLlN0YXJ0UmVzcG9uc2USSgoJU3RhcnRNYW55Eh0udGFza3dpcmUudjEuU3RhcnRNYW55UmVxdWVzdBoeLnRhc2t3aXJlLnYxLlN0YXJ0TWFueVJlc3BvbnNlEkoKCUdldFN0YXR1cxIdLnRhc2t3aXJlLnYxLkdldFN0YXR1c1JlcXVlc3QaHi50YXNrd2lyZS52MS5HZXRTdGF0dXNSZXNwb25zZRJBCgZDYW5jZWwSGi50YXNrd2lyZS52MS5DYW5jZWxSZXF1ZXN0GhsudGFza3dpcmUudjEuQ2FuY2VsUmVzcG9uc2USUgoLV2F0Y2hTdGF0dXMSHy50YXNrd2lyZS52MS5XYXRjaFN0YXR1c1JlcXVlc3QaIC50YXNrd2lyZS52MS5XYXRjaFN0YXR1c1Jlc3BvbnNlMAESSgoJTGlzdFRhc2tzEh0udGFza3dpcmUudjEuTGlzdFRhc2tzUmVxdWVzdBoeLnRhc2t3aXJlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlElIKC1dhdGNoRXZlbnRzEh8udGFza3dpcmUudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GiAudGFza3dpcmUudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEjwKA1J1bhIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdBoYLnRhc2t3aXJlLnYxLlJ1blJlc3BvbnNlMAESVgoNU3RhcnRXb3JrZmxvdxIhLnRhc2t3aXJlLnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0GiIudGFza3dpcmUudjEuU3RhcnRXb3JrZmxvd1Jlc3BvbnNlElkKDkNyZWF0ZVNjaGVkdWxlEiIudGFza3dpcmUudjEuQ3JlYXRlU2NoZWR1bGVSZXF1ZXN0GiMudGFza3dpcmUudjEuQ3JlYXRlU2NoZWR1bGVSZXNwb25zZRJQCgtHZXRTY2hlZHVsZRIfLnRhc2t3aXJlLnYxLkdldFNjaGVkdWxlUmVxdWVzdBogLnRhc2t3aXJlLnYxLkdldFNjaGVkdWxlUmVzcG9uc2USVgoNTGlzdFNjaGVkdWxlcxIhLnRhc2t3aXJlLnYxLkxpc3RTY2hlZHVsZXNSZXF1ZXN0GiIudGFza3dpcmUudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlElkKDkRlbGV0ZVNjaGVkdWxlEiIudGFza3dpcmUudjEuRGVsZXRlU2NoZWR1bGVSZXF1ZXN0GiMudGFza3dpcmUudjEuRGVsZXRlU2NoZWR1bGVSZXNwb25zZRJWCg1QYXVzZVNjaGVkdWxlEiEudGFza3dpcmUudjEuUGF1c2VTY2hlZHVsZVJlcXVlc3QaIi50YXNrd2lyZS52MS5QYXVzZVNjaGVkdWxlUmVzcG9uc2USWQoOUmVzdW1lU2NoZWR1bGUSIi50YXNrd2lyZS52MS5SZXN1bWVTY2hlZHVsZVJlcXVlc3QaIy50YXNrd2lyZS52MS5SZXN1bWVTY2hlZHVsZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_timestamp, file_taskwire_v1_schedule, file_taskwire_v1_start, file_taskwire_v1_task, file_taskwire_v1_workflow]);
+  fileDesc("Ch50YXNrd2lyZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3Rhc2t3aXJlLnYxIpkBCgtSZXRyeVBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKA0SMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCHJldHJ5X29uGAQgAygJIpQDCgxTdGFydFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIoCgRhcmdzGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZRInCgZrd2FyZ3MYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBXF1ZXVlGAQgASgJEhUKDWV4Y2x1c2l2ZV9rZXkYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEi4KCm5vdF9iZWZvcmUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCWNvdW50ZG93bhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgp0aW1lX2xpbWl0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEicKBXJldHJ5GAsgASgLMhgudGFza3dpcmUudjEuUmV0cnlQb2xpY3kiMAoNU3RhcnRSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFzayI/ChBTdGFydE1hbnlSZXF1ZXN0EisKCHJlcXVlc3RzGAEgAygLMhkudGFza3dpcmUudjEuU3RhcnRSZXF1ZXN0Ij4KEVN0YXJ0TWFueVJlc3BvbnNlEikKB3Jlc3VsdHMYASADKAsyGC50YXNrd2lyZS52MS5TdGFydFJlc3VsdCJlCgtTdGFydFJlc3VsdBIhCgR0YXNrGAEgASgLMhEudGFza3dpcmUudjEuVGFza0gAEigKBWVycm9yGAIgASgLMhcudGFza3dpcmUudjEuU3RhcnRFcnJvckgAQgkKB291dGNvbWUibAoKU3RhcnRFcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSGAoQZXhpc3RpbmdfdGFza19pZBgDIAEoCRIlCgdkZXRhaWxzGAQgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSJEChBHZXRTdGF0dXNSZXF1ZXN0EgoKAmlkGAEgASgJEhUKDWV4Y2x1c2l2ZV9rZXkYAiABKAkSDQoFcXVldWUYAyABKAkiNAoRR2V0U3RhdHVzUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2siZAoNQ2FuY2VsUmVxdWVzdBIKCgJpZBgBIAEoCRIVCg1leGNsdXNpdmVfa2V5GAIgASgJEhEKCXRlcm1pbmF0ZRgDIAEoCBIOCgZyZWFzb24YBCABKAkSDQoFcXVldWUYBSABKAkibwoOQ2FuY2VsUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2sSKwoHb3V0Y29tZRgCIAEoDjIaLnRhc2t3aXJlLnYxLkNhbmNlbE91dGNvbWUSDwoHbWVzc2FnZRgDIAEoCSJ0ChJXYXRjaFN0YXR1c1JlcXVlc3QSCgoCaWQYASABKAkSFQoNZXhjbHVzaXZlX2tleRgCIAEoCRIaCg1hZnRlcl92ZXJzaW9uGAMgASgESACIAQESDQoFcXVldWUYBCABKAlCEAoOX2FmdGVyX3ZlcnNpb24iNQoJSGVhcnRiZWF0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm4KE1dhdGNoU3RhdHVzUmVzcG9uc2USIQoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2tIABIrCgloZWFydGJlYXQYAiABKAsyFi50YXNrd2lyZS52MS5IZWFydGJlYXRIAEIHCgVldmVudCKxAQoQTGlzdFRhc2tzUmVxdWVzdBINCgVxdWV1ZRgBIAEoCRImCgZzdGF0ZXMYAiADKA4yFi50YXNrd2lyZS52MS5UYXNrU3RhdGUSDAoEbmFtZRgDIAEoCRIRCglwYWdlX3NpemUYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCRIxCg1jcmVhdGVkX2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRhc2t3aXJlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiMKEldhdGNoRXZlbnRzUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSJuChNXYXRjaEV2ZW50c1Jlc3BvbnNlEiEKBHRhc2sYASABKAsyES50YXNrd2lyZS52MS5UYXNrSAASKwoJaGVhcnRiZWF0GAIgASgLMhYudGFza3dpcmUudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQiZgoLUnVuUmVzcG9uc2USIQoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2tIABIrCgloZWFydGJlYXQYAiABKAsyFi50YXNrd2lyZS52MS5IZWFydGJlYXRIAEIHCgVldmVudCK7AQoEU3RlcBIpCgR0YXNrGAEgASgLMhkudGFza3dpcmUudjEuU3RhcnRSZXF1ZXN0SAASIwoFY2hhaW4YAiABKAsyEi50YXNrd2lyZS52MS5DaGFpbkgAEiMKBWdyb3VwGAMgASgLMhIudGFza3dpcmUudjEuR3JvdXBIABIjCgVjaG9yZBgEIAEoCzISLnRhc2t3aXJlLnYxLkNob3JkSAASEQoJaW1tdXRhYmxlGAUgASgIQgYKBGtpbmQiKQoFQ2hhaW4SIAoFc3RlcHMYASADKAsyES50YXNrd2lyZS52MS5TdGVwIikKBUdyb3VwEiAKBXN0ZXBzGAEgAygLMhEudGFza3dpcmUudjEuU3RlcCJMCgVDaG9yZBIiCgZoZWFkZXIYASABKAsyEi50YXNrd2lyZS52MS5Hcm91cBIfCgRib2R5GAIgASgLMhEudGFza3dpcmUudjEuU3RlcCJ2ChRTdGFydFdvcmtmbG93UmVxdWVzdBIfCgRyb290GAEgASgLMhEudGFza3dpcmUudjEuU3RlcBINCgVxdWV1ZRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSFQoNZXhjbHVzaXZlX2tleRgEIAEoCSI4ChVTdGFydFdvcmtmbG93UmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRhc2t3aXJlLnYxLlRhc2siygIKCFNjaGVkdWxlEgoKAmlkGAEgASgJEioKBWV2ZXJ5GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uSAASDgoEY3JvbhgDIAEoCUgAEicKBHRhc2sYBCABKAsyGS50YXNrd2lyZS52MS5TdGFydFJlcXVlc3QSEAoIdGltZXpvbmUYBSABKAkSKwoHb3ZlcmxhcBgGIAEoDjIaLnRhc2t3aXJlLnYxLk92ZXJsYXBQb2xpY3kSDgoGcGF1c2VkGAcgASgIEi8KC25leHRfcnVuX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtsYXN0X3J1bl9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbGFzdF90YXNrX2lkGAogASgJQgYKBHdoZW4iUQoVQ3JlYXRlU2NoZWR1bGVSZXF1ZXN0EicKCHNjaGVkdWxlGAEgASgLMhUudGFza3dpcmUudjEuU2NoZWR1bGUSDwoHcmVwbGFjZRgCIAEoCCJBChZDcmVhdGVTY2hlZHVsZVJlc3BvbnNlEicKCHNjaGVkdWxlGAEgASgLMhUudGFza3dpcmUudjEuU2NoZWR1bGUiIAoSR2V0U2NoZWR1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIj4KE0dldFNjaGVkdWxlUmVzcG9uc2USJwoIc2NoZWR1bGUYASABKAsyFS50YXNrd2lyZS52MS5TY2hlZHVsZSIWChRMaXN0U2NoZWR1bGVzUmVxdWVzdCJBChVMaXN0U2NoZWR1bGVzUmVzcG9uc2USKAoJc2NoZWR1bGVzGAEgAygLMhUudGFza3dpcmUudjEuU2NoZWR1bGUiIwoVRGVsZXRlU2NoZWR1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlbGV0ZVNjaGVkdWxlUmVzcG9uc2UiIgoUUGF1c2VTY2hlZHVsZVJlcXVlc3QSCgoCaWQYASABKAkiQAoVUGF1c2VTY2hlZHVsZVJlc3BvbnNlEicKCHNjaGVkdWxlGAEgASgLMhUudGFza3dpcmUudjEuU2NoZWR1bGUiIwoVUmVzdW1lU2NoZWR1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIkEKFlJlc3VtZVNjaGVkdWxlUmVzcG9uc2USJwoIc2NoZWR1bGUYASABKAsyFS50YXNrd2lyZS52MS5TY2hlZHVsZSqOAQoNQ2FuY2VsT3V0Y29tZRIeChpDQU5DRUxfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhoKFkNBTkNFTF9PVVRDT01FX1JFVk9LRUQQARIcChhDQU5DRUxfT1VUQ09NRV9SRVFVRVNURUQQAhIjCh9DQU5DRUxfT1VUQ09NRV9BTFJFQURZX0ZJTklTSEVEEAMqYgoNT3ZlcmxhcFBvbGljeRIeChpPVkVSTEFQX1BPTElDWV9VTlNQRUNJRklFRBAAEhgKFE9WRVJMQVBfUE9MSUNZX0FMTE9XEAESFwoTT1ZFUkxBUF9QT0xJQ1lfU0tJUBACMsUJCgtUYXNrU2VydmljZRI+CgVTdGFydBIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdBoaLnRhc2t3aXJlLnYxLlN0YXJ0UmVzcG9uc2USSgoJU3RhcnRNYW55Eh0udGFza3dpcmUudjEuU3RhcnRNYW55UmVxdWVzdBoeLnRhc2t3aXJlLnYxLlN0YXJ0TWFueVJlc3BvbnNlEkoKCUdldFN0YXR1cxIdLnRhc2t3aXJlLnYxLkdldFN0YXR1c1JlcXVlc3QaHi50YXNrd2lyZS52MS5HZXRTdGF0dXNSZXNwb25zZRJBCgZDYW5jZWwSGi50YXNrd2lyZS52MS5DYW5jZWxSZXF1ZXN0GhsudGFza3dpcmUudjEuQ2FuY2VsUmVzcG9uc2USUgoLV2F0Y2hTdGF0dXMSHy50YXNrd2lyZS52MS5XYXRjaFN0YXR1c1JlcXVlc3QaIC50YXNrd2lyZS52MS5XYXRjaFN0YXR1c1Jlc3BvbnNlMAESSgoJTGlzdFRhc2tzEh0udGFza3dpcmUudjEuTGlzdFRhc2tzUmVxdWVzdBoeLnRhc2t3aXJlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlElIKC1dhdGNoRXZlbnRzEh8udGFza3dpcmUudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GiAudGFza3dpcmUudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEjwKA1J1bhIZLnRhc2t3aXJlLnYxLlN0YXJ0UmVxdWVzdBoYLnRhc2t3aXJlLnYxLlJ1blJlc3BvbnNlMAESVgoNU3RhcnRXb3JrZmxvdxIhLnRhc2t3aXJlLnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0GiIudGFza3dpcmUudjEuU3RhcnRXb3JrZmxvd1Jlc3BvbnNlElkKDkNyZWF0ZVNjaGVkdWxlEiIudGFza3dpcmUudjEuQ3JlYXRlU2NoZWR1bGVSZXF1ZXN0GiMudGFza3dpcmUudjEuQ3JlYXRlU2NoZWR1bGVSZXNwb25zZRJQCgtHZXRTY2hlZHVsZRIfLnRhc2t3aXJlLnYxLkdldFNjaGVkdWxlUmVxdWVzdBogLnRhc2t3aXJlLnYxLkdldFNjaGVkdWxlUmVzcG9uc2USVgoNTGlzdFNjaGVkdWxlcxIhLnRhc2t3aXJlLnYxLkxpc3RTY2hlZHVsZXNSZXF1ZXN0GiIudGFza3dpcmUudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlElkKDkRlbGV0ZVNjaGVkdWxlEiIudGFza3dpcmUudjEuRGVsZXRlU2NoZWR1bGVSZXF1ZXN0GiMudGFza3dpcmUudjEuRGVsZXRlU2NoZWR1bGVSZXNwb25zZRJWCg1QYXVzZVNjaGVkdWxlEiEudGFza3dpcmUudjEuUGF1c2VTY2hlZHVsZVJlcXVlc3QaIi50YXNrd2lyZS52MS5QYXVzZVNjaGVkdWxlUmVzcG9uc2USWQoOUmVzdW1lU2NoZWR1bGUSIi50YXNrd2lyZS52MS5SZXN1bWVTY2hlZHVsZVJlcXVlc3QaIy50YXNrd2lyZS52MS5SZXN1bWVTY2hlZHVsZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskwire_v1_task]);
+
+/**
+ * How a failed attempt is retried.
+ *
+ * @generated from message taskwire.v1.RetryPolicy
+ */
+export type RetryPolicy = Message<"taskwire.v1.RetryPolicy"> & {
+  /**
+   * Attempts in all, the first run included. 0 means the task's own default.
+   *
+   * @generated from field: uint32 max_attempts = 1;
+   */
+  maxAttempts: number;
+
+  /**
+   * The wait before the second attempt; it doubles for each attempt after (default 1s).
+   *
+   * @generated from field: google.protobuf.Duration initial_backoff = 2;
+   */
+  initialBackoff?: Duration | undefined;
+
+  /**
+   * The longest wait between attempts (default 5m).
+   *
+   * @generated from field: google.protobuf.Duration max_backoff = 3;
+   */
+  maxBackoff?: Duration | undefined;
+
+  /**
+   * Error types (the error's name) that are retried, or "*" for any. Empty: the task's own
+   * list (by default none). EncodeError, TimeLimitExceeded and revocations are never
+   * retried; a task whose worker was lost runs again while attempts remain.
+   *
+   * @generated from field: repeated string retry_on = 4;
+   */
+  retryOn: string[];
+};
+
+/**
+ * Describes the message taskwire.v1.RetryPolicy.
+ * Use `create(RetryPolicySchema)` to create a new message.
+ */
+export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 0);
+
+/**
+ * @generated from message taskwire.v1.StartRequest
+ */
+export type StartRequest = Message<"taskwire.v1.StartRequest"> & {
+  /**
+   * A registered task name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Positional arguments (a JSON list).
+   *
+   * @generated from field: google.protobuf.ListValue args = 2;
+   */
+  args?: ListValue | undefined;
+
+  /**
+   * Keyword arguments (a JSON object).
+   *
+   * @generated from field: google.protobuf.Struct kwargs = 3;
+   */
+  kwargs?: JsonObject | undefined;
+
+  /**
+   * The queue to send it to; default: the task's own queue.
+   *
+   * @generated from field: string queue = 4;
+   */
+  queue: string;
+
+  /**
+   * While a task started with this key is not finished, another Start with it is refused.
+   *
+   * @generated from field: string exclusive_key = 5;
+   */
+  exclusiveKey: string;
+
+  /**
+   * A Start repeated with the same key returns the first task instead of starting another.
+   *
+   * @generated from field: string idempotency_key = 6;
+   */
+  idempotencyKey: string;
+
+  /**
+   * Do not start before this time (ETA).
+   *
+   * @generated from field: google.protobuf.Timestamp not_before = 7;
+   */
+  notBefore?: Timestamp | undefined;
+
+  /**
+   * Do not start before this span has passed (countdown). Exclusive with not_before.
+   *
+   * @generated from field: google.protobuf.Duration countdown = 8;
+   */
+  countdown?: Duration | undefined;
+
+  /**
+   * Revoke the task if it has not started by this time.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 9;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * Stop the task by force after it has run this long (hard time limit).
+   *
+   * @generated from field: google.protobuf.Duration time_limit = 10;
+   */
+  timeLimit?: Duration | undefined;
+
+  /**
+   * @generated from field: taskwire.v1.RetryPolicy retry = 11;
+   */
+  retry?: RetryPolicy | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.StartRequest.
+ * Use `create(StartRequestSchema)` to create a new message.
+ */
+export const StartRequestSchema: GenMessage<StartRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 1);
 
 /**
  * @generated from message taskwire.v1.StartResponse
@@ -37,7 +162,7 @@ export type StartResponse = Message<"taskwire.v1.StartResponse"> & {
  * Use `create(StartResponseSchema)` to create a new message.
  */
 export const StartResponseSchema: GenMessage<StartResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 0);
+  messageDesc(file_taskwire_v1_task_service, 2);
 
 /**
  * @generated from message taskwire.v1.StartManyRequest
@@ -54,7 +179,7 @@ export type StartManyRequest = Message<"taskwire.v1.StartManyRequest"> & {
  * Use `create(StartManyRequestSchema)` to create a new message.
  */
 export const StartManyRequestSchema: GenMessage<StartManyRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 1);
+  messageDesc(file_taskwire_v1_task_service, 3);
 
 /**
  * @generated from message taskwire.v1.StartManyResponse
@@ -73,7 +198,7 @@ export type StartManyResponse = Message<"taskwire.v1.StartManyResponse"> & {
  * Use `create(StartManyResponseSchema)` to create a new message.
  */
 export const StartManyResponseSchema: GenMessage<StartManyResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 2);
+  messageDesc(file_taskwire_v1_task_service, 4);
 
 /**
  * @generated from message taskwire.v1.StartResult
@@ -104,7 +229,7 @@ export type StartResult = Message<"taskwire.v1.StartResult"> & {
  * Use `create(StartResultSchema)` to create a new message.
  */
 export const StartResultSchema: GenMessage<StartResult> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 3);
+  messageDesc(file_taskwire_v1_task_service, 5);
 
 /**
  * @generated from message taskwire.v1.StartError
@@ -143,7 +268,7 @@ export type StartError = Message<"taskwire.v1.StartError"> & {
  * Use `create(StartErrorSchema)` to create a new message.
  */
 export const StartErrorSchema: GenMessage<StartError> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 4);
+  messageDesc(file_taskwire_v1_task_service, 6);
 
 /**
  * @generated from message taskwire.v1.GetStatusRequest
@@ -176,7 +301,7 @@ export type GetStatusRequest = Message<"taskwire.v1.GetStatusRequest"> & {
  * Use `create(GetStatusRequestSchema)` to create a new message.
  */
 export const GetStatusRequestSchema: GenMessage<GetStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 5);
+  messageDesc(file_taskwire_v1_task_service, 7);
 
 /**
  * @generated from message taskwire.v1.GetStatusResponse
@@ -193,7 +318,7 @@ export type GetStatusResponse = Message<"taskwire.v1.GetStatusResponse"> & {
  * Use `create(GetStatusResponseSchema)` to create a new message.
  */
 export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 6);
+  messageDesc(file_taskwire_v1_task_service, 8);
 
 /**
  * @generated from message taskwire.v1.CancelRequest
@@ -240,7 +365,7 @@ export type CancelRequest = Message<"taskwire.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 7);
+  messageDesc(file_taskwire_v1_task_service, 9);
 
 /**
  * @generated from message taskwire.v1.CancelResponse
@@ -272,7 +397,7 @@ export type CancelResponse = Message<"taskwire.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 8);
+  messageDesc(file_taskwire_v1_task_service, 10);
 
 /**
  * @generated from message taskwire.v1.WatchStatusRequest
@@ -312,7 +437,7 @@ export type WatchStatusRequest = Message<"taskwire.v1.WatchStatusRequest"> & {
  * Use `create(WatchStatusRequestSchema)` to create a new message.
  */
 export const WatchStatusRequestSchema: GenMessage<WatchStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 9);
+  messageDesc(file_taskwire_v1_task_service, 11);
 
 /**
  * Sent on a quiet stream every few seconds, so that proxies keep it open.
@@ -331,7 +456,7 @@ export type Heartbeat = Message<"taskwire.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 10);
+  messageDesc(file_taskwire_v1_task_service, 12);
 
 /**
  * @generated from message taskwire.v1.WatchStatusResponse
@@ -362,7 +487,7 @@ export type WatchStatusResponse = Message<"taskwire.v1.WatchStatusResponse"> & {
  * Use `create(WatchStatusResponseSchema)` to create a new message.
  */
 export const WatchStatusResponseSchema: GenMessage<WatchStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 11);
+  messageDesc(file_taskwire_v1_task_service, 13);
 
 /**
  * @generated from message taskwire.v1.ListTasksRequest
@@ -417,7 +542,7 @@ export type ListTasksRequest = Message<"taskwire.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 12);
+  messageDesc(file_taskwire_v1_task_service, 14);
 
 /**
  * @generated from message taskwire.v1.ListTasksResponse
@@ -441,7 +566,7 @@ export type ListTasksResponse = Message<"taskwire.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 13);
+  messageDesc(file_taskwire_v1_task_service, 15);
 
 /**
  * @generated from message taskwire.v1.WatchEventsRequest
@@ -460,7 +585,7 @@ export type WatchEventsRequest = Message<"taskwire.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 14);
+  messageDesc(file_taskwire_v1_task_service, 16);
 
 /**
  * @generated from message taskwire.v1.WatchEventsResponse
@@ -491,7 +616,7 @@ export type WatchEventsResponse = Message<"taskwire.v1.WatchEventsResponse"> & {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 15);
+  messageDesc(file_taskwire_v1_task_service, 17);
 
 /**
  * @generated from message taskwire.v1.RunResponse
@@ -522,7 +647,470 @@ export type RunResponse = Message<"taskwire.v1.RunResponse"> & {
  * Use `create(RunResponseSchema)` to create a new message.
  */
 export const RunResponseSchema: GenMessage<RunResponse> = /*@__PURE__*/
-  messageDesc(file_taskwire_v1_task_service, 16);
+  messageDesc(file_taskwire_v1_task_service, 18);
+
+/**
+ * One node of a workflow: a task signature, or a composition of nodes.
+ *
+ * @generated from message taskwire.v1.Step
+ */
+export type Step = Message<"taskwire.v1.Step"> & {
+  /**
+   * @generated from oneof taskwire.v1.Step.kind
+   */
+  kind: {
+    /**
+     * A task signature: name, args, kwargs and the task options.
+     *
+     * @generated from field: taskwire.v1.StartRequest task = 1;
+     */
+    value: StartRequest;
+    case: "task";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.Chain chain = 2;
+     */
+    value: Chain;
+    case: "chain";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.Group group = 3;
+     */
+    value: Group;
+    case: "group";
+  } | {
+    /**
+     * @generated from field: taskwire.v1.Chord chord = 4;
+     */
+    value: Chord;
+    case: "chord";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Celery's .si(): this node does not receive the previous result.
+   *
+   * @generated from field: bool immutable = 5;
+   */
+  immutable: boolean;
+};
+
+/**
+ * Describes the message taskwire.v1.Step.
+ * Use `create(StepSchema)` to create a new message.
+ */
+export const StepSchema: GenMessage<Step> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 19);
+
+/**
+ * Run in sequence: each step gets the previous step's result prepended to its args.
+ *
+ * @generated from message taskwire.v1.Chain
+ */
+export type Chain = Message<"taskwire.v1.Chain"> & {
+  /**
+   * @generated from field: repeated taskwire.v1.Step steps = 1;
+   */
+  steps: Step[];
+};
+
+/**
+ * Describes the message taskwire.v1.Chain.
+ * Use `create(ChainSchema)` to create a new message.
+ */
+export const ChainSchema: GenMessage<Chain> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 20);
+
+/**
+ * Run in parallel; the result is the list of the steps' results, in order.
+ *
+ * @generated from message taskwire.v1.Group
+ */
+export type Group = Message<"taskwire.v1.Group"> & {
+  /**
+   * @generated from field: repeated taskwire.v1.Step steps = 1;
+   */
+  steps: Step[];
+};
+
+/**
+ * Describes the message taskwire.v1.Group.
+ * Use `create(GroupSchema)` to create a new message.
+ */
+export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 21);
+
+/**
+ * A group, then a callback: the body gets the header's list of results as its first arg.
+ *
+ * @generated from message taskwire.v1.Chord
+ */
+export type Chord = Message<"taskwire.v1.Chord"> & {
+  /**
+   * @generated from field: taskwire.v1.Group header = 1;
+   */
+  header?: Group | undefined;
+
+  /**
+   * @generated from field: taskwire.v1.Step body = 2;
+   */
+  body?: Step | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.Chord.
+ * Use `create(ChordSchema)` to create a new message.
+ */
+export const ChordSchema: GenMessage<Chord> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 22);
+
+/**
+ * @generated from message taskwire.v1.StartWorkflowRequest
+ */
+export type StartWorkflowRequest = Message<"taskwire.v1.StartWorkflowRequest"> & {
+  /**
+   * @generated from field: taskwire.v1.Step root = 1;
+   */
+  root?: Step | undefined;
+
+  /**
+   * The queue of the workflow's own record (default "default"); each task runs on its own queue.
+   *
+   * @generated from field: string queue = 2;
+   */
+  queue: string;
+
+  /**
+   * A StartWorkflow repeated with the same key returns the first workflow.
+   *
+   * @generated from field: string idempotency_key = 3;
+   */
+  idempotencyKey: string;
+
+  /**
+   * While a workflow started with this key is not finished, another is refused.
+   *
+   * @generated from field: string exclusive_key = 4;
+   */
+  exclusiveKey: string;
+};
+
+/**
+ * Describes the message taskwire.v1.StartWorkflowRequest.
+ * Use `create(StartWorkflowRequestSchema)` to create a new message.
+ */
+export const StartWorkflowRequestSchema: GenMessage<StartWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 23);
+
+/**
+ * @generated from message taskwire.v1.StartWorkflowResponse
+ */
+export type StartWorkflowResponse = Message<"taskwire.v1.StartWorkflowResponse"> & {
+  /**
+   * The workflow's own record.
+   *
+   * @generated from field: taskwire.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.StartWorkflowResponse.
+ * Use `create(StartWorkflowResponseSchema)` to create a new message.
+ */
+export const StartWorkflowResponseSchema: GenMessage<StartWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 24);
+
+/**
+ * A periodic task: what to start, and when.
+ *
+ * @generated from message taskwire.v1.Schedule
+ */
+export type Schedule = Message<"taskwire.v1.Schedule"> & {
+  /**
+   * The caller's name for it, unique.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from oneof taskwire.v1.Schedule.when
+   */
+  when: {
+    /**
+     * A fixed period (at least 1s).
+     *
+     * @generated from field: google.protobuf.Duration every = 2;
+     */
+    value: Duration;
+    case: "every";
+  } | {
+    /**
+     * Cron: 5 fields, or 6 with seconds first.
+     *
+     * @generated from field: string cron = 3;
+     */
+    value: string;
+    case: "cron";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * What each tick starts.
+   *
+   * @generated from field: taskwire.v1.StartRequest task = 4;
+   */
+  task?: StartRequest | undefined;
+
+  /**
+   * IANA time zone name for cron, default UTC.
+   *
+   * @generated from field: string timezone = 5;
+   */
+  timezone: string;
+
+  /**
+   * SKIP: no new run while the previous one is not terminal.
+   *
+   * @generated from field: taskwire.v1.OverlapPolicy overlap = 6;
+   */
+  overlap: OverlapPolicy;
+
+  /**
+   * @generated from field: bool paused = 7;
+   */
+  paused: boolean;
+
+  /**
+   * Output: when the next tick is due.
+   *
+   * @generated from field: google.protobuf.Timestamp next_run_at = 8;
+   */
+  nextRunAt?: Timestamp | undefined;
+
+  /**
+   * Output: when the last run was started.
+   *
+   * @generated from field: google.protobuf.Timestamp last_run_at = 9;
+   */
+  lastRunAt?: Timestamp | undefined;
+
+  /**
+   * Output: the task the last run started.
+   *
+   * @generated from field: string last_task_id = 10;
+   */
+  lastTaskId: string;
+};
+
+/**
+ * Describes the message taskwire.v1.Schedule.
+ * Use `create(ScheduleSchema)` to create a new message.
+ */
+export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 25);
+
+/**
+ * @generated from message taskwire.v1.CreateScheduleRequest
+ */
+export type CreateScheduleRequest = Message<"taskwire.v1.CreateScheduleRequest"> & {
+  /**
+   * @generated from field: taskwire.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+
+  /**
+   * Replace a schedule with the same id instead of answering ALREADY_EXISTS.
+   *
+   * @generated from field: bool replace = 2;
+   */
+  replace: boolean;
+};
+
+/**
+ * Describes the message taskwire.v1.CreateScheduleRequest.
+ * Use `create(CreateScheduleRequestSchema)` to create a new message.
+ */
+export const CreateScheduleRequestSchema: GenMessage<CreateScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 26);
+
+/**
+ * @generated from message taskwire.v1.CreateScheduleResponse
+ */
+export type CreateScheduleResponse = Message<"taskwire.v1.CreateScheduleResponse"> & {
+  /**
+   * @generated from field: taskwire.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.CreateScheduleResponse.
+ * Use `create(CreateScheduleResponseSchema)` to create a new message.
+ */
+export const CreateScheduleResponseSchema: GenMessage<CreateScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 27);
+
+/**
+ * @generated from message taskwire.v1.GetScheduleRequest
+ */
+export type GetScheduleRequest = Message<"taskwire.v1.GetScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message taskwire.v1.GetScheduleRequest.
+ * Use `create(GetScheduleRequestSchema)` to create a new message.
+ */
+export const GetScheduleRequestSchema: GenMessage<GetScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 28);
+
+/**
+ * @generated from message taskwire.v1.GetScheduleResponse
+ */
+export type GetScheduleResponse = Message<"taskwire.v1.GetScheduleResponse"> & {
+  /**
+   * @generated from field: taskwire.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.GetScheduleResponse.
+ * Use `create(GetScheduleResponseSchema)` to create a new message.
+ */
+export const GetScheduleResponseSchema: GenMessage<GetScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 29);
+
+/**
+ * @generated from message taskwire.v1.ListSchedulesRequest
+ */
+export type ListSchedulesRequest = Message<"taskwire.v1.ListSchedulesRequest"> & {
+};
+
+/**
+ * Describes the message taskwire.v1.ListSchedulesRequest.
+ * Use `create(ListSchedulesRequestSchema)` to create a new message.
+ */
+export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 30);
+
+/**
+ * @generated from message taskwire.v1.ListSchedulesResponse
+ */
+export type ListSchedulesResponse = Message<"taskwire.v1.ListSchedulesResponse"> & {
+  /**
+   * @generated from field: repeated taskwire.v1.Schedule schedules = 1;
+   */
+  schedules: Schedule[];
+};
+
+/**
+ * Describes the message taskwire.v1.ListSchedulesResponse.
+ * Use `create(ListSchedulesResponseSchema)` to create a new message.
+ */
+export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 31);
+
+/**
+ * @generated from message taskwire.v1.DeleteScheduleRequest
+ */
+export type DeleteScheduleRequest = Message<"taskwire.v1.DeleteScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message taskwire.v1.DeleteScheduleRequest.
+ * Use `create(DeleteScheduleRequestSchema)` to create a new message.
+ */
+export const DeleteScheduleRequestSchema: GenMessage<DeleteScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 32);
+
+/**
+ * @generated from message taskwire.v1.DeleteScheduleResponse
+ */
+export type DeleteScheduleResponse = Message<"taskwire.v1.DeleteScheduleResponse"> & {
+};
+
+/**
+ * Describes the message taskwire.v1.DeleteScheduleResponse.
+ * Use `create(DeleteScheduleResponseSchema)` to create a new message.
+ */
+export const DeleteScheduleResponseSchema: GenMessage<DeleteScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 33);
+
+/**
+ * @generated from message taskwire.v1.PauseScheduleRequest
+ */
+export type PauseScheduleRequest = Message<"taskwire.v1.PauseScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message taskwire.v1.PauseScheduleRequest.
+ * Use `create(PauseScheduleRequestSchema)` to create a new message.
+ */
+export const PauseScheduleRequestSchema: GenMessage<PauseScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 34);
+
+/**
+ * @generated from message taskwire.v1.PauseScheduleResponse
+ */
+export type PauseScheduleResponse = Message<"taskwire.v1.PauseScheduleResponse"> & {
+  /**
+   * @generated from field: taskwire.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.PauseScheduleResponse.
+ * Use `create(PauseScheduleResponseSchema)` to create a new message.
+ */
+export const PauseScheduleResponseSchema: GenMessage<PauseScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 35);
+
+/**
+ * @generated from message taskwire.v1.ResumeScheduleRequest
+ */
+export type ResumeScheduleRequest = Message<"taskwire.v1.ResumeScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message taskwire.v1.ResumeScheduleRequest.
+ * Use `create(ResumeScheduleRequestSchema)` to create a new message.
+ */
+export const ResumeScheduleRequestSchema: GenMessage<ResumeScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 36);
+
+/**
+ * @generated from message taskwire.v1.ResumeScheduleResponse
+ */
+export type ResumeScheduleResponse = Message<"taskwire.v1.ResumeScheduleResponse"> & {
+  /**
+   * @generated from field: taskwire.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message taskwire.v1.ResumeScheduleResponse.
+ * Use `create(ResumeScheduleResponseSchema)` to create a new message.
+ */
+export const ResumeScheduleResponseSchema: GenMessage<ResumeScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_taskwire_v1_task_service, 37);
 
 /**
  * What Cancel did.
@@ -562,6 +1150,38 @@ export enum CancelOutcome {
  */
 export const CancelOutcomeSchema: GenEnum<CancelOutcome> = /*@__PURE__*/
   enumDesc(file_taskwire_v1_task_service, 0);
+
+/**
+ * What a tick does while the previous run of the schedule is not finished.
+ *
+ * @generated from enum taskwire.v1.OverlapPolicy
+ */
+export enum OverlapPolicy {
+  /**
+   * @generated from enum value: OVERLAP_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Start a new run anyway.
+   *
+   * @generated from enum value: OVERLAP_POLICY_ALLOW = 1;
+   */
+  ALLOW = 1,
+
+  /**
+   * Skip the tick.
+   *
+   * @generated from enum value: OVERLAP_POLICY_SKIP = 2;
+   */
+  SKIP = 2,
+}
+
+/**
+ * Describes the enum taskwire.v1.OverlapPolicy.
+ */
+export const OverlapPolicySchema: GenEnum<OverlapPolicy> = /*@__PURE__*/
+  enumDesc(file_taskwire_v1_task_service, 1);
 
 /**
  * Start work, ask where it stands, stop it, follow it live.
