@@ -22,7 +22,7 @@ import { startRedisServer, type RedisServer } from '../src/redisServer.js';
 import { keys } from '../src/store/keys.js';
 import { TaskStore } from '../src/store/taskStore.js';
 import { loadRegistry } from '../src/tasks/define.js';
-import { spawnNode, stopAllProcs, type Proc } from './lib/proc.js';
+import { cpuMs, spawnNode, stopAllProcs, type Proc } from './lib/proc.js';
 import { inFlight, latencyPercentiles, spread, type Spread } from './lib/stats.js';
 
 const ROOT = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../" : "../../", import.meta.url));
@@ -186,10 +186,15 @@ async function drain(system: System, concurrency: number): Promise<void> {
       for (const j of jobs) ids.push(j.id!);
     }
   }
+  const redisCpu0 = cpuMs(redisServer.pid);
   const { proc, readyMs } = await startWorker(system, concurrency, `drain-c${concurrency}`);
+  // The worker's CPU from the moment it is ready: its start-up (loading modules) is not the drain's.
+  const workerCpu0 = proc.cpu();
   try {
     if (system === 'taskwire') await until(() => taskwireDrained(QUEUE), 'the taskwire drain');
     else await until(async () => (await queue!.getCompletedCount()) === n, 'the BullMQ drain');
+    const redisUs = ((cpuMs(redisServer.pid) - redisCpu0) * 1000) / n;
+    const workerUs = ((proc.cpu() - workerCpu0) * 1000) / n;
     const rss = proc.peakRss();
     // Verify every task really ran, and take its start/finish times.
     const pipe = redis.pipeline();
@@ -210,8 +215,12 @@ async function drain(system: System, concurrency: number): Promise<void> {
     const perSec = n / Math.max(1, last - first) * 1000;
     record(`drain c=${concurrency} (tasks/s)`, system, perSec);
     record(`worker start → ready, c=${concurrency} (ms)`, system, readyMs);
+    if (concurrency !== 16) {
+      record(`drain c=${concurrency}: Redis CPU per task (µs)`, system, redisUs);
+      record(`drain c=${concurrency}: worker CPU per task (µs)`, system, workerUs);
+    }
     if (concurrency === 100) record('worker peak RSS, drain c=100 (MiB)', system, rss / MiB);
-    log(`  ${system} drain c=${concurrency}: ${perSec.toFixed(0)}/s, ready in ${readyMs.toFixed(0)}ms, peak RSS ${(rss / MiB).toFixed(0)} MiB`);
+    log(`  ${system} drain c=${concurrency}: ${perSec.toFixed(0)}/s, Redis ${redisUs.toFixed(1)} µs/task, worker ${workerUs.toFixed(1)} µs/task, ready in ${readyMs.toFixed(0)}ms, peak RSS ${(rss / MiB).toFixed(0)} MiB`);
   } finally {
     await proc.stop();
     await queue?.close();
@@ -237,10 +246,12 @@ async function enqueueRate(system: System, batch: boolean): Promise<void> {
     const params = batch
       ? { mode, count: P.batchTasks, batch: P.batchSize, inflight: P.batchInflight }
       : { mode, count: mode === 'single' ? P.startTasks / 4 : P.startTasks, inflight: P.startInflight };
+    const apiCpu0 = api?.proc.cpu() ?? 0;
     const proc = client(system, { ...params, baseUrl: api?.baseUrl });
     try {
       const r = await withServerOutput(proc.result<{ perSec: number }>(), api?.proc);
       record(figure, system, r.perSec);
+      if (api && mode !== 'many') record(`${figure === START_FIGURE ? 'Start' : 'one Start RPC per call'}: API CPU per Start (µs)`, system, ((api.proc.cpu() - apiCpu0) * 1000) / params.count);
       if (system === 'bullmq' && !batch) record(SINGLE_FIGURE, system, r.perSec);
       const rss = system === 'taskwire' ? api!.proc.peakRss() : proc.peakRss();
       if (mode === 'start' || mode === 'add') record('API peak RSS, Start bench (MiB) [BullMQ: producer]', system, rss / MiB);
@@ -345,10 +356,16 @@ const atLeast = (x: number) => (_: Spread, r: number) => r >= x;
 const atMost = (x: number) => (_: Spread, r: number) => r <= x;
 const ROWS: Row[] = [
   { figure: 'drain c=1 (tasks/s)', target: '≥1×', pass: atLeast(1) },
+  { figure: 'drain c=1: Redis CPU per task (µs)' },
+  { figure: 'drain c=1: worker CPU per task (µs)' },
   { figure: 'drain c=16 (tasks/s)' },
   { figure: 'drain c=100 (tasks/s)', target: '≥2×', pass: atLeast(2) },
+  { figure: 'drain c=100: Redis CPU per task (µs)', target: '≤0.85×', pass: atMost(0.85) },
+  { figure: 'drain c=100: worker CPU per task (µs)', target: '≤1×', pass: atMost(1) },
   { figure: START_FIGURE, target: '≥1×', pass: atLeast(1) },
+  { figure: 'Start: API CPU per Start (µs)', target: '≤30 µs', pass: (tw) => tw.median <= 30 },
   { figure: SINGLE_FIGURE },
+  { figure: 'one Start RPC per call: API CPU per Start (µs)' },
   { figure: BATCH_FIGURE, target: '≥3×', pass: atLeast(3) },
   { figure: `end-to-end at ${P.e2eRate}/s: p50 (ms)`, target: '≤1×', pass: atMost(1) },
   { figure: `end-to-end at ${P.e2eRate}/s: p95 (ms)` },

@@ -15,6 +15,8 @@ export interface Proc {
   peakRss(): number;
   /** Resident set size now (VmRSS), in bytes. */
   rss(): number;
+  /** CPU time used so far (user + system), in ms. */
+  cpu(): number;
   /** The JSON a bench child prints as `RESULT {...}` before it exits. */
   result<T>(timeoutMs?: number): Promise<T>;
   exited: Promise<number | string>;
@@ -34,6 +36,21 @@ function procStatus(pid: number, field: string): number {
     return 0;
   }
 }
+
+/** CPU time a process has used so far (user + system), in ms, from /proc/<pid>/stat. */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start after its closing ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 per s on Linux).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+const CLOCK_TICKS = 100;
 
 export function spawnNode(name: string, args: string[], env: Record<string, string> = {}): Proc {
   const child: ChildProcess = spawn(process.execPath, args, {
@@ -84,6 +101,7 @@ export function spawnNode(name: string, args: string[], env: Record<string, stri
     waitFor,
     peakRss: () => procStatus(child.pid!, 'VmHWM'),
     rss: () => procStatus(child.pid!, 'VmRSS'),
+    cpu: () => cpuMs(child.pid!),
     async result<T>(timeoutMs = 120_000) {
       const m = await waitFor(/^RESULT (.*)$/m, timeoutMs);
       return JSON.parse(m[1]!) as T;
