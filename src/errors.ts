@@ -8,6 +8,7 @@ export type ErrorKind =
   | 'exists' // an exclusive task is already running
   | 'too_large' // a payload over a limit
   | 'unavailable' // Redis cannot be reached
+  | 'deadline' // the caller's deadline passed (or it cancelled) before the work was done
   | 'internal';
 
 export interface FieldViolation {

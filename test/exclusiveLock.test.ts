@@ -101,6 +101,25 @@ describe('the exclusive lock', () => {
     await stack.client.cancel(winner.id);
   });
 
+  it('ends a Start waiting for it with the caller\'s deadline, and writes nothing for that caller afterwards', async () => {
+    const key = 'caller-gone';
+    const lockKey = keys.exclusiveLock(QUEUE, key);
+    expect(await redis.set(lockKey, randomUUID(), 'PX', 1500)).toBe('OK');
+    const refused = await two.rpc.start({ name: 'hello', queue: QUEUE, exclusiveKey: key }, { timeoutMs: 300 }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(refused?.code, refused?.rawMessage).toBe(Code.DeadlineExceeded);
+    while (await redis.exists(lockKey)) await new Promise((r) => setTimeout(r, 20));
+    // A Start still waiting on the server would take the freed lock within one retry
+    // (tens of ms) and create a task for the caller that is gone; a second's watch sees it.
+    const watchUntil = Date.now() + 1000;
+    while (Date.now() < watchUntil) {
+      expect(await redis.get(keys.exclusive(QUEUE, key)), 'a task was created after its caller had gone').toBeNull();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+
   it('held by an API server killed with SIGKILL blocks the key only until its TTL', async () => {
     const key = 'killed-holder';
     const lockKey = keys.exclusiveLock(QUEUE, key);

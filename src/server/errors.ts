@@ -17,6 +17,7 @@ const CODES: Record<ErrorKind, Code> = {
   exists: Code.AlreadyExists,
   too_large: Code.ResourceExhausted,
   unavailable: Code.Unavailable,
+  deadline: Code.DeadlineExceeded,
   internal: Code.Internal,
 };
 

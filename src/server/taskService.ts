@@ -73,8 +73,8 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
 
   // The Start call is a span of the caller's trace (W3C traceparent header), or starts one;
   // the task record keeps it, so the worker's log lines for the task join the same trace.
-  const started = async (req: Parameters<typeof startInputFromWire>[0], span: ReturnType<typeof childSpan>) => {
-    const result = await store.start({ ...startInputFromWire(req), traceparent: formatTraceparent(span) });
+  const started = async (req: Parameters<typeof startInputFromWire>[0], span: ReturnType<typeof childSpan>, signal: AbortSignal) => {
+    const result = await store.start({ ...startInputFromWire(req), traceparent: formatTraceparent(span) }, signal);
     if (result.created) {
       onStarted?.(result.task);
       log.debug('task queued', { task_id: result.task.id, task: result.task.name, queue: result.task.queue, ...traceFields(span) });
@@ -86,7 +86,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
     start: (req, ctx) =>
       guard(async () => {
         const span = childSpan(parseTraceparent(ctx.requestHeader.get('traceparent')));
-        const { task } = await started(req, span);
+        const { task } = await started(req, span, ctx.signal);
         return create(StartResponseSchema, { task: taskToWire(task) });
       }),
 
@@ -99,7 +99,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
         const results = await Promise.all(
           req.requests.map(async (r) => {
             try {
-              const { task } = await started(r, span);
+              const { task } = await started(r, span, ctx.signal);
               return create(StartResultSchema, { outcome: { case: 'task', value: taskToWire(task) } });
             } catch (err) {
               const ce = toConnectError(err, log);

@@ -5,7 +5,7 @@
  * re-checks the holder atomically.
  */
 import type { Redis } from 'ioredis';
-import Redlock, { ExecutionError } from 'redlock';
+import Redlock, { ExecutionError, type Lock } from 'redlock';
 import { TaskwireError } from '../errors.js';
 
 export const LOCK_TTL_MS = 5000;
@@ -29,22 +29,20 @@ export class ExclusiveGuard {
     this.redlock.on('error', () => {}); // a failed attempt is retried; the outcome is reported by run()
   }
 
-  async run<T>(resource: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Run `fn` holding the lock on `resource`. `signal` is the caller's deadline or cancel:
+   * the wait for the lock ends with it, and `fn` is not begun once it has fired, so nothing
+   * is written for a caller that is gone.
+   */
+  async run<T>(resource: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     // Redlock retries a failed attempt for its whole budget (seconds): with Redis away that
     // would hold the Start that long, where every other call answers UNAVAILABLE at once.
     if (this.redis.status !== 'ready') {
       throw new TaskwireError('unavailable', 'Redis cannot be reached right now; try again shortly');
     }
-    let lock;
+    const lock = await this.acquire(resource, signal);
     try {
-      lock = await this.redlock.acquire([resource], LOCK_TTL_MS);
-    } catch (err) {
-      if (err instanceof ExecutionError) {
-        throw new TaskwireError('unavailable', `could not take the lock for ${resource} in time; try again`);
-      }
-      throw err;
-    }
-    try {
+      throwIfGone(signal);
       return await fn();
     } finally {
       // One try: a lock that is gone (expired, taken over) makes the release script say no,
@@ -52,4 +50,37 @@ export class ExclusiveGuard {
       await this.redlock.release(lock, { retryCount: 0 }).catch(() => {});
     }
   }
+
+  /** One redlock attempt at a time, so the caller's signal is looked at between attempts. */
+  private async acquire(resource: string, signal?: AbortSignal): Promise<Lock> {
+    for (let attempt = 0; attempt <= RETRY_COUNT; attempt++) {
+      throwIfGone(signal);
+      try {
+        return await this.redlock.acquire([resource], LOCK_TTL_MS, { retryCount: 0 });
+      } catch (err) {
+        if (!(err instanceof ExecutionError)) throw err;
+      }
+      await pause(RETRY_DELAY_MS + Math.round((Math.random() * 2 - 1) * RETRY_JITTER_MS), signal);
+    }
+    throw new TaskwireError('unavailable', `could not take the lock for ${resource} in time; try again`);
+  }
+}
+
+/** The caller's deadline passed or it cancelled: stop before anything more is written. */
+function throwIfGone(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    throw new TaskwireError('deadline', 'the call ended (deadline or cancel) before the exclusive key could be taken');
+  }
+}
+
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

@@ -166,7 +166,8 @@ export class TaskStore {
     };
   }
 
-  async start(input: StartInput): Promise<StartResult> {
+  /** `signal`: the caller's deadline or cancel; a Start it ends writes nothing. */
+  async start(input: StartInput, signal?: AbortSignal): Promise<StartResult> {
     const task = this.prepare(input);
     const key = task.exclusiveKey;
     if (!key) {
@@ -183,7 +184,7 @@ export class TaskStore {
         if (result) return result;
       }
       throw new TaskwireError('unavailable', `exclusive key "${key}" is changing hands too fast; try again`);
-    });
+    }, signal);
   }
 
   /** A task with an exclusive key: created only if `holder` still holds the key. */
