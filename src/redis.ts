@@ -56,6 +56,11 @@ export async function checkEvictionPolicy(redis: Redis, log: Logger): Promise<vo
 }
 
 /** True when an error means Redis could not be reached (as opposed to a bad command). */
+/** Redis refuses writes because it is at `maxmemory` with the `noeviction` policy. */
+export function isOutOfMemory(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError' && err.message.startsWith('OOM ');
+}
+
 export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   return (

@@ -9,7 +9,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { BadRequest_FieldViolationSchema, BadRequestSchema, ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { TaskwireError, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
-import { isConnectionError } from '../redis.js';
+import { isConnectionError, isOutOfMemory } from '../redis.js';
 
 const CODES: Record<ErrorKind, Code> = {
   invalid: Code.InvalidArgument,
@@ -42,6 +42,12 @@ export function toConnectError(err: unknown, log?: Logger): ConnectError {
       });
     }
     return new ConnectError(err.message, CODES[err.kind], undefined, details);
+  }
+  if (isOutOfMemory(err)) {
+    return new ConnectError(
+      'Redis is out of memory and refuses writes (maxmemory reached with the noeviction policy); free memory or raise maxmemory, then try again',
+      Code.ResourceExhausted,
+    );
   }
   if (isConnectionError(err)) {
     return new ConnectError('Redis cannot be reached right now; try again shortly', Code.Unavailable);

@@ -1,6 +1,7 @@
 /**
- * grpc.health.v1.Health: SERVING while Redis answers, NOT_SERVING while it does not.
- * The status is kept by a monitor (connection events plus a PING every few seconds), so
+ * grpc.health.v1.Health: SERVING while Redis answers and takes writes, NOT_SERVING while
+ * it does not (down, or out of memory). The status is kept by a monitor (connection
+ * events plus a small write every few seconds), so
  * health checks cost no Redis round trip and Watch streams hear every change.
  */
 import { create } from '@bufbuild/protobuf';
@@ -12,6 +13,7 @@ import {
   HealthCheckResponseSchema,
   HealthListResponseSchema,
 } from '../../gen/grpc/health/v1/health_pb.js';
+import { keys } from '../store/keys.js';
 import { callEndOf } from './callEnd.js';
 import { Mailbox } from './mailbox.js';
 
@@ -26,7 +28,8 @@ export class RedisMonitor {
     redis.on('close', () => this.set(false));
     redis.on('end', () => this.set(false));
     this.timer = setInterval(() => {
-      redis.ping().then(
+      // A write, not a PING: a Redis at maxmemory answers PING but refuses every Start.
+      redis.set(keys.health(), '1', 'PX', 4 * intervalMs).then(
         () => this.set(true),
         () => this.set(false),
       );

@@ -33,6 +33,8 @@ export const keys = {
   exclusiveLock: (queue: string, exclusiveKey: string) => `${queuePrefix(queue)}lock:excl:${exclusiveKey}`,
   /** String: id of the task started with an idempotency key. */
   idempotency: (queue: string, idempotencyKey: string) => `${queuePrefix(queue)}idem:${idempotencyKey}`,
+  /** String written by each API server's health probe: Redis is SERVING only while it takes writes. */
+  health: () => `${PREFIX}:health`,
   /** Set of queue names that have ever been used. */
   queues: () => `${PREFIX}:queues`,
 } as const;
