@@ -61,6 +61,18 @@ export function isOutOfMemory(err: unknown): boolean {
   return err instanceof Error && err.name === 'ReplyError' && err.message.startsWith('OOM ');
 }
 
+/**
+ * Redis refused a command for a reason that passes (out of memory, a replica not yet
+ * promoted, a busy script, a slot moving): trying again later can succeed.
+ */
+export function isPassingRefusal(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    err.name === 'ReplyError' &&
+    /^(OOM|READONLY|BUSY|LOADING|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|NOREPLICAS|MISCONF) /.test(err.message)
+  );
+}
+
 export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   return (

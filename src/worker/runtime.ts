@@ -14,7 +14,7 @@ import { promoteDue } from '../broker/scheduler.js';
 import { Trimmer } from '../broker/trimmer.js';
 import type { Config } from '../config.js';
 import type { LogFields, Logger } from '../log.js';
-import { checkEvictionPolicy, connectReady, isConnectionError } from '../redis.js';
+import { checkEvictionPolicy, connectReady, isConnectionError, isPassingRefusal } from '../redis.js';
 import { AttemptStore, type Delivery, type EndFields, type EndState, type Taken } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import type { RunnableTask } from '../store/record.js';
@@ -408,18 +408,24 @@ export class Worker {
   }
 
   /**
-   * Write the end of an attempt, riding out a Redis outage (the lease bounds how long).
-   * Returns the state written, or undefined when the attempt was stale. The first try is
-   * queued for this turn by the time this returns its promise.
+   * Write the end of an attempt, riding out a Redis outage or a Redis that refuses writes
+   * for a while (out of memory, failover): tried again until it is written or the script
+   * says the attempt is stale (its lease was lost). Returns the state written, or undefined
+   * when the attempt was stale. The first try is queued for this turn by the time this
+   * returns its promise.
    */
   private async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<string | undefined> {
-    for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
+    for (let wait = 100, warned = false; ; wait = Math.min(wait * 2, 2000)) {
       try {
         const r = await this.attempts.finish(d, token, state, fields);
         if (!r.written) this.log.warn(`task ${d.id}: result of a stale attempt discarded (task is ${r.state})`);
         return r.written ? r.state : undefined;
       } catch (err) {
-        if (!isConnectionError(err)) throw err;
+        if (!isConnectionError(err) && !isPassingRefusal(err)) throw err;
+        if (!warned && isPassingRefusal(err)) {
+          this.log.warn(`task ${d.id}: Redis refused its ${state} (${(err as Error).message}); trying again until it is written`);
+          warned = true;
+        }
         await sleep(wait);
       }
     }
