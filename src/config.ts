@@ -39,6 +39,8 @@ export interface Config {
   maxWatchersPerConnection: number;
   /** Server streams (watches) open at once on the whole server. */
   maxStreams: number;
+  /** Events a WatchEvents consumer may fall behind before its stream is ended. */
+  maxStreamBacklog: number;
   /** Bearer tokens accepted by the API; empty: no authentication. */
   tokens: string[];
   /** With tokens set: what answers without one ('health', 'reflection', 'metrics'). */
@@ -220,6 +222,7 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
       100_000,
     ),
     maxStreams: integer(flags, env, { flag: 'max-streams', env: 'TASKWIRE_MAX_STREAMS' }, 10_000, 1, 1_000_000),
+    maxStreamBacklog: integer(flags, env, { flag: 'max-stream-backlog', env: 'TASKWIRE_MAX_STREAM_BACKLOG' }, 10_000, 1, 1_000_000),
     tokens: loadTokens(flags, env),
     publicEndpoints: publicEndpoints as PublicEndpoint[],
     tls: loadTls(flags, env),

@@ -43,6 +43,8 @@ Settings (flag / environment variable, default):
   --max-request / TASKWIRE_MAX_REQUEST        max-payload + 65536 bytes (largest request message)
   --max-watchers-per-connection / TASKWIRE_MAX_WATCHERS_PER_CONNECTION   100
   --max-streams / TASKWIRE_MAX_STREAMS        10000 (open streams per API server)
+  --max-stream-backlog / TASKWIRE_MAX_STREAM_BACKLOG
+                                              10000 (events a WatchEvents consumer may fall behind)
   --tokens / TASKWIRE_TOKENS                  (none: no auth) comma-separated bearer tokens
   --tokens-file / TASKWIRE_TOKENS_FILE        a file of bearer tokens, one per line
   --public / TASKWIRE_PUBLIC                  health (with tokens: what needs none; health,reflection,metrics or none)

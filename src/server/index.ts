@@ -37,6 +37,7 @@ export type ServerConfig = Pick<
   | 'maxRequestBytes'
   | 'maxWatchersPerConnection'
   | 'maxStreams'
+  | 'maxStreamBacklog'
   | 'tokens'
   | 'publicEndpoints'
   | 'tls'
@@ -65,7 +66,14 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
 
   const interceptors = [auth.interceptor(), limits.interceptor()];
   const onStarted = (t: Parameters<ApiMetrics['taskStarted']>[0]) => metrics.taskStarted(t);
-  const taskService = createTaskService({ store, hub, log, watchHeartbeatMs: config.watchHeartbeatMs, onStarted });
+  const taskService = createTaskService({
+    store,
+    hub,
+    log,
+    watchHeartbeatMs: config.watchHeartbeatMs,
+    maxStreamBacklog: config.maxStreamBacklog,
+    onStarted,
+  });
   const healthService = createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs);
   // The same implementations and interceptors behind both: gRPC calls go the native path,
   // every other protocol (and reflection's bidi streams) through Connect's handler.

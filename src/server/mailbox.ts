@@ -61,6 +61,16 @@ export class Mailbox<T> {
     } else (this.items ??= []).push(item);
   }
 
+  /** Items pushed and not yet taken. */
+  get backlog(): number {
+    return this.items?.length ?? 0;
+  }
+
+  /** Forget the items not yet taken. */
+  drop(): void {
+    this.items = undefined;
+  }
+
   close(): void {
     this.closed = true;
     const w = this.waiter;

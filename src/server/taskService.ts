@@ -38,6 +38,8 @@ export interface ServiceDeps {
   hub: WatchHub;
   log: Logger;
   watchHeartbeatMs: number;
+  /** Events a WatchEvents consumer may fall behind before its stream is ended. */
+  maxStreamBacklog: number;
   /** Called for each task a Start created (not for an idempotent repeat): metrics. */
   onStarted?: (task: TaskRecord) => void;
 }
@@ -53,7 +55,7 @@ const MAX_BATCH = 1000;
 /** The event a quiet stream carries so that proxies keep it open. */
 const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSchema, { time: timestampNow() }) });
 
-export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted }: ServiceDeps): ServiceImpl<typeof TaskService> {
+export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted }: ServiceDeps): ServiceImpl<typeof TaskService> {
   // Shared by every WatchStatus stream: a watcher allocates no closures of its own.
   const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema>> = {
     store,
@@ -158,15 +160,43 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
       }),
 
     async *watchEvents(req, ctx) {
+      // WatchEvents has no log to re-read: a consumer that falls too far behind, or a
+      // subscription that broke (events may have been missed), ends the stream with a status
+      // that says so, never a silent gap. The caller resumes by opening a new WatchEvents
+      // and reading ListTasks (created_after) for what changed meanwhile.
       const box = new Mailbox<ReturnType<typeof parseRecord>>();
-      const off = hub.watchAll((h) => {
-        if (req.queue && h.queue !== req.queue) return;
-        try {
-          box.push(parseRecord(h));
-        } catch {
-          // a malformed message is not a reason to end the stream
-        }
-      });
+      let ended: ConnectError | undefined;
+      const endWith = (err: ConnectError) => {
+        ended ??= err;
+        box.drop();
+        box.close();
+      };
+      const off = hub.watchAll(
+        (h) => {
+          if (req.queue && h.queue !== req.queue) return;
+          if (box.backlog >= maxStreamBacklog) {
+            endWith(
+              new ConnectError(
+                `this WatchEvents consumer fell ${maxStreamBacklog} events behind (TASKWIRE_MAX_STREAM_BACKLOG); read faster, then open a new WatchEvents and read ListTasks for what changed meanwhile`,
+                Code.ResourceExhausted,
+              ),
+            );
+            return;
+          }
+          try {
+            box.push(parseRecord(h));
+          } catch {
+            // a malformed message is not a reason to end the stream
+          }
+        },
+        () =>
+          endWith(
+            new ConnectError(
+              "the server's Redis subscription was interrupted, so events may have been missed; open a new WatchEvents and read ListTasks for what changed meanwhile",
+              Code.Unavailable,
+            ),
+          ),
+      );
       const end = callEndOf(ctx);
       end.add(box);
       try {
@@ -174,6 +204,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, onStarted
         for (;;) {
           const next = await box.next(watchHeartbeatMs);
           if ('closed' in next) {
+            if (ended) throw ended;
             throwEndStatus(end);
             return;
           }

@@ -17,11 +17,15 @@ export interface WatchListener {
 export class WatchHub {
   /** A task's watchers: one listener as itself (the usual case), several in a set. */
   private readonly byTask = new Map<string, WatchListener | Set<WatchListener>>();
-  private readonly everything = new Set<(snapshot: Hash) => void>();
+  private readonly everything = new Map<(snapshot: Hash) => void, () => void>();
   private subscribed: Promise<unknown> | undefined;
 
   constructor(private readonly sub: Redis) {
     sub.on('pmessage', (_pattern: string, _channel: string, payload: string) => this.route(payload));
+    sub.on('close', () => {
+      if (!this.subscribed) return;
+      for (const lost of [...this.everything.values()]) lost();
+    });
     sub.on('ready', () => {
       if (!this.subscribed) return;
       // ioredis re-subscribes on reconnect; a PING answered after it means the
@@ -61,8 +65,13 @@ export class WatchHub {
     }
   }
 
-  watchAll(listener: (snapshot: Hash) => void): () => void {
-    this.everything.add(listener);
+  /**
+   * Every change of every task to `listener`, until the returned function is called.
+   * `lost` hears that the subscription broke: changes published while it was down are not
+   * heard again (a per-task watcher re-reads its log; a listener of everything cannot).
+   */
+  watchAll(listener: (snapshot: Hash) => void, lost: () => void = () => {}): () => void {
+    this.everything.set(listener, lost);
     return () => this.everything.delete(listener);
   }
 
@@ -82,6 +91,6 @@ export class WatchHub {
     const entry = snapshot.id ? this.byTask.get(snapshot.id) : undefined;
     if (entry instanceof Set) for (const l of entry) l.change(snapshot);
     else entry?.change(snapshot);
-    for (const l of this.everything) l(snapshot);
+    for (const l of this.everything.keys()) l(snapshot);
   }
 }
