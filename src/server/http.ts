@@ -38,6 +38,16 @@ function withSpecGrpcMessage(handler: Handler): Handler {
 /** Takes an HTTP/2 stream before the request handler sees it (true), or leaves it (false). */
 export type StreamClaim = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 
+/** A connection must finish its TLS handshake and HTTP/2 preface (or HTTP/1.1 request
+ * head) this soon, or it is closed: idle sockets cannot pile up against the fd limit. */
+const HANDSHAKE_MS = 5_000;
+/** A connection with no frames in either direction (no stream open, no ping) for this
+ * long is closed; watch streams send heartbeats, so an open watch is never idle. */
+const IDLE_MS = 5 * 60_000;
+/** Each session is pinged this often; one that does not answer in PING_TIMEOUT_MS is gone. */
+const PING_EVERY_MS = 60_000;
+const PING_TIMEOUT_MS = 20_000;
+
 export function listen(
   handler: Handler,
   host: string,
@@ -48,7 +58,10 @@ export function listen(
 ): Promise<ListeningServer> {
   handler = withSpecGrpcMessage(handler);
   const h2Handler = handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
-  const h2 = tls ? http2.createSecureServer({ ...tls, allowHTTP1: true }, h2Handler) : http2.createServer(h2Handler);
+  const h2 = tls
+    ? http2.createSecureServer({ ...tls, allowHTTP1: true, handshakeTimeout: HANDSHAKE_MS }, h2Handler)
+    : http2.createServer(h2Handler);
+  h2.setTimeout(IDLE_MS);
   if (claim) {
     // Node's compatibility layer (the request handler) is a 'stream' listener that wraps
     // every stream in request/response objects; a stream claimed here never reaches it.
@@ -58,10 +71,32 @@ export function listen(
   }
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
+  /** The raw socket being handed to the HTTP/2 server (its 'session' follows at once). */
+  let handing: net.Socket | undefined;
   h2.on('session', (s) => {
     sessions.add(s);
     s.once('close', () => sessions.delete(s));
+    const socket = handing;
+    if (socket) s.once('remoteSettings', () => handshaken(socket));
   });
+  const pinger = setInterval(() => {
+    for (const s of sessions) {
+      if (s.closed || s.destroyed) continue;
+      const gone = setTimeout(() => s.destroy(), PING_TIMEOUT_MS);
+      gone.unref();
+      try {
+        s.ping(() => clearTimeout(gone));
+      } catch {
+        clearTimeout(gone);
+      }
+    }
+  }, PING_EVERY_MS);
+  pinger.unref();
+  const handshakes = new WeakMap<net.Socket, NodeJS.Timeout>();
+  const handshaken = (socket: net.Socket) => {
+    clearTimeout(handshakes.get(socket));
+    handshakes.delete(socket);
+  };
   if (onSessionError) h2.on('sessionError', onSessionError);
   const track = (socket: net.Socket) => {
     // As Node's own HTTP servers do: small RPC frames leave at once (no Nagle), which the
@@ -77,12 +112,20 @@ export function listen(
     h2.on('connection', track);
   } else {
     const h1 = http.createServer(handler as http.RequestListener);
+    h1.on('request', (req: http.IncomingMessage) => handshaken(req.socket));
     server = net.createServer((socket) => {
       track(socket);
+      const timer = setTimeout(() => socket.destroy(), HANDSHAKE_MS);
+      timer.unref();
+      handshakes.set(socket, timer);
+      socket.once('close', () => handshaken(socket));
       socket.once('data', (first) => {
         socket.pause();
         socket.unshift(first);
-        (first.subarray(0, 3).toString('latin1') === 'PRI' ? h2 : h1).emit('connection', socket);
+        const h2Bound = first.subarray(0, 3).toString('latin1') === 'PRI';
+        handing = h2Bound ? socket : undefined;
+        (h2Bound ? h2 : h1).emit('connection', socket);
+        handing = undefined;
         process.nextTick(() => socket.resume());
       });
     });
@@ -97,6 +140,7 @@ export function listen(
         port: address.port,
         close: () =>
           new Promise<void>((done) => {
+            clearInterval(pinger);
             server.close(() => done());
             for (const s of sessions) s.close();
             // Streams still open (watchers) end now; their clients resume elsewhere.
