@@ -78,6 +78,9 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     .service(Health, healthService);
   const rpc = connectNodeAdapter({
     readMaxBytes: config.maxRequestBytes,
+    // A misspelt JSON field is refused (INVALID_ARGUMENT naming it), never silently dropped:
+    // a dropped `countdown` would run the task at once.
+    jsonOptions: { ignoreUnknownFields: false },
     interceptors,
     contextValues: (req) => createContextValues().set(CONNECTION, connectionOf(req)),
     routes(router) {
