@@ -6,7 +6,9 @@
 import http from 'node:http';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hello } from '../src/tasks/examples.js';
+import { TaskState } from '../src/client/index.js';
+import { fail, hello, sleepTask } from '../src/tasks/examples.js';
+import type { TaskwireProcess } from './helpers/processes.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
@@ -121,5 +123,46 @@ describe('nothing refused was written', () => {
     const res = await call('ListTasks', { queue: REFUSED });
     expect(res.status).toBe(200);
     expect(res.json.tasks ?? []).toEqual([]);
+  });
+});
+
+describe('worker log lines at the end of an attempt', () => {
+  let worker: TaskwireProcess;
+  beforeAll(async () => {
+    worker = await stack.startWorker({ env: { TASKWIRE_LOG: 'debug', TASKWIRE_LOG_FORMAT: 'json' } });
+  });
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  /** The worker's line that ends an attempt of `id` (waits for it). */
+  async function endLine(id: string): Promise<Record<string, unknown>> {
+    const pattern = new RegExp(`^\\{[^\\n]*"task_id":"${id}"[^\\n]*"msg":"task (failure|revoked|retry|success) in|^\\{[^\\n]*"msg":"task (failure|revoked|retry|success) in[^\\n]*"task_id":"${id}"`, 'm');
+    await worker.waitFor(pattern);
+    const line = worker
+      .output()
+      .split('\n')
+      .find((l) => l.includes(`"task_id":"${id}"`) && /"msg":"task (failure|revoked|retry|success) in/.test(l));
+    return JSON.parse(line!);
+  }
+
+  it('a failure carries the error message as well as its type, and its stack at debug', async () => {
+    const task = await stack.client.start(fail, { args: ['disk full on /data'], maxAttempts: 1 });
+    await stack.client.wait(task.id).catch(() => undefined);
+    const line = await endLine(task.id);
+    expect(line).toMatchObject({ state: 'FAILURE', error_type: 'Error', error_message: 'disk full on /data' });
+    await worker.waitFor(new RegExp(`"task_id":"${task.id}"[^\\n]*"traceback":"Error: disk full on /data`));
+  });
+
+  it('a task cancelled while it runs logs TaskRevokedError, as its record says', async () => {
+    const task = await stack.client.start(sleepTask, { args: [30] });
+    for await (const t of stack.client.watch(task.id)) if (t.state === TaskState.STARTED) break;
+    await stack.client.cancel(task.id);
+    let record = await stack.client.status(task.id);
+    for await (const t of stack.client.watch(task.id)) record = t;
+    expect(record.state).toBe(TaskState.REVOKED);
+    expect(record.error?.type).toBe('TaskRevokedError');
+    const line = await endLine(task.id);
+    expect(line).toMatchObject({ state: 'REVOKED', error_type: 'TaskRevokedError' });
   });
 });
