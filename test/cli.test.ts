@@ -121,3 +121,36 @@ describe('taskwire start --exclusive and cancel', { timeout: 60_000 }, () => {
     expect(seen.at(-1)!.rest).toMatch(/TaskRevokedError: cancelled by request \(terminated by force\)/);
   });
 });
+
+describe('taskwire serve and dev: where they listen', { timeout: 60_000 }, () => {
+  it.each(['serve', 'dev'])('%s on a port in use exits non-zero, saying so, instead of hanging', async (command) => {
+    const port = String(stack.api.port);
+    const proc = await startTaskwire(command, {
+      redisUrl: stack.redis.url,
+      args: ['--port', port],
+      env: { TASKWIRE_LOG_FORMAT: 'text' },
+      readyWhen: /taskwire: /,
+    });
+    try {
+      const gone = await Promise.race([proc.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))]);
+      expect(gone).toBe(1);
+      expect(proc.output()).toContain(`taskwire: cannot listen on 127.0.0.1:${port}: the port is in use`);
+      expect(proc.output()).toContain('--port / TASKWIRE_PORT');
+    } finally {
+      await proc.kill();
+    }
+  });
+
+  it('serve listens on 127.0.0.1 by default, as --help says, and on TASKWIRE_HOST when set', async () => {
+    const help = await runTaskwire(['--help']);
+    expect(help.stdout).toMatch(/--host \/ TASKWIRE_HOST +127\.0\.0\.1/);
+
+    const byDefault = await startTaskwire('serve', { redisUrl: stack.redis.url });
+    expect(byDefault.output()).toContain(`API listening on 127.0.0.1:${byDefault.port}`);
+    expect(await byDefault.stop()).toBe(0);
+
+    const fromEnv = await startTaskwire('serve', { redisUrl: stack.redis.url, env: { TASKWIRE_HOST: 'localhost' } });
+    expect(fromEnv.output()).toContain(`API listening on localhost:${fromEnv.port}`);
+    expect(await fromEnv.stop()).toBe(0);
+  });
+});

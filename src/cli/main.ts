@@ -27,7 +27,7 @@ Client (talks to --server / TASKWIRE_SERVER, default http://127.0.0.1:50051):
 
 Settings (flag / environment variable, default):
   --redis / REDIS_URL                         (dev: a private redis-server)
-  --host / TASKWIRE_HOST                      127.0.0.1
+  --host / TASKWIRE_HOST                      127.0.0.1 (0.0.0.0 or :: to accept other machines)
   --port / TASKWIRE_PORT                      50051
   --concurrency / TASKWIRE_CONCURRENCY        number of CPUs
   --queues / TASKWIRE_QUEUES                  default
@@ -114,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
       await dev(loadConfig(flags));
       return -1;
     case 'serve':
-      await serve(loadConfig({ host: '0.0.0.0', ...flags }, { TASKWIRE_HOST: '0.0.0.0', ...process.env }));
+      await serve(loadConfig(flags));
       return -1;
     case 'worker':
       await worker(loadConfig(flags));

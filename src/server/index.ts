@@ -86,6 +86,9 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     .service(Health, healthService);
   const rpc = connectNodeAdapter({
     readMaxBytes: config.maxRequestBytes,
+    // A misspelt JSON field is refused (INVALID_ARGUMENT naming it), never silently dropped:
+    // a dropped `countdown` would run the task at once.
+    jsonOptions: { ignoreUnknownFields: false },
     interceptors,
     contextValues: (req) => createContextValues().set(CONNECTION, connectionOf(req)),
     routes(router) {
@@ -96,15 +99,23 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     },
   });
   const handler = withMetrics(rpc, metrics, auth);
-  const server = await listen(
-    await withDashboard(handler),
-    config.host,
-    config.port,
-    config.tls,
-    (stream, headers) => native.claim(stream, headers),
-    // Node ends such a connection (GOAWAY); its clients see every call on it fail.
-    (err) => log.warn(`an HTTP/2 connection failed: ${err.message}`),
-  );
+  let server;
+  try {
+    server = await listen(
+      await withDashboard(handler),
+      config.host,
+      config.port,
+      config.tls,
+      (stream, headers) => native.claim(stream, headers),
+      // Node ends such a connection (GOAWAY); its clients see every call on it fail.
+      (err) => log.warn(`an HTTP/2 connection failed: ${err.message}`),
+    );
+  } catch (err) {
+    // The Redis connections are open by now: left open they would keep the process alive.
+    monitor.close();
+    await Promise.allSettled([redis.quit(), sub.quit()]);
+    throw listenError(err, config.host, config.port);
+  }
   const transport = config.tls ? 'TLS: h2 and HTTP/1.1' : 'h2c and HTTP/1.1';
   const access = auth.enabled ? `bearer token required, public: ${config.publicEndpoints.join(', ') || 'none'}` : 'no auth';
   log.info(`API listening on ${config.host}:${server.port} (gRPC, gRPC-Web, Connect; ${transport}; ${access})`);
@@ -118,4 +129,17 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
       log.info('API stopped');
     },
   };
+}
+
+/** A bind failure said the way a user can act on it. */
+function listenError(err: unknown, host: string, port: number): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') {
+    return new Error(`cannot listen on ${host}:${port}: the port is in use (another taskwire?); choose another with --port / TASKWIRE_PORT`);
+  }
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') {
+    return new Error(`cannot listen on ${host}:${port}: this machine has no such address; check --host / TASKWIRE_HOST`);
+  }
+  if (code === 'EACCES') return new Error(`cannot listen on ${host}:${port}: permission denied; use a port above 1023`);
+  return err instanceof Error ? err : new Error(String(err));
 }

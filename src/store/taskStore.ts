@@ -36,6 +36,21 @@ export interface StartInput {
   traceparent?: string;
 }
 
+const DAY_MS = 24 * 3600 * 1000;
+
+/**
+ * How far ahead a Start may reach. A countdown or not_before beyond a year is far more
+ * likely a unit mistake than a plan; a time limit is a timer in the worker, and a Node
+ * timer set past its reach fires at once, so the limit stays inside that reach.
+ */
+export const START_LIMITS = {
+  maxDelayMs: 365 * DAY_MS,
+  maxBackoffMs: 365 * DAY_MS,
+  maxTimeLimitMs: 24 * DAY_MS,
+} as const;
+
+const days = (ms: number) => `${ms / DAY_MS} days (${ms / 1000}s)`;
+
 export interface StartResult {
   task: TaskRecord;
   /** false when an idempotency key returned an existing task */
@@ -130,6 +145,12 @@ export class TaskStore {
       throw invalid('countdown', 'give either not_before or countdown, not both');
     }
     if (input.countdownMs !== undefined && input.countdownMs < 0) throw invalid('countdown', 'must not be negative');
+    if (input.countdownMs !== undefined && input.countdownMs > START_LIMITS.maxDelayMs) {
+      throw invalid('countdown', `must be at most ${days(START_LIMITS.maxDelayMs)}`);
+    }
+    if (input.notBefore !== undefined && input.notBefore > now + START_LIMITS.maxDelayMs) {
+      throw invalid('not_before', `must be at most ${days(START_LIMITS.maxDelayMs)} ahead`);
+    }
     const notBefore = input.notBefore ?? (input.countdownMs ? now + input.countdownMs : undefined);
     if (input.expiresAt !== undefined && input.expiresAt <= now) {
       throw invalid('expires_at', 'is in the past: the task would never run');
@@ -138,6 +159,17 @@ export class TaskStore {
       throw invalid('expires_at', 'is before the task may start (not_before / countdown)');
     }
     if (input.timeLimitMs !== undefined && input.timeLimitMs <= 0) throw invalid('time_limit', 'must be positive');
+    if (input.timeLimitMs !== undefined && input.timeLimitMs > START_LIMITS.maxTimeLimitMs) {
+      throw invalid('time_limit', `must be at most ${days(START_LIMITS.maxTimeLimitMs)}`);
+    }
+    for (const [field, value] of [
+      ['retry.initial_backoff', input.initialBackoffMs],
+      ['retry.max_backoff', input.maxBackoffMs],
+    ] as const) {
+      if (value === undefined) continue;
+      if (!(value >= 0)) throw invalid(field, 'must not be negative');
+      if (value > START_LIMITS.maxBackoffMs) throw invalid(field, `must be at most ${days(START_LIMITS.maxBackoffMs)}`);
+    }
     const maxAttempts = input.maxAttempts || def.maxAttempts || TASK_DEFAULTS.maxAttempts;
     if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000) {
       throw invalid('retry.max_attempts', 'must be from 1 to 1000');
@@ -318,8 +350,14 @@ export class TaskStore {
     const pageSize = Math.min(query.pageSize || 50, 500);
     let offset = 0;
     if (query.pageToken) {
-      offset = Number(Buffer.from(query.pageToken, 'base64url').toString());
-      if (!Number.isInteger(offset) || offset < 0) throw invalid('page_token', 'is not a token from a previous response');
+      // A token is exactly what a previous page wrote: base64url of a decimal offset. Anything
+      // else (which Buffer.from would decode leniently, often to nothing, read as offset 0)
+      // is refused rather than silently restarting the listing.
+      const text = Buffer.from(query.pageToken, 'base64url').toString();
+      offset = /^\d{1,15}$/.test(text) ? Number(text) : NaN;
+      if (!Number.isSafeInteger(offset) || Buffer.from(text).toString('base64url') !== query.pageToken) {
+        throw invalid('page_token', 'is not a token from a previous response: leave it empty for the first page');
+      }
     }
     const states = new Set(query.states ?? []);
     const tasks: TaskRecord[] = [];

@@ -330,7 +330,12 @@ export class Worker {
       if (written === 'RETRY' && fields.nextAttemptAt) this.promoteAt(fields.nextAttemptAt);
       const ms = Date.now() - began;
       if (written) {
-        this.log.info(`task ${written.toLowerCase()} in ${ms}ms`, { ...about, state: written, ms, error_type: fields.errorType });
+        // The line says what the record says: a cancel requested during the run ends it
+        // REVOKED whatever the handler threw (its AbortError is not what the task shows).
+        const revoked = written === 'REVOKED';
+        const error = revoked ? { error_type: 'TaskRevokedError' } : { error_type: fields.errorType, error_message: fields.errorMessage };
+        this.log.info(`task ${written.toLowerCase()} in ${ms}ms`, { ...about, state: written, ms, ...error });
+        if (!revoked && fields.traceback) this.log.debug('task traceback', { ...about, traceback: fields.traceback });
       }
     } catch (err) {
       // The message stays pending; when its lease runs out it is reclaimed and retried.
