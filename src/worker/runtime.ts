@@ -324,7 +324,7 @@ export class Worker {
       // Redis. (The task stays in `running`, its lease renewed, until the finish is written.)
       const writing = this.finish(d, token, state, fields);
       released = true;
-      this.pool.release(slot, this.slotFreed);
+      this.pool.release(slot);
       this.slotFreed();
       const written = await writing;
       if (written === 'RETRY' && fields.nextAttemptAt) this.promoteAt(fields.nextAttemptAt);
@@ -340,7 +340,7 @@ export class Worker {
       // worker: either way the stream may be trimmed.
       this.trimmer.touch(d.queue);
       this.running.delete(d.id);
-      if (!released) this.pool.release(slot, this.slotFreed);
+      if (!released) this.pool.release(slot);
       this.slotFreed();
     }
   }
