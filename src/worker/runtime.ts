@@ -96,8 +96,8 @@ export class Worker {
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
     const url = config.redisUrl!;
     // No auto-pipelining: the worker batches its own commands (its writes of a turn go as one
-    // script call per queue, AttemptStore), and ioredis's pipeline per tick only added CPU
-    // (drain c=1 +12%, c=100 +10% without it). Commands still reach Redis in the order issued.
+    // script call per queue, AttemptStore), and ioredis's pipeline per tick only added CPU.
+    // Commands still reach Redis in the order issued.
     const redis = await connectReady(url, 'worker', { queueWhileDown: true, noPipelining: true });
     const blocking = await connectReady(url, 'worker-read', { queueWhileDown: true, noPipelining: true });
     const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
