@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { Code, ConnectError, TaskFailedError, TaskState, type JsonValue, type Task } from '../src/client/index.js';
 import { keys } from '../src/store/keys.js';
@@ -39,19 +40,44 @@ describe('typed per task definition', () => {
     expect(out).toEqual({ steps: 2 });
   });
 
-  it('refuses, at compile time, arguments the definition does not take', () => {
-    // Never called: `npx tsc --noEmit` (CI) fails when one of these lines type-checks.
-    const wrong = async () => {
-      // @ts-expect-error hello's first argument is a string
-      await stack.client.start(hello, { args: [42] });
-      // @ts-expect-error hello has no kwarg "nope"
-      await stack.client.start(hello, { kwargs: { nope: 1 } });
-      // @ts-expect-error a result of hello is a string, not a number
-      const n: number = await stack.client.wait(await stack.client.start(hello));
-      return n;
-    };
-    expect(typeof wrong).toBe('function');
-  });
+  it('refuses, at compile time, arguments and results the definition does not allow', () => {
+    // Type-checks a caller's module with the project's compiler settings: each call marked
+    // WRONG must be an error on its own line, and the well-typed calls beside them must not.
+    const file = join(ROOT, 'test', '__typed_calls__.ts');
+    const source = [
+      "import { createTaskwireClient } from '../src/client/index.js';",
+      "import { hello } from '../src/tasks/examples.js';",
+      'const client = createTaskwireClient();',
+      'export async function calls(): Promise<void> {',
+      "  await client.start(hello, { args: ['Lucy', 1] });",
+      "  await client.start(hello, { kwargs: { name: 'Ada' } });",
+      '  const s: string = await client.wait(await client.start(hello));',
+      '  await client.start(hello, { args: [42] }); // WRONG',
+      '  await client.start(hello, { kwargs: { nope: 1 } }); // WRONG',
+      '  const n: number = await client.wait(await client.start(hello)); // WRONG',
+      '  void s, n;',
+      '}',
+    ].join('\n');
+    const configPath = join(ROOT, 'tsconfig.json');
+    const config = ts.getParsedCommandLineOfConfigFile(configPath, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
+    expect(config).toBeDefined();
+    const host = ts.createCompilerHost(config!.options);
+    const getSourceFile = host.getSourceFile.bind(host);
+    host.getSourceFile = (name, language, ...rest) =>
+      name === file ? ts.createSourceFile(name, source, language) : getSourceFile(name, language, ...rest);
+    const fileExists = host.fileExists.bind(host);
+    host.fileExists = (name) => name === file || fileExists(name);
+    const program = ts.createProgram([file], config!.options, host);
+    const sf = program.getSourceFile(file)!;
+    const errorLines = [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)]
+      .map((d) => sf.getLineAndCharacterOfPosition(d.start!).line)
+      .sort((a, b) => a - b);
+    const wrongLines = source
+      .split('\n')
+      .flatMap((line, i) => (line.endsWith('// WRONG') ? [i] : []));
+    expect(wrongLines).toHaveLength(3);
+    expect(errorLines).toEqual(wrongLines);
+  }, 60_000);
 
   it('by name, untyped: the result is a JsonValue', async () => {
     const task = await stack.client.start('hello', { kwargs: { name: 'Ada' } });

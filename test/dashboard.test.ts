@@ -3,6 +3,7 @@
  * playwright-core) opens GET / of a live stack, starts tasks with the page's form, watches
  * their rows change state without a reload (WatchEvents from the browser, Connect protocol
  * over fetch), and cancels a running task with its row's button. Ends with a screenshot.
+ * Skipped without Chromium, except under CI, where that is a failure.
  */
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTaskwireClient, TaskState } from '../src/client/index.js';
+import { prerequisite } from './helpers/prerequisite.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 const CHROMIUM = process.env.TASKWIRE_CHROMIUM ?? '/usr/bin/chromium';
@@ -34,13 +36,12 @@ declare class MutationObserver {
   observe(target: PageNode, options: { childList?: boolean; characterData?: boolean; subtree?: boolean }): void;
 }
 
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) {
-  console.warn(
-    `SKIPPED test/dashboard.test.ts: no Chromium at ${CHROMIUM}. Install it with ` +
-      "'apt-get install -y chromium' (or point TASKWIRE_CHROMIUM at a Chromium binary).",
-  );
-}
+const hasChromium = prerequisite(
+  'test/dashboard.test.ts',
+  existsSync(CHROMIUM)
+    ? undefined
+    : `no Chromium at ${CHROMIUM}. Install it with 'apt-get install -y chromium' (or point TASKWIRE_CHROMIUM at a Chromium binary).`,
+);
 
 describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_000 }, () => {
   let stack: Stack;

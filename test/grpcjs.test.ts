@@ -51,8 +51,6 @@ interface WireTask {
   cancelRequested: boolean;
 }
 
-const TERMINAL = new Set(['TASK_STATE_SUCCESS', 'TASK_STATE_FAILURE', 'TASK_STATE_REVOKED']);
-
 let stack: Stack;
 let client: any;
 

@@ -22,7 +22,7 @@ export class RedisMonitor {
   private readonly listeners = new Set<(up: boolean) => void>();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly redis: Redis, intervalMs = 2000) {
+  constructor(redis: Redis, intervalMs = 2000) {
     this.up = redis.status === 'ready';
     redis.on('ready', () => this.set(true));
     redis.on('close', () => this.set(false));

@@ -11,15 +11,6 @@ export interface TaskErrorInfo {
   traceback?: string;
 }
 
-export interface RetryOptions {
-  /** Attempts in all, the first included. */
-  maxAttempts: number;
-  initialBackoffMs: number;
-  maxBackoffMs: number;
-  /** Error types retried; empty: all but the final ones. */
-  retryOn: string[];
-}
-
 export interface TaskRecord {
   id: string;
   name: string;

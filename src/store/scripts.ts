@@ -1,6 +1,6 @@
 /**
  * The Lua scripts in ./scripts, loaded once per process and called by name.
- * A file `name-N.lua` takes N keys, `name-n.lua` any number (given with each call). Each script is prefixed with the state machine
+ * A file `name-N.lua` takes N keys. Each script is prefixed with the state machine
  * (states.ts) and the shared helpers (lib.lua), so every writer enforces one table.
  */
 import { readFileSync, readdirSync } from 'node:fs';
@@ -11,8 +11,7 @@ import { luaPrelude } from './states.js';
 export type ScriptName = 'enqueue' | 'enqueue_batch' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap';
 
 interface ScriptSource {
-  /** undefined: the caller passes the number of keys first (`name-n.lua`). */
-  numberOfKeys?: number;
+  numberOfKeys: number;
   lua: string;
 }
 
@@ -24,10 +23,10 @@ function loadSources(): Map<ScriptName, ScriptSource> {
   const lib = luaPrelude() + readFileSync(dir + 'lib.lua', 'utf8');
   sources = new Map();
   for (const file of readdirSync(dir)) {
-    const m = /^([a-z_]+)-(\d+|n)\.lua$/.exec(file);
+    const m = /^([a-z_]+)-(\d+)\.lua$/.exec(file);
     if (!m) continue;
     sources.set(m[1] as ScriptName, {
-      numberOfKeys: m[2] === 'n' ? undefined : Number(m[2]),
+      numberOfKeys: Number(m[2]),
       lua: `${lib}\n${readFileSync(dir + file, 'utf8')}`,
     });
   }
@@ -58,11 +57,10 @@ export function runScript(
 ): Promise<unknown> {
   const source = loadSources().get(name);
   if (!source) throw new Error(`no script ${name}`);
-  const variable = source.numberOfKeys === undefined;
-  if (!variable && source.numberOfKeys !== keys.length) {
+  if (source.numberOfKeys !== keys.length) {
     throw new Error(`script ${name} takes ${source.numberOfKeys} keys, got ${keys.length}`);
   }
   const fn = (client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[commandName(name)];
   if (!fn) throw new Error(`script ${name} is not installed on this connection`);
-  return variable ? fn.call(client, keys.length, ...keys, ...args) : fn.call(client, ...keys, ...args);
+  return fn.call(client, ...keys, ...args);
 }

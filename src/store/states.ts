@@ -27,10 +27,6 @@ export const TRANSITIONS: Readonly<Record<State, readonly State[]>> = {
   REVOKED: [],
 };
 
-export function canMove(from: State, to: State): boolean {
-  return TRANSITIONS[from].includes(to);
-}
-
 /**
  * Lua source defining `allowed(from, to)` and `is_terminal(state)`. Functions of string
  * comparisons, not tables: a script's top level runs on every call, and building the tables

@@ -1,7 +1,7 @@
 /**
  * The task records: create (with the queue message, atomically), read, resolve "the latest
  * task", cancel, and read a task's change log. Used by the API; the worker's writes are in
- * worker/attempt.ts. Every write goes through a Lua script.
+ * store/attemptStore.ts. Every write goes through a Lua script.
  */
 import type { Redis } from 'ioredis';
 import { invalid, notFound, TaskwireError } from '../errors.js';

@@ -25,18 +25,12 @@ export class Pool {
     return this.idle.length;
   }
 
-  /** Handler threads alive now (at most the pool's size). */
-  get threadCount(): number {
-    return this.threads.size;
-  }
-
   take(): Slot | undefined {
     return this.idle.pop();
   }
 
-  /** Give a slot back after its task settled. `onReplaced` is kept for callers written
-   * when a killed slot had to be replaced; a slot now outlives its task's thread. */
-  release(slot: Slot, _onReplaced?: () => void): void {
+  /** Give a slot back after its task settled. */
+  release(slot: Slot): void {
     if (!this.closed) this.idle.push(slot);
   }
 

@@ -96,8 +96,8 @@ export class Worker {
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
     const url = config.redisUrl!;
     // No auto-pipelining: the worker batches its own commands (its writes of a turn go as one
-    // script call per queue, AttemptStore), and ioredis's pipeline per tick only added CPU
-    // (drain c=1 +12%, c=100 +10% without it). Commands still reach Redis in the order issued.
+    // script call per queue, AttemptStore), and ioredis's pipeline per tick only added CPU.
+    // Commands still reach Redis in the order issued.
     const redis = await connectReady(url, 'worker', { queueWhileDown: true, noPipelining: true });
     const blocking = await connectReady(url, 'worker-read', { queueWhileDown: true, noPipelining: true });
     const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
@@ -324,7 +324,7 @@ export class Worker {
       // Redis. (The task stays in `running`, its lease renewed, until the finish is written.)
       const writing = this.finish(d, token, state, fields);
       released = true;
-      this.pool.release(slot, this.slotFreed);
+      this.pool.release(slot);
       this.slotFreed();
       const written = await writing;
       if (written === 'RETRY' && fields.nextAttemptAt) this.promoteAt(fields.nextAttemptAt);
@@ -345,7 +345,7 @@ export class Worker {
       // worker: either way the stream may be trimmed.
       this.trimmer.touch(d.queue);
       this.running.delete(d.id);
-      if (!released) this.pool.release(slot, this.slotFreed);
+      if (!released) this.pool.release(slot);
       this.slotFreed();
     }
   }

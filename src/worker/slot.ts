@@ -15,14 +15,6 @@ export class Slot {
 
   constructor(private readonly threads: HandlerThreads) {}
 
-  get busy(): boolean {
-    return this.current !== undefined;
-  }
-
-  get taskId(): string | undefined {
-    return this.current?.id;
-  }
-
   async run(message: Omit<RunMessage, 'cell' | 'tag'>, onProgress: (json: string) => void): Promise<Outcome> {
     if (this.current) throw new Error(`slot is busy with task ${this.current.id}`);
     const run = this.threads.submit(message, onProgress);

@@ -3,7 +3,7 @@
  * at a time (so stopping a task by force stops only that task, see handlerThread.ts), but
  * tasks are not tied to threads: a task goes to the thread where it would wait least, and
  * waits there behind the ones posted before it. Fast handlers therefore share a thread or
- * two (a thread costs ~10 MB and ~100 ms of CPU to start) with no round trip through the
+ * two (a thread costs memory and CPU to start) with no round trip through the
  * main thread between tasks; slow ones get a thread each, up to the worker's concurrency:
  *
  * - a task goes to the thread where it would start soonest, at the threads' recent handler

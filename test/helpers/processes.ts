@@ -1,7 +1,7 @@
 /**
  * taskwire processes for tests: the real CLI (`node --import tsx src/cli/main.ts …`) as a
  * child process, waited on until it says it is ready, stopped by pid. Every process
- * started here is tracked; `assertNoneRunning` fails a suite that leaves one behind.
+ * started here is tracked, so `stopAll` can stop what a suite left running.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -152,8 +152,4 @@ export async function runTaskwire(
 /** Stop every process a suite started and still runs (afterAll). */
 export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((p) => p.stop(5000)));
-}
-
-export function running(): number {
-  return live.size;
 }
