@@ -340,11 +340,12 @@ class Call implements PullSink<unknown> {
 
 function ignore(): void {}
 
+/** The request message; bytes that are not one are the caller's error (INVALID_ARGUMENT), as Connect's protocol answers. */
 function parse(schema: DescMessage, bytes: Uint8Array) {
   try {
     return fromBinary(schema, bytes);
   } catch (e) {
-    throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
+    throw new ConnectError(`the request is not a valid ${schema.typeName} message: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
   }
 }
 
