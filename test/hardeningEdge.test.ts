@@ -151,6 +151,35 @@ describe('a deadline longer than a timer can hold is no deadline', () => {
     expect(res.body.task?.id).toBe(task.id);
   });
 
+  it('a Connect-protocol WatchStatus with connect-timeout-ms of 30 days stays open past its first heartbeat', async () => {
+    const task = await stack.client.start('hello', { args: ['deadline'] });
+    const json = Buffer.from(JSON.stringify({ id: task.id }));
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(json.length, 1);
+    const abort = new AbortController();
+    const res = await fetch(`${stack.baseUrl}/taskwire.v1.TaskService/WatchStatus`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/connect+json', 'connect-timeout-ms': String(30 * 24 * 3600 * 1000) },
+      body: Buffer.concat([head, json]),
+      signal: abort.signal,
+    });
+    const frames: { flags: number; body: any }[] = [];
+    let data = Buffer.alloc(0);
+    for await (const chunk of res.body!) {
+      data = Buffer.concat([data, chunk]);
+      while (data.length >= 5 && data.length >= 5 + data.readUInt32BE(1)) {
+        const length = data.readUInt32BE(1);
+        frames.push({ flags: data[0]!, body: JSON.parse(data.subarray(5, 5 + length).toString()) });
+        data = data.subarray(5 + length);
+      }
+      if (frames.length >= 2) break;
+    }
+    abort.abort();
+    expect(frames.map((f) => f.flags)).toEqual([0, 0]);
+    expect(frames[0]!.body.task.id).toBe(task.id);
+    expect(frames[1]!.body.heartbeat).toBeDefined();
+  });
+
   it('a short deadline still ends the call (native gRPC path)', async () => {
     const task = await stack.client.start('hello', { args: ['deadline'] });
     const reply = await call('WatchStatus', encode(WatchStatusRequestSchema, { id: task.id }), { headers: { 'grpc-timeout': '300m' } });

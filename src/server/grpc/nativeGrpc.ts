@@ -27,6 +27,7 @@ import { parseTimeout } from '@connectrpc/connect/protocol-grpc';
 import { CALL_END } from '../callEnd.js';
 import { pullable, type Pullable, type PullSink } from '../pullable.js';
 import { CallContext } from './callContext.js';
+import { holdableTimeout } from './deadline.js';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../../grpc/envelope.js';
 import { errorTrailers, OK_TRAILERS, plain } from './status.js';
 
@@ -97,7 +98,7 @@ class Call implements PullSink<unknown> {
   ) {
     const timeout = parseTimeout(single(headers['grpc-timeout']) ?? null, Number.MAX_SAFE_INTEGER);
     this.timeoutError = timeout.error;
-    this.ctx = new CallContext(spec.method, headers, stream, options.contextValues, timeout.error ? undefined : timeout.timeoutMs);
+    this.ctx = new CallContext(spec.method, headers, stream, options.contextValues, timeout.error ? undefined : holdableTimeout(timeout.timeoutMs));
     this.reader = new EnvelopeReader(options.readMaxBytes);
   }
 
