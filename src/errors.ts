@@ -7,6 +7,7 @@ export type ErrorKind =
   | 'not_found' // no such task
   | 'exists' // an exclusive task is already running
   | 'too_large' // a payload over a limit
+  | 'out_of_range' // a position past the end of what exists (a version not reached yet)
   | 'unavailable' // Redis cannot be reached
   | 'internal';
 

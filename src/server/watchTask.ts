@@ -10,6 +10,7 @@
  * an async generator on purpose: a suspended generator keeps every register of its frame,
  * so each watcher would hold the whole record it read first and the last change it saw.
  */
+import { TaskwireError } from '../errors.js';
 import { parseRecord, type Hash, type TaskRecord } from '../store/record.js';
 import { isTerminal } from '../store/states.js';
 import type { TaskRef, TaskStore } from '../store/taskStore.js';
@@ -205,6 +206,15 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     if (this.afterVersion === undefined) {
       this.queue(this.acceptRecord(current));
       return;
+    }
+    // A version the task has not reached was never sent: the caller resumes from the wrong
+    // task or the wrong number, and waiting would never bring the versions it expects.
+    if (this.afterVersion > current.version) {
+      throw new TaskwireError(
+        'out_of_range',
+        `after_version ${this.afterVersion} is beyond the task's current version ${current.version}; resume from a version the watch has sent, or omit it`,
+        { reason: 'VERSION_NOT_REACHED', metadata: { current_version: String(current.version) } },
+      );
     }
     this.last = this.afterVersion;
     await this.readLog();
