@@ -42,6 +42,8 @@ interface CallOptions {
   headers?: http2.OutgoingHttpHeaders;
   /** Resolve once this many messages have arrived, cancelling the call. */
   until?: number;
+  /** Told when the first message arrives. */
+  onFirst?: () => void;
 }
 
 /** One gRPC call over raw HTTP/2, its body as the bytes of one message. */
@@ -72,6 +74,10 @@ function call(method: string, body: Uint8Array, options: CallOptions = {}): Prom
     req.on('trailers', size);
     req.on('data', (d: Buffer) => {
       data = Buffer.concat([data, d]);
+      if (options.onFirst && unframe(data).length > 0) {
+        options.onFirst();
+        options.onFirst = undefined;
+      }
       if (options.until !== undefined && unframe(data).length >= options.until) {
         resolve(reply());
         req.close(http2.constants.NGHTTP2_CANCEL);
@@ -187,13 +193,15 @@ describe('a deadline longer than a timer can hold is no deadline', () => {
   });
 });
 
-describe('WatchStatus from a version the task has not reached', () => {
+describe('WatchStatus from beyond a task\'s final version', () => {
   for (const [path, gzip] of BOTH) {
-    it(`answers OUT_OF_RANGE naming the current version (${path})`, async () => {
+    it(`answers OUT_OF_RANGE at once, naming the final version (${path})`, async () => {
       const task = await stack.client.start('hello', { args: ['future'] });
+      // Cancelled before it ran: REVOKED, its final version.
+      const { task: revoked } = await stack.client.cancel(task.id);
       const reply = await call('WatchStatus', encode(WatchStatusRequestSchema, { id: task.id, afterVersion: 99n }), { gzip });
       expect(reply.status).toBe('11');
-      expect(reply.message).toContain(`version ${task.version}`);
+      expect(reply.message).toContain(`final version ${revoked!.version}`);
       expect(reply.messages).toHaveLength(0);
     });
 
@@ -204,6 +212,20 @@ describe('WatchStatus from a version the task has not reached', () => {
       expect(reply.message).toContain('after_version');
     });
   }
+
+  it('a watch waiting for a version the task has not reached ends OUT_OF_RANGE when the task finishes below it', async () => {
+    const task = await stack.client.start('hello', { args: ['future'] });
+    let attached!: () => void;
+    const heartbeat = new Promise<void>((resolve) => (attached = resolve));
+    const watch = call('WatchStatus', encode(WatchStatusRequestSchema, { id: task.id, afterVersion: 99n }), { onFirst: attached });
+    // Its first heartbeat: the watch has read the record and waits for what comes next.
+    await heartbeat;
+    const { task: revoked } = await stack.client.cancel(task.id);
+    const reply = await watch;
+    expect(reply.messages.map((m) => fromBinary(WatchStatusResponseSchema, m).event.case)).toContain('heartbeat');
+    expect(reply.status).toBe('11');
+    expect(reply.message).toContain(`final version ${revoked!.version}`);
+  });
 
   it('resuming at the current version still waits for the next one', async () => {
     const task = await stack.client.start('hello', { args: ['future'] });
