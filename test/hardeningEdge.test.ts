@@ -254,22 +254,24 @@ describe('long ids and keys are not echoed whole', () => {
   }
 });
 
-describe('bytes that are not the request message, over the native gRPC path', () => {
+describe('bytes that are not the request message', () => {
   // field 1 (id, a string) holding the bytes ff fe: not UTF-8
   const badUtf8 = Uint8Array.from([0x0a, 0x02, 0xff, 0xfe]);
   // field 1 sent as a varint, where a string is length-delimited
   const wrongWireType = Uint8Array.from([0x08, 0x01]);
   // an unknown field 15 that nests 120 groups deep
   const deep = Uint8Array.from([...Array(120).fill(0x7b), ...Array(120).fill(0x7c)]);
-  for (const [what, body] of [
-    ['a string that is not UTF-8', badUtf8],
-    ['a field of the wrong wire type', wrongWireType],
-    ['groups nested 120 deep', deep],
-  ] as const) {
-    it(`${what} is INVALID_ARGUMENT`, async () => {
-      const reply = await call('GetStatus', body);
-      expect(reply.status).toBe('3');
-      expect(reply.message).toContain('GetStatusRequest');
-    });
+  for (const [path, gzip] of BOTH) {
+    for (const [what, body] of [
+      ['a string that is not UTF-8', badUtf8],
+      ['a field of the wrong wire type', wrongWireType],
+      ['groups nested 120 deep', deep],
+    ] as const) {
+      it(`${what} is INVALID_ARGUMENT (${path})`, async () => {
+        const reply = await call('GetStatus', body, { gzip });
+        expect(reply.status).toBe('3');
+        expect(reply.message).toMatch(/^parse binary: ./);
+      });
+    }
   }
 });

@@ -29,7 +29,7 @@ import { pullable, type Pullable, type PullSink } from '../pullable.js';
 import { CallContext } from './callContext.js';
 import { holdableTimeout } from './deadline.js';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../../grpc/envelope.js';
-import { errorTrailers, OK_TRAILERS, plain } from './status.js';
+import { errorTrailers, OK_TRAILERS, PARSE_ERROR_PREFIX, plain } from './status.js';
 
 export interface NativeGrpcOptions {
   /** The largest request message accepted (RESOURCE_EXHAUSTED above it), as Connect's readMaxBytes. */
@@ -341,12 +341,12 @@ class Call implements PullSink<unknown> {
 
 function ignore(): void {}
 
-/** The request message; bytes that are not one are the caller's error (INVALID_ARGUMENT), as Connect's protocol answers. */
+/** The request message; bytes that are not one are the caller's error (INVALID_ARGUMENT), with the message Connect's reader gives. */
 function parse(schema: DescMessage, bytes: Uint8Array) {
   try {
     return fromBinary(schema, bytes);
   } catch (e) {
-    throw new ConnectError(`the request is not a valid ${schema.typeName} message: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
+    throw new ConnectError(`${PARSE_ERROR_PREFIX}${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
   }
 }
 
