@@ -16,6 +16,7 @@ const CODES: Record<ErrorKind, Code> = {
   not_found: Code.NotFound,
   exists: Code.AlreadyExists,
   too_large: Code.ResourceExhausted,
+  out_of_range: Code.OutOfRange,
   unavailable: Code.Unavailable,
   deadline: Code.DeadlineExceeded,
   internal: Code.Internal,

@@ -13,6 +13,7 @@ import {
   HealthCheckResponseSchema,
   HealthListResponseSchema,
 } from '../../gen/grpc/health/v1/health_pb.js';
+import { quote } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { callEndOf } from './callEnd.js';
 import { Mailbox } from './mailbox.js';
@@ -62,7 +63,7 @@ export function createHealthService(monitor: RedisMonitor, services: readonly st
   const status = () => (monitor.healthy ? Status.SERVING : Status.NOT_SERVING);
   return {
     check(req) {
-      if (!known.has(req.service)) throw new ConnectError(`unknown service "${req.service}"`, Code.NotFound);
+      if (!known.has(req.service)) throw new ConnectError(`unknown service ${quote(req.service)}`, Code.NotFound);
       return create(HealthCheckResponseSchema, { status: status() });
     },
     list() {

@@ -8,7 +8,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { specEncodeGrpcMessage } from './grpc/status.js';
+import { grpcStatusFor, specEncodeGrpcMessage } from './grpc/status.js';
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -28,7 +28,10 @@ function withSpecGrpcMessage(handler: Handler): Handler {
     const addTrailers = res.addTrailers.bind(res) as (headers: http.OutgoingHttpHeaders) => void;
     res.addTrailers = (headers: http.OutgoingHttpHeaders) => {
       const message = headers['grpc-message'];
-      if (typeof message === 'string') headers = { ...headers, 'grpc-message': specEncodeGrpcMessage(message) };
+      if (typeof message === 'string') {
+        const status = grpcStatusFor(headers['grpc-status'] as string | undefined, message);
+        headers = { ...headers, ...(status && { 'grpc-status': status }), 'grpc-message': specEncodeGrpcMessage(message) };
+      }
       addTrailers(headers);
     };
     handler(req, res);

@@ -17,6 +17,7 @@ import { createHealthService, RedisMonitor } from './health.js';
 import { listen } from './http.js';
 import { CallValues } from './grpc/callContext.js';
 import { NativeGrpc } from './grpc/nativeGrpc.js';
+import { withHoldableDeadlines } from './grpc/deadline.js';
 import { CONNECTION, connectionOf, StreamLimits } from './limits.js';
 import { ApiMetrics, withMetrics } from './metrics.js';
 import { createReflection } from './reflection.js';
@@ -98,7 +99,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
       router.service(...reflection.v1alpha);
     },
   });
-  const handler = withMetrics(rpc, metrics, auth);
+  const handler = withMetrics(withHoldableDeadlines(rpc), metrics, auth);
   let server;
   try {
     server = await listen(

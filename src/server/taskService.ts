@@ -19,7 +19,7 @@ import {
   WatchEventsResponseSchema,
   WatchStatusResponseSchema,
 } from '../../gen/taskwire/v1/task_service_pb.js';
-import { TaskwireError } from '../errors.js';
+import { invalid, TaskwireError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TaskStore } from '../store/taskStore.js';
 import { parseRecord, type TaskRecord } from '../store/record.js';
@@ -137,13 +137,18 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
         return create(CancelResponseSchema, { task: taskToWire(task), outcome: code, message });
       }),
 
-    watchStatus: (req, ctx) =>
-      watchTask(
+    watchStatus: (req, ctx) => {
+      // Versions count a task's changes: one above 2^53 is no version, refused before Redis.
+      if (req.afterVersion !== undefined && req.afterVersion > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw toConnectError(invalid('after_version', `must be at most ${Number.MAX_SAFE_INTEGER}, a version the watch has sent`));
+      }
+      return watchTask(
         watchDeps,
         { id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue },
         req.afterVersion === undefined ? undefined : Number(req.afterVersion),
         callEndOf(ctx),
-      ),
+      );
+    },
 
     listTasks: (req) =>
       guard(async () => {

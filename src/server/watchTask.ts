@@ -10,8 +10,9 @@
  * an async generator on purpose: a suspended generator keeps every register of its frame,
  * so each watcher would hold the whole record it read first and the last change it saw.
  */
+import { TaskwireError } from '../errors.js';
 import { parseRecord, type Hash, type TaskRecord } from '../store/record.js';
-import { isTerminal } from '../store/states.js';
+import { isTerminal, type State } from '../store/states.js';
 import type { TaskRef, TaskStore } from '../store/taskStore.js';
 import { throwEndStatus, type CallEnd, type EndListener } from './callEnd.js';
 import type { ConcurrencyLimit } from './concurrencyLimit.js';
@@ -184,6 +185,10 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     if ('timeout' in n) return HEARTBEAT;
     const s = n.item;
     if ('change' in s && Number(s.change.version) === this.last + 1) return { task: this.accept(s.change)! };
+    // The task finished below the version this watch resumed from: what it waits for never comes.
+    if ('change' in s && Number(s.change.version) < this.last && isTerminal(s.change.state as State)) {
+      throw beyondFinal(this.last, Number(s.change.version));
+    }
     if ('resync' in s || Number(s.change.version) > this.last + 1) return READ_LOG;
     return SKIP; // a version already sent
   }
@@ -206,6 +211,8 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
       this.queue(this.acceptRecord(current));
       return;
     }
+    // A finished task has no version after its final one: a watch from beyond it would wait forever.
+    if (isTerminal(current.state) && this.afterVersion > current.version) throw beyondFinal(this.afterVersion, current.version);
     this.last = this.afterVersion;
     await this.readLog();
     // A log trimmed past the caller's version still ends with the current record.
@@ -252,6 +259,15 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     }
     this.box.close();
   }
+}
+
+/** A resume point past a finished task's final version. */
+function beyondFinal(afterVersion: number, finalVersion: number): TaskwireError {
+  return new TaskwireError(
+    'out_of_range',
+    `after_version ${afterVersion} is beyond the task's final version ${finalVersion}: the task has finished and no later version will come; watch without after_version for its final record`,
+    { reason: 'VERSION_NOT_REACHED', metadata: { final_version: String(finalVersion) } },
+  );
 }
 
 /**

@@ -4,7 +4,7 @@
  * store/attemptStore.ts. Every write goes through a Lua script.
  */
 import type { Redis } from 'ioredis';
-import { invalid, notFound, TaskwireError } from '../errors.js';
+import { invalid, notFound, quote, TaskwireError } from '../errors.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId, queueOf } from '../ids.js';
 import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../json.js';
 import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
@@ -106,11 +106,11 @@ export class TaskStore {
     const def = this.registry.get(input.name);
     if (!input.name) throw invalid('name', 'is required: the name of a registered task');
     if (!def) {
-      throw invalid('name', `no task is registered as "${input.name}"; known tasks: ${this.registry.names().join(', ')}`);
+      throw invalid('name', `no task is registered as ${quote(input.name)}; known tasks: ${this.registry.names().join(', ')}`);
     }
     const queue = input.queue || def.queue || DEFAULT_QUEUE;
     if (!isValidQueueName(queue)) {
-      throw invalid('queue', `"${queue}" is not a queue name: use 1 to 64 letters, digits, '_', '.', '-'`);
+      throw invalid('queue', `${quote(queue)} is not a queue name: use 1 to 64 letters, digits, '_', '.', '-'`);
     }
     const args = input.args ?? [];
     const kwargs = input.kwargs ?? {};
@@ -215,7 +215,7 @@ export class TaskStore {
         const result = await this.enqueue(task, holder);
         if (result) return result;
       }
-      throw new TaskwireError('unavailable', `exclusive key "${key}" is changing hands too fast; try again`);
+      throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
     }, signal);
   }
 
@@ -261,7 +261,7 @@ export class TaskStore {
       case 'exists':
         throw new TaskwireError(
           'exists',
-          `a task with exclusive key "${ekey}" is already running (task ${reply[1]}); start another when it has finished`,
+          `a task with exclusive key ${quote(ekey)} is already running (task ${reply[1]}); start another when it has finished`,
           { reason: 'EXCLUSIVE_TASK_RUNNING', metadata: { running_task_id: String(reply[1]), exclusive_key: ekey } },
         );
       case 'moved':
@@ -275,12 +275,12 @@ export class TaskStore {
   async resolve(ref: TaskRef): Promise<string> {
     if (ref.id) return ref.id;
     const queue = ref.queue || DEFAULT_QUEUE;
-    if (!isValidQueueName(queue)) throw invalid('queue', `"${queue}" is not a queue name`);
+    if (!isValidQueueName(queue)) throw invalid('queue', `${quote(queue)} is not a queue name`);
     const id = await this.redis.get(ref.exclusiveKey ? keys.latestForKey(queue, ref.exclusiveKey) : keys.latest(queue));
     if (!id) {
       throw notFound(
         ref.exclusiveKey
-          ? `no task has been started with exclusive key "${ref.exclusiveKey}" on queue "${queue}"`
+          ? `no task has been started with exclusive key ${quote(ref.exclusiveKey)} on queue "${queue}"`
           : `no task has been started on queue "${queue}" yet; give a task id`,
       );
     }
@@ -290,7 +290,7 @@ export class TaskStore {
   /** The queue of a task id, or INVALID_ARGUMENT. */
   queueOf(id: string): string {
     const queue = queueOf(id);
-    if (!queue) throw invalid('id', `"${id}" is not a task id`);
+    if (!queue) throw invalid('id', `${quote(id)} is not a task id`);
     return queue;
   }
 
@@ -346,7 +346,7 @@ export class TaskStore {
    */
   async list(query: ListQuery): Promise<ListPage> {
     const queue = query.queue || DEFAULT_QUEUE;
-    if (!isValidQueueName(queue)) throw invalid('queue', `"${queue}" is not a queue name`);
+    if (!isValidQueueName(queue)) throw invalid('queue', `${quote(queue)} is not a queue name`);
     const pageSize = Math.min(query.pageSize || 50, 500);
     let offset = 0;
     if (query.pageToken) {

@@ -27,8 +27,9 @@ import { parseTimeout } from '@connectrpc/connect/protocol-grpc';
 import { CALL_END } from '../callEnd.js';
 import { pullable, type Pullable, type PullSink } from '../pullable.js';
 import { CallContext } from './callContext.js';
+import { holdableTimeout } from './deadline.js';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../../grpc/envelope.js';
-import { errorTrailers, OK_TRAILERS, plain } from './status.js';
+import { errorTrailers, OK_TRAILERS, PARSE_ERROR_PREFIX, plain } from './status.js';
 
 export interface NativeGrpcOptions {
   /** The largest request message accepted (RESOURCE_EXHAUSTED above it), as Connect's readMaxBytes. */
@@ -97,7 +98,7 @@ class Call implements PullSink<unknown> {
   ) {
     const timeout = parseTimeout(single(headers['grpc-timeout']) ?? null, Number.MAX_SAFE_INTEGER);
     this.timeoutError = timeout.error;
-    this.ctx = new CallContext(spec.method, headers, stream, options.contextValues, timeout.error ? undefined : timeout.timeoutMs);
+    this.ctx = new CallContext(spec.method, headers, stream, options.contextValues, timeout.error ? undefined : holdableTimeout(timeout.timeoutMs));
     this.reader = new EnvelopeReader(options.readMaxBytes);
   }
 
@@ -340,11 +341,12 @@ class Call implements PullSink<unknown> {
 
 function ignore(): void {}
 
+/** The request message; bytes that are not one are the caller's error (INVALID_ARGUMENT), with the message Connect's reader gives. */
 function parse(schema: DescMessage, bytes: Uint8Array) {
   try {
     return fromBinary(schema, bytes);
   } catch (e) {
-    throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
+    throw new ConnectError(`${PARSE_ERROR_PREFIX}${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument);
   }
 }
 

@@ -29,6 +29,18 @@ export function specEncodeGrpcMessage(value: string): string {
   return out;
 }
 
+/** How Connect's binary reader names a request body that is not the method's message. */
+export const PARSE_ERROR_PREFIX = 'parse binary: ';
+
+/**
+ * Connect's gRPC handler answers a request body that is not the method's message with
+ * INTERNAL; it is the caller's error, INVALID_ARGUMENT, as the native path answers it.
+ * `message` is grpc-message as Connect's handler encodes it.
+ */
+export function grpcStatusFor(status: string | undefined, message: string): string | undefined {
+  return status === '13' && message.startsWith(encodeURIComponent(PARSE_ERROR_PREFIX)) ? '3' : status;
+}
+
 /** The trailers that end a call with this error (plus whatever the handler set). */
 export function errorTrailers(error: ConnectError, extra?: Headers): OutgoingHttpHeaders {
   const out = plain(setTrailerStatus(new Headers(extra), error));
