@@ -179,3 +179,25 @@ describe('taskwire start --wait', { timeout: 60_000 }, () => {
     });
   });
 });
+
+describe('run() across a restart of its API server', () => {
+  it('finishes through watch from the last version seen, every version once', async () => {
+    const port = stack.api.port;
+    const stream = stack.client.run('progress', { kwargs: { steps: 20, interval: 150 } });
+    const seen: Task[] = [];
+    for (;;) {
+      const r = await stream.next();
+      if (r.done) break;
+      seen.push(r.value);
+      if (r.value.version >= 4n) break;
+    }
+    expect(seen.at(-1)!.state).toBe(TaskState.STARTED);
+    // The Run stream is cut; the same port again, as a restarted server would be.
+    await stack.api.stop();
+    stack.api = await stack.startApi({ args: ['--port', String(port)] });
+    for await (const t of stream) seen.push(t);
+    const final = seen.at(-1)!;
+    expect(final.state).toBe(TaskState.SUCCESS);
+    expect(seen.map((t) => Number(t.version))).toEqual(Array.from({ length: Number(final.version) }, (_, i) => i + 1));
+  });
+});
