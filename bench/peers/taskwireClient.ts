@@ -7,7 +7,7 @@
  *   single  the same with batchStarts: false: one Start RPC per call     → { perSec }
  *   many    N tasks as StartMany batches of `batch`, `inflight` batches → { perSec }
  *   e2e     a steady `rate`/s for `warmupSeconds` + `seconds`: Start, then WatchStatus
- *           until terminal → latency samples (ms) from calling Start to the terminal
+ *           (or one Run call, with `viaRun`) until terminal → latency samples (ms) from calling Start to the terminal
  *           record arriving, after the warm-up, and those of its first `coldSeconds` (cold)
  *   fanout  start N tasks (no worker yet), open one WatchStatus each, print WATCHING,
  *           (after a line on stdin), then wait for every terminal record → delivery latency samples (ms) from
@@ -32,6 +32,8 @@ interface Params {
   warmupSeconds: number;
   /** e2e: the samples of this first part of the warm-up are reported apart (cold). */
   coldSeconds: number;
+  /** e2e: one Run call per task instead of Start then WatchStatus. */
+  viaRun: boolean;
   /** fanout: spread the streams over this many HTTP/2 connections. */
   connections: number;
 }
@@ -76,9 +78,9 @@ async function manyMode(): Promise<void> {
 async function e2eMode(): Promise<void> {
   const result = await pacedLatencies(p, async () => {
     const begin = performance.now();
-    const task = await client.start('noop');
     let end = NaN;
-    for await (const t of client.watch(task.id)) {
+    const records = p.viaRun ? client.run('noop') : client.watch((await client.start('noop')).id);
+    for await (const t of records) {
       if (TERMINAL.has(t.state)) {
         end = performance.now();
         if (t.state !== TaskState.SUCCESS) throw new Error(`task ${t.id} ended ${TaskState[t.state]}`);

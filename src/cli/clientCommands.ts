@@ -83,16 +83,25 @@ export async function startCommand(positionals: string[], flags: Flags): Promise
   const countdownMs = countdown === undefined ? undefined : parseDuration(countdown);
   if (countdown !== undefined && countdownMs === undefined) throw new UsageError(`--countdown must be a duration such as 10s; got ${countdown}`);
   const c = client(flags);
-  const task = await c.start(name, {
+  const options = {
     args: jsonFlag<JsonValue[]>(flags, 'args', Array.isArray, 'a JSON list'),
     kwargs: jsonFlag<JsonObject>(flags, 'kwargs', (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a JSON object'),
     exclusiveKey: str(flags, 'exclusive'),
     idempotencyKey: str(flags, 'idempotency-key'),
     queue: str(flags, 'queue'),
     countdownMs,
-  });
-  print(flags, task);
-  return flags.wait ? watchLoop(c, { id: task.id }, flags, task.version) : 0;
+  };
+  if (!flags.wait) {
+    print(flags, await c.start(name, options));
+    return 0;
+  }
+  // One Run call: each record from the queued one to the terminal one.
+  let last: Task | undefined;
+  for await (const t of c.run(name, options)) {
+    print(flags, t);
+    last = t;
+  }
+  return last ? (EXIT_CODE[stateName(last)] ?? 1) : 1;
 }
 
 export async function statusCommand(positionals: string[], flags: Flags): Promise<number> {
@@ -100,9 +109,9 @@ export async function statusCommand(positionals: string[], flags: Flags): Promis
   return 0;
 }
 
-async function watchLoop(c: TaskwireClient, r: { id: string }, flags: Flags, afterVersion?: bigint): Promise<number> {
+async function watchLoop(c: TaskwireClient, r: ReturnType<typeof ref>, flags: Flags): Promise<number> {
   let last: Task | undefined;
-  for await (const t of c.watch(r, { afterVersion })) {
+  for await (const t of c.watch(r)) {
     print(flags, t);
     last = t;
   }

@@ -1,7 +1,7 @@
 /**
  * The TypeScript client (Connect's client API over gRPC/HTTP2), importable as `taskwire/client`:
  * start, status, cancel, watch (resumes by itself after a dropped stream, from the last
- * version it saw) and wait.
+ * version it saw), wait, and run (start and watch in one call; `start(…, { wait: true })`).
  *
  *   import { createTaskwireClient } from 'taskwire/client';
  *   import { hello } from './tasks.js';                    // defineTask<[name?: string], {}, string>(…)
@@ -69,6 +69,15 @@ export interface StartOptions {
   maxBackoffMs?: number;
   /** W3C trace context of the caller: the task's logs join this trace. */
   traceparent?: string;
+  /**
+   * Resolve with the task's terminal record (SUCCESS, FAILURE or REVOKED) instead of the
+   * queued one: one Run call starts the task and streams it to its end.
+   */
+  wait?: boolean;
+  /** With `wait` (and for `run`): the call's deadline; past it the call fails with DEADLINE_EXCEEDED. */
+  timeoutMs?: number;
+  /** With `wait` (and for `run`): aborting ends the call with CANCELED. */
+  signal?: AbortSignal;
 }
 
 /** Start options for a task definition: args and kwargs of its own types. */
@@ -209,10 +218,72 @@ export class TaskwireClient {
   start(name: string, options?: StartOptions): Promise<TypedTask<JsonValue | undefined>>;
   async start(task: string | TaskDefinition<any, any, any>, options: StartOptions = {}): Promise<Task> {
     const name = typeof task === 'string' ? task : task.name;
+    if (options.wait) {
+      let last: Task | undefined;
+      for await (const t of this.run(name, options)) last = t;
+      return last!;
+    }
     const request = create(StartRequestSchema, TaskwireClient.startRequest(name, options));
     if (this.batcher && !options.traceparent) return this.batcher.start(request, estimatedSize(options));
     const headers = options.traceparent ? { traceparent: options.traceparent } : undefined;
     return (await this.rpc.start(request, { headers })).task!;
+  }
+
+  /**
+   * Start a task and stream its record until its terminal state, over one Run call: the
+   * record as Start left it first, then each change, the terminal one last. Should the
+   * stream drop once the task is queued, the rest is read by `watch` from the last version
+   * seen. `timeoutMs` and `signal` bound the whole.
+   */
+  run<A extends TaskArgs, K extends TaskKwargs, R>(
+    task: TaskDefinition<A, K, R>,
+    ...options: [] extends A ? ({} extends K ? [TypedStartOptions<A, K>?] : [TypedStartOptions<A, K>]) : [TypedStartOptions<A, K>]
+  ): AsyncGenerator<TypedTask<Awaited<R>>>;
+  run(name: string, options?: StartOptions): AsyncGenerator<TypedTask<JsonValue | undefined>>;
+  async *run(task: string | TaskDefinition<any, any, any>, options: StartOptions = {}): AsyncGenerator<Task> {
+    const name = typeof task === 'string' ? task : task.name;
+    const request = create(StartRequestSchema, TaskwireClient.startRequest(name, options));
+    const headers = options.traceparent ? { traceparent: options.traceparent } : undefined;
+    // As in `watch`: Connect's stream iterators ignore return(), so a run left early ends
+    // its stream through a signal of its own.
+    const own = new AbortController();
+    const forward = () => own.abort(options.signal!.reason);
+    if (options.signal?.aborted) forward();
+    options.signal?.addEventListener('abort', forward);
+    const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
+    let last: Task | undefined;
+    let ended = false;
+    try {
+      try {
+        for await (const msg of this.rpc.run(request, { headers, signal: own.signal, timeoutMs: options.timeoutMs })) {
+          if (ended || msg.event.case !== 'task') continue;
+          last = msg.event.value;
+          yield last;
+          // Read on to the server's end of the stream rather than reset it (see `watch`).
+          ended = TERMINAL.has(last.state);
+        }
+      } catch (err) {
+        const error = ConnectError.from(err);
+        if (ended) return;
+        if (!last || options.signal?.aborted || error.code === Code.DeadlineExceeded || !TRANSIENT.has(error.code)) throw error;
+      }
+      if (ended) return;
+      if (!last) throw new ConnectError('the Run stream ended before the task was started', Code.Unavailable);
+      const rest = new AbortController();
+      const left = deadline === undefined ? undefined : deadline - Date.now();
+      const timer = left === undefined ? undefined : setTimeout(() => rest.abort(new ConnectError('the run\'s deadline passed', Code.DeadlineExceeded)), Math.max(0, left));
+      const stop = () => rest.abort(own.signal.reason);
+      own.signal.addEventListener('abort', stop);
+      try {
+        yield* this.watch(last.id, { afterVersion: last.version, signal: rest.signal });
+      } finally {
+        clearTimeout(timer);
+        own.signal.removeEventListener('abort', stop);
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', forward);
+      own.abort(WATCH_LEFT);
+    }
   }
 
   async status<R = JsonValue>(task?: string | TaskRef | TypedTask<R>): Promise<TypedTask<R>> {

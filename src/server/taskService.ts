@@ -11,6 +11,7 @@ import {
   GetStatusResponseSchema,
   HeartbeatSchema,
   ListTasksResponseSchema,
+  RunResponseSchema,
   StartManyResponseSchema,
   StartResponseSchema,
   StartResultSchema,
@@ -32,6 +33,7 @@ import type { WatchHub } from './watchHub.js';
 import { watchTask, type WatchDeps } from './watchTask.js';
 import { callEndOf, throwEndStatus } from './callEnd.js';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
+import { isTerminal } from '../store/states.js';
 
 export interface ServiceDeps {
   store: TaskStore;
@@ -57,7 +59,8 @@ const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSc
 
 export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted }: ServiceDeps): ServiceImpl<typeof TaskService> {
   // Shared by every WatchStatus stream: a watcher allocates no closures of its own.
-  const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema>> = {
+  // WatchStatus and Run stream the same messages (a task, or a heartbeat).
+  const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema> & MessageInitShape<typeof RunResponseSchema>> = {
     store,
     hub,
     reads: new ConcurrencyLimit(256),
@@ -228,8 +231,20 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
       }
     },
 
+    // Start, then the task's watch from the version Start left: the watch subscribes and
+    // fills from the log whatever changed in between, so no version is missed. A repeat
+    // of a finished task (same idempotency key) answers its terminal record alone.
+    async *run(req, ctx) {
+      const task = await guard(async () => {
+        const span = childSpan(parseTraceparent(ctx.requestHeader.get('traceparent')));
+        return (await started(req, span, ctx.signal)).task;
+      });
+      yield create(RunResponseSchema, { event: { case: 'task', value: taskToWire(task) } });
+      if (isTerminal(task.state)) return;
+      yield* watchTask(watchDeps, { id: task.id }, task.version, callEndOf(ctx));
+    },
+
     // Served by the store's later parts; until then a clear UNIMPLEMENTED, never UNKNOWN.
-    run: notYet('Run'),
     startWorkflow: notYet('StartWorkflow'),
     createSchedule: notYet('CreateSchedule'),
     getSchedule: notYet('GetSchedule'),
