@@ -45,6 +45,10 @@ export interface TaskwireTransportOptions {
   defaultTimeoutMs?: number;
   /** Close the HTTP/2 session after this long without a call (default 15 minutes). */
   idleTimeoutMs?: number;
+  /** Ping the server this often while a call is open (default 30 s)… */
+  keepaliveMs?: number;
+  /** …and end the session when a ping is not answered this soon (default 10 s). */
+  keepaliveTimeoutMs?: number;
 }
 
 export interface TaskwireTransport extends Transport {
@@ -70,7 +74,12 @@ const WRITE_MAX = 0xffffffff;
 const BACKLOG = 256 * 1024;
 
 export function createTaskwireTransport(options: TaskwireTransportOptions): TaskwireTransport {
-  const h2 = new H2Session(options.baseUrl, { nodeOptions: options.nodeOptions, idleTimeoutMs: options.idleTimeoutMs });
+  const h2 = new H2Session(options.baseUrl, {
+    nodeOptions: options.nodeOptions,
+    idleTimeoutMs: options.idleTimeoutMs,
+    keepaliveMs: options.keepaliveMs,
+    keepaliveTimeoutMs: options.keepaliveTimeoutMs,
+  });
   const limits = { readMaxBytes: options.readMaxBytes ?? READ_MAX, writeMaxBytes: options.writeMaxBytes ?? WRITE_MAX };
   const interceptors = options.interceptors ?? [];
   const codecs = new WeakMap<Method, Codec>();

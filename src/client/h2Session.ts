@@ -2,7 +2,9 @@
  * One HTTP/2 session to a server, for a transport: connected on the first call, replaced
  * when it closes, fails or is told GOAWAY (its open streams finish on it). It keeps the
  * process alive only while a call is open on it, so a CLI exits once its work is done, and
- * closes after a long idle spell.
+ * closes after a long idle spell. While a call is open it pings the server; a server that
+ * does not answer in time (a connection dropped without a FIN or RST) ends the session, so
+ * its calls fail (and a watch resumes elsewhere) instead of hanging.
  */
 import * as http2 from 'node:http2';
 
@@ -11,6 +13,10 @@ export interface H2SessionOptions {
   nodeOptions?: http2.SecureClientSessionOptions;
   /** Close the session after this long without a call (default 15 minutes). */
   idleTimeoutMs?: number;
+  /** Ping the server this often while a call is open (default 30 s). */
+  keepaliveMs?: number;
+  /** End the session when a ping is not answered this soon (default 10 s). */
+  keepaliveTimeoutMs?: number;
 }
 
 const MAX_STREAMS = 2 ** 30 - 1;
@@ -22,10 +28,12 @@ class Connection {
   private retired = false;
   private idleSince = 0;
   private idleTimer?: NodeJS.Timeout;
+  private pinger?: NodeJS.Timeout;
 
   constructor(
     readonly session: http2.ClientHttp2Session,
     private readonly idleTimeoutMs: number,
+    private readonly keepalive: { everyMs: number; timeoutMs: number },
     private readonly gone: (c: Connection) => void,
   ) {
     session.on('connect', (_s, socket) => (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true));
@@ -36,14 +44,19 @@ class Connection {
     session.on('goaway', () => this.retire());
     session.on('close', () => {
       clearTimeout(this.idleTimer);
+      clearInterval(this.pinger);
       gone(this);
     });
   }
 
   opened(stream: http2.ClientHttp2Stream): void {
-    if (this.open++ === 0) this.session.ref();
+    if (this.open++ === 0) {
+      this.session.ref();
+      this.pinger = setInterval(() => this.ping(), this.keepalive.everyMs).unref();
+    }
     stream.once('close', () => {
       if (--this.open > 0) return;
+      clearInterval(this.pinger);
       if (this.retired) return void this.session.destroy();
       this.session.unref();
       this.idleSince = Date.now();
@@ -56,6 +69,19 @@ class Connection {
     this.gone(this);
     this.retired = true;
     if (this.open === 0 && !this.session.destroyed) this.session.destroy();
+  }
+
+  private ping(): void {
+    if (this.session.destroyed || this.session.connecting) return;
+    const timeout = setTimeout(() => {
+      const err = new Error(`the server did not answer a keepalive ping in ${this.keepalive.timeoutMs} ms; the connection is presumed dead`);
+      this.session.destroy(Object.assign(err, { code: 'ETIMEDOUT' }));
+    }, this.keepalive.timeoutMs).unref();
+    try {
+      if (!this.session.ping(() => clearTimeout(timeout))) clearTimeout(timeout);
+    } catch {
+      clearTimeout(timeout);
+    }
   }
 
   /** One timer per idle spell at most, not one per call. */
@@ -107,7 +133,8 @@ export class H2Session {
 
   private connect(): Connection {
     const session = http2.connect(this.authority, this.options.nodeOptions);
-    this.current = new Connection(session, this.options.idleTimeoutMs ?? 15 * 60_000, (c) => this.drop(c));
+    const keepalive = { everyMs: this.options.keepaliveMs ?? 30_000, timeoutMs: this.options.keepaliveTimeoutMs ?? 10_000 };
+    this.current = new Connection(session, this.options.idleTimeoutMs ?? 15 * 60_000, keepalive, (c) => this.drop(c));
     return this.current;
   }
 

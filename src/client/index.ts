@@ -49,6 +49,13 @@ export interface ClientOptions {
    * half the CPU per call); with it, through connect-node's createGrpcTransport.
    */
   compress?: boolean;
+  /**
+   * While a call is open, ping the server this often (default 30 s) and drop the connection
+   * when a ping is not answered in `keepaliveTimeoutMs` (default 10 s): a connection that
+   * died silently fails its calls (a watch resumes on a new one) instead of hanging.
+   */
+  keepaliveMs?: number;
+  keepaliveTimeoutMs?: number;
 }
 
 export interface StartOptions {
@@ -177,9 +184,17 @@ export class TaskwireClient {
         interceptors: token ? [bearer] : [],
         nodeOptions: options.ca ? { ca: options.ca } : undefined,
       };
+      const keepaliveMs = options.keepaliveMs ?? 30_000;
+      const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 10_000;
       transport = options.compress
-        ? createGrpcTransport({ ...common, acceptCompression: [compressionGzip], sendCompression: compressionGzip })
-        : createTaskwireTransport(common);
+        ? createGrpcTransport({
+            ...common,
+            acceptCompression: [compressionGzip],
+            sendCompression: compressionGzip,
+            pingIntervalMs: keepaliveMs,
+            pingTimeoutMs: keepaliveTimeoutMs,
+          })
+        : createTaskwireTransport({ ...common, keepaliveMs, keepaliveTimeoutMs });
     }
     this.rpc = createClient(TaskService, transport);
     if (options.batchStarts ?? true) this.batcher = new StartBatcher(this.rpc);

@@ -1,0 +1,69 @@
+/**
+ * A connection that dies without a FIN or RST (a dropped NAT entry, a cable pulled) is
+ * noticed by the client's keepalive pings: an open watch fails with UNAVAILABLE instead of
+ * hanging, and with retries it resumes on a new connection, seeing every version once.
+ */
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Code, ConnectError, createTaskwireClient, TaskState } from '../src/client/index.js';
+import { startStack, type Stack } from './helpers/stack.js';
+
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({ workers: 0 });
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+/** A TCP proxy to the API whose connections can be made silent: bytes stop flowing both ways,
+ * and neither end is told. */
+async function silentProxy(port: number): Promise<{ port: number; silence(): void; close(): void }> {
+  const sockets = new Set<net.Socket>();
+  let silent = false;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      sockets.add(from);
+      from.on('data', (chunk) => {
+        if (!silent) to.write(chunk);
+      });
+      from.on('error', () => {});
+      from.on('close', () => to.destroy());
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    silence: () => (silent = true),
+    close: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+describe('client keepalive', () => {
+  it('ends a watch whose connection went silent with UNAVAILABLE naming the keepalive', async () => {
+    const proxy = await silentProxy(stack.api.port);
+    const client = createTaskwireClient({ baseUrl: `http://127.0.0.1:${proxy.port}`, keepaliveMs: 200, keepaliveTimeoutMs: 300 });
+    try {
+      const task = await client.start('hello', { queue: 'nobody' });
+      const watch = client.watch(task.id, { afterVersion: 0, maxRetries: 0 });
+      const first = await watch.next();
+      expect(first.value?.state).toBe(TaskState.PENDING);
+      proxy.silence();
+      const error = await (async () => {
+        for (;;) await watch.next();
+      })().catch((e: unknown) => ConnectError.from(e));
+      expect(error.code, error.rawMessage).toBe(Code.Unavailable);
+      expect(error.rawMessage).toMatch(/keepalive ping/);
+    } finally {
+      proxy.close();
+    }
+  });
+});
