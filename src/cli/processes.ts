@@ -14,6 +14,10 @@ const startApiServer: typeof import('../server/index.js').startApiServer = async
   (await import('../server/index.js')).startApiServer(...args);
 const startWorker: typeof Worker.start = async (...args) => (await import('../worker/runtime.js')).Worker.start(...args);
 
+/** How long a shutdown may wait on Redis for its last writes (hand-backs, closing
+ * connections) past the grace period before it stops by force. */
+const WRITES_BOUND_MS = 10_000;
+
 function requireRedis(config: Config, command: string): string {
   if (!config.redisUrl) {
     throw new Error(`taskwire ${command} needs Redis: set REDIS_URL (e.g. redis://127.0.0.1:6379) or pass --redis`);
@@ -24,7 +28,7 @@ function requireRedis(config: Config, command: string): string {
 export async function serve(config: Config): Promise<void> {
   requireRedis(config, 'serve');
   const api = await startApiServer(config, createLogger('api', config.log));
-  onShutdown(() => api.stop(), () => api.stop());
+  onShutdown(() => api.stop(), () => api.stop(), WRITES_BOUND_MS);
 }
 
 export async function worker(config: Config): Promise<void> {
@@ -35,6 +39,7 @@ export async function worker(config: Config): Promise<void> {
   onShutdown(
     async () => (await starting).stop(config.shutdownGraceMs),
     async () => (await starting).stop(0),
+    config.shutdownGraceMs + WRITES_BOUND_MS,
   );
   await starting;
 }
@@ -63,5 +68,5 @@ export async function dev(config: Config): Promise<void> {
     throw err;
   }
   log.info(`ready: try  npx taskwire start hello --args '["Lucy"]'  or grpcurl -plaintext localhost:${api.port} list`);
-  onShutdown(() => stopAll(config.shutdownGraceMs), () => stopAll(0));
+  onShutdown(() => stopAll(config.shutdownGraceMs), () => stopAll(0), config.shutdownGraceMs + WRITES_BOUND_MS);
 }
