@@ -4,12 +4,13 @@
  * and page tokens that no listing wrote.
  */
 import http from 'node:http';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TaskState } from '../src/client/index.js';
 import { fail, hello, sleepTask } from '../src/tasks/examples.js';
 import type { TaskwireProcess } from './helpers/processes.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { refused } from './helpers/refused.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -44,15 +45,6 @@ function call(method: string, message: unknown): Promise<{ status: number; json:
     req.on('error', reject);
     req.end(body);
   });
-}
-
-async function refused(call: Promise<unknown>): Promise<ConnectError> {
-  const err = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'the call was expected to be refused').toBeInstanceOf(ConnectError);
-  return err as ConnectError;
 }
 
 describe('Connect JSON', () => {

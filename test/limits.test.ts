@@ -10,6 +10,7 @@ import { Health, HealthCheckResponse_ServingStatus } from '../gen/grpc/health/v1
 import { createTaskwireClient, type Task, type TaskwireClient } from '../src/client/index.js';
 import { hello } from '../src/tasks/examples.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { refused } from './helpers/refused.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -27,15 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.stop();
 });
-
-async function refused(call: Promise<unknown>): Promise<ConnectError> {
-  const err = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'the call was expected to be refused').toBeInstanceOf(ConnectError);
-  return err as ConnectError;
-}
 
 /** A watch that has received its first message (the stream is open on the server). */
 async function openWatch(client: TaskwireClient, task: Task, ctl: AbortController) {
