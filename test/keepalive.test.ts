@@ -2,6 +2,8 @@
  * A connection that dies without a FIN or RST (a dropped NAT entry, a cable pulled) is
  * noticed by the client's keepalive pings: an open watch fails with UNAVAILABLE instead of
  * hanging, and with retries it resumes on a new connection, seeing every version once.
+ * A watch stream on which nothing arrives, heartbeats included, is given up too, even
+ * where no keepalive is sent.
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +13,7 @@ import { startStack, type Stack } from './helpers/stack.js';
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({ workers: 0 });
+  stack = await startStack({ workers: 0, env: { TASKWIRE_WATCH_HEARTBEAT: '100ms' } });
 });
 afterAll(async () => {
   await stack?.stop();
@@ -62,6 +64,25 @@ describe('client keepalive', () => {
       })().catch((e: unknown) => ConnectError.from(e));
       expect(error.code, error.rawMessage).toBe(Code.Unavailable);
       expect(error.rawMessage).toMatch(/keepalive ping/);
+    } finally {
+      proxy.close();
+    }
+  });
+
+  it('gives up a watch stream that carries no heartbeat for heartbeatTimeoutMs, with keepalive off', async () => {
+    const proxy = await silentProxy(stack.api.port);
+    const client = createTaskwireClient({ baseUrl: `http://127.0.0.1:${proxy.port}`, keepaliveMs: 3_600_000 });
+    try {
+      const task = await client.start('hello', { queue: 'nobody' });
+      const watch = client.watch(task.id, { afterVersion: 0, maxRetries: 0, heartbeatTimeoutMs: 1_000 });
+      const first = await watch.next();
+      expect(first.value?.state).toBe(TaskState.PENDING);
+      proxy.silence();
+      const error = await (async () => {
+        for (;;) await watch.next();
+      })().catch((e: unknown) => ConnectError.from(e));
+      expect(error.code, error.rawMessage).toBe(Code.Unavailable);
+      expect(error.rawMessage).toMatch(/no message or heartbeat from the server in 1000 ms/);
     } finally {
       proxy.close();
     }

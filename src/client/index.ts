@@ -108,6 +108,12 @@ export interface WatchOptions {
   maxRetries?: number;
   /** Resume after this version (what a previous watch saw last). */
   afterVersion?: bigint | number;
+  /**
+   * A stream that carries no message (a change or the server's heartbeat, sent every 5 s by
+   * default) for this long is given up and resumed on a new one, as a dropped stream is
+   * (default 30 s; 0 turns it off). Set it above the server's TASKWIRE_WATCH_HEARTBEAT.
+   */
+  heartbeatTimeoutMs?: number;
   /** Told of each dropped stream before the watch resumes. */
   onRetry?: (error: ConnectError, attempt: number, afterVersion: bigint | undefined) => void;
 }
@@ -151,6 +157,36 @@ const ref = (r: string | TaskRef | undefined): TaskRef => {
 
 /** Why a watch's own signal aborts when the watch is over (a reason given: no DOMException built). */
 const WATCH_LEFT = new ConnectError('the watch is over', Code.Canceled);
+
+/**
+ * Aborts one watch stream when nothing arrives on it for `timeoutMs`: a server that stopped
+ * sending (a stuck process behind a live connection) cannot hang a watch.
+ */
+class SilenceWatchdog {
+  readonly signal: AbortSignal;
+  /** Why the stream was given up, once it was. */
+  fired?: ConnectError;
+  private readonly ctl = new AbortController();
+  private readonly timer?: NodeJS.Timeout;
+
+  constructor(parent: AbortSignal, timeoutMs: number) {
+    this.signal = timeoutMs > 0 ? AbortSignal.any([parent, this.ctl.signal]) : parent;
+    if (timeoutMs <= 0) return;
+    this.timer = setTimeout(() => {
+      this.fired = new ConnectError(`no message or heartbeat from the server in ${timeoutMs} ms (heartbeatTimeoutMs)`, Code.Unavailable);
+      this.ctl.abort(this.fired);
+    }, timeoutMs);
+    this.timer.unref();
+  }
+
+  heard(): void {
+    this.timer?.refresh();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+}
 
 /** Codes after which the same watch may succeed on a new stream. CANCELED is among them:
  * a server shutting down resets its streams with CANCEL (our own abort is checked apart). */
@@ -331,9 +367,11 @@ export class TaskwireClient {
         let error: ConnectError;
         /** The terminal version was delivered: the rest of the stream is only its end. */
         let ended = false;
+        const silence = new SilenceWatchdog(signal, options.heartbeatTimeoutMs ?? 30_000);
         try {
-          const stream = this.rpc.watchStatus({ ...r, id: id ?? '', afterVersion: after }, { signal });
+          const stream = this.rpc.watchStatus({ ...r, id: id ?? '', afterVersion: after }, { signal: silence.signal });
           for await (const msg of stream) {
+            silence.heard();
             if (ended || msg.event.case !== 'task') continue;
             const t = msg.event.value;
             if (after !== undefined && t.version <= after) continue; // never twice, whatever a server sends
@@ -355,8 +393,10 @@ export class TaskwireClient {
           error = new ConnectError('the watch stream ended before the task finished', Code.Unavailable);
         } catch (err) {
           if (ended) return; // the watch was complete; how its stream ended does not matter
-          error = ConnectError.from(err);
+          error = silence.fired ?? ConnectError.from(err);
           if (options.signal?.aborted || !TRANSIENT.has(error.code)) throw error;
+        } finally {
+          silence.stop();
         }
         if (++failures > (options.maxRetries ?? 20)) throw error;
         options.onRetry?.(error, failures, after);
