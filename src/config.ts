@@ -21,7 +21,7 @@ export interface Config {
   workerName: string;
   resultTtlMs: number;
   /** A worker that has not renewed its lease for this long is presumed dead; its tasks are
-   * taken over within 1.25 leases. */
+   * taken over within 0.75–1.25 leases by a worker with a free slot. */
   leaseMs: number;
   /** How long running tasks get to finish on shutdown before they are handed back. */
   shutdownGraceMs: number;
