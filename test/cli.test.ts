@@ -48,6 +48,7 @@ describe('taskwire start, status and watch', { timeout: 60_000 }, () => {
     expect(start.code).toBe(0);
     const [pending] = lines(start.stdout);
     expect(pending).toMatchObject({ name: 'hello', state: 'PENDING', version: 1 });
+    expect(start.stderr).not.toMatch(/hint/); // a worker reads the default queue
 
     const watch = await taskwire('watch');
     expect(watch.code).toBe(0);
@@ -70,6 +71,13 @@ describe('taskwire start, status and watch', { timeout: 60_000 }, () => {
     const again = await taskwire('watch');
     expect(again.code).toBe(1);
     expect(lines(again.stdout)).toEqual([seen.at(-1)]);
+  });
+
+  it('hints, on stderr, that no worker has read the queue a task went to', async () => {
+    const start = await taskwire('start', 'hello', '--queue', 'nobody-reads');
+    expect(start.code).toBe(0);
+    expect(lines(start.stdout)[0]).toMatchObject({ state: 'PENDING' });
+    expect(start.stderr).toMatch(/hint: no worker has read queue "nobody-reads" yet, so the task waits until one does: start one with `taskwire worker --queues nobody-reads`/);
   });
 
   it('says NOT_FOUND (exit 2) when no task was ever started', async () => {

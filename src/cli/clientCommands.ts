@@ -90,6 +90,7 @@ export async function startCommand(positionals: string[], flags: Flags): Promise
     idempotencyKey: str(flags, 'idempotency-key'),
     queue: str(flags, 'queue'),
     countdownMs,
+    onHint: (hint: string) => process.stderr.write(`hint: ${hint}\n`),
   };
   if (!flags.wait) {
     print(flags, await c.start(name, options));

@@ -85,7 +85,17 @@ export interface StartOptions {
   timeoutMs?: number;
   /** With `wait` (and for `run`): aborting ends the call with CANCELED. */
   signal?: AbortSignal;
+  /** Told the server's advice on this start, such as that no worker has read its queue yet
+   * (a start with `onHint` is sent alone, not batched). */
+  onHint?: (hint: string) => void;
 }
+
+const hintListener = (onHint: StartOptions['onHint']) =>
+  onHint &&
+  ((header: Headers) => {
+    const hint = header.get('taskwire-hint');
+    if (hint) onHint(hint);
+  });
 
 /** Start options for a task definition: args and kwargs of its own types. */
 export type TypedStartOptions<A extends TaskArgs, K extends TaskKwargs> = Omit<StartOptions, 'args' | 'kwargs'> &
@@ -275,9 +285,9 @@ export class TaskwireClient {
       return last!;
     }
     const request = create(StartRequestSchema, TaskwireClient.startRequest(name, options));
-    if (this.batcher && !options.traceparent) return this.batcher.start(request, estimatedSize(options));
+    if (this.batcher && !options.traceparent && !options.onHint) return this.batcher.start(request, estimatedSize(options));
     const headers = options.traceparent ? { traceparent: options.traceparent } : undefined;
-    return (await this.rpc.start(request, { headers })).task!;
+    return (await this.rpc.start(request, { headers, onHeader: hintListener(options.onHint) })).task!;
   }
 
   /**
@@ -306,7 +316,7 @@ export class TaskwireClient {
     let ended = false;
     try {
       try {
-        for await (const msg of this.rpc.run(request, { headers, signal: own.signal, timeoutMs: options.timeoutMs })) {
+        for await (const msg of this.rpc.run(request, { headers, signal: own.signal, timeoutMs: options.timeoutMs, onHeader: hintListener(options.onHint) })) {
           if (ended || msg.event.case !== 'task') continue;
           last = msg.event.value;
           yield last;

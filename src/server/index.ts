@@ -23,6 +23,7 @@ import { ApiMetrics, withMetrics } from './metrics.js';
 import { createReflection } from './reflection.js';
 import { createTaskService } from './taskService.js';
 import { WatchHub } from './watchHub.js';
+import { QueueReaders, unreadQueueHint } from '../store/queueReaders.js';
 
 export type ServerConfig = Pick<
   Config,
@@ -74,6 +75,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     watchHeartbeatMs: config.watchHeartbeatMs,
     maxStreamBacklog: config.maxStreamBacklog,
     onStarted,
+    readers: new QueueReaders(redis, (queue) => log.warn(unreadQueueHint(queue), { queue })),
   });
   const healthService = createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs);
   // The same implementations and interceptors behind both: gRPC calls go the native path,

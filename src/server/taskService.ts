@@ -4,7 +4,8 @@
  */
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { timestampMs, timestampNow } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
+import { type QueueReaders, unreadQueueHint } from '../store/queueReaders.js';
 import {
   CancelOutcome,
   CancelResponseSchema,
@@ -44,6 +45,8 @@ export interface ServiceDeps {
   maxStreamBacklog: number;
   /** Called for each task a Start created (not for an idempotent repeat): metrics. */
   onStarted?: (task: TaskRecord) => void;
+  /** Tells whether any worker has read a queue, for Start's hint when none has. */
+  readers?: QueueReaders;
 }
 
 const OUTCOME = {
@@ -54,10 +57,13 @@ const OUTCOME = {
 
 const MAX_BATCH = 1000;
 
+/** A response header with advice for the caller (the CLI prints it); the call succeeded. */
+export const HINT_HEADER = 'taskwire-hint';
+
 /** The event a quiet stream carries so that proxies keep it open. */
 const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSchema, { time: timestampNow() }) });
 
-export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted }: ServiceDeps): ServiceImpl<typeof TaskService> {
+export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted, readers }: ServiceDeps): ServiceImpl<typeof TaskService> {
   // Shared by every WatchStatus stream: a watcher allocates no closures of its own.
   // WatchStatus and Run stream the same messages (a task, or a heartbeat).
   const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema> & MessageInitShape<typeof RunResponseSchema>> = {
@@ -87,11 +93,19 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
     return result;
   };
 
+  // A task left on a queue no worker reads waits forever: say so in a response header.
+  const hintIfUnread = async (task: TaskRecord, ctx: HandlerContext) => {
+    if (readers && !isTerminal(task.state) && !(await readers.hasReader(task.queue))) {
+      ctx.responseHeader.set(HINT_HEADER, unreadQueueHint(task.queue));
+    }
+  };
+
   return {
     start: (req, ctx) =>
       guard(async () => {
         const span = childSpan(parseTraceparent(ctx.requestHeader.get('traceparent')));
         const { task } = await started(req, span, ctx.signal);
+        await hintIfUnread(task, ctx);
         return create(StartResponseSchema, { task: taskToWire(task) });
       }),
 
@@ -237,7 +251,9 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
     async *run(req, ctx) {
       const task = await guard(async () => {
         const span = childSpan(parseTraceparent(ctx.requestHeader.get('traceparent')));
-        return (await started(req, span, ctx.signal)).task;
+        const { task } = await started(req, span, ctx.signal);
+        await hintIfUnread(task, ctx);
+        return task;
       });
       yield create(RunResponseSchema, { event: { case: 'task', value: taskToWire(task) } });
       if (isTerminal(task.state)) return;
