@@ -90,6 +90,7 @@ export interface StartOptions {
 /** Start options for a task definition: args and kwargs of its own types. */
 export type TypedStartOptions<A extends TaskArgs, K extends TaskKwargs> = Omit<StartOptions, 'args' | 'kwargs'> &
   ([] extends A ? { args?: A } : { args: A }) &
+  // biome-ignore lint/complexity/noBannedTypes: `{} extends K` asks whether every key of K is optional
   ({} extends K ? { kwargs?: K } : { kwargs: K });
 
 declare const RESULT: unique symbol;
@@ -227,6 +228,7 @@ export class TaskwireClient {
   /** Queue a task given its definition: args, kwargs and the result are typed from it. */
   start<A extends TaskArgs, K extends TaskKwargs, R>(
     task: TaskDefinition<A, K, R>,
+    // biome-ignore lint/complexity/noBannedTypes: `{} extends K` asks whether every key of K is optional
     ...options: [] extends A ? ({} extends K ? [TypedStartOptions<A, K>?] : [TypedStartOptions<A, K>]) : [TypedStartOptions<A, K>]
   ): Promise<TypedTask<Awaited<R>>>;
   /** Queue a task by name. */
@@ -252,6 +254,7 @@ export class TaskwireClient {
    */
   run<A extends TaskArgs, K extends TaskKwargs, R>(
     task: TaskDefinition<A, K, R>,
+    // biome-ignore lint/complexity/noBannedTypes: `{} extends K` asks whether every key of K is optional
     ...options: [] extends A ? ({} extends K ? [TypedStartOptions<A, K>?] : [TypedStartOptions<A, K>]) : [TypedStartOptions<A, K>]
   ): AsyncGenerator<TypedTask<Awaited<R>>>;
   run(name: string, options?: StartOptions): AsyncGenerator<TypedTask<JsonValue | undefined>>;
