@@ -18,6 +18,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor, type T
 import { compressionGzip, createGrpcTransport } from '@connectrpc/connect-node';
 import { TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
 import { CancelOutcome, StartRequestSchema, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
+import { clientDefaults } from '../config.js';
 import type { JsonObject, JsonValue } from '../json.js';
 import type { TaskArgs, TaskDefinition, TaskKwargs } from '../tasks/define.js';
 import { createTaskwireTransport } from './grpcTransport.js';
@@ -175,13 +176,14 @@ export class TaskwireClient {
   constructor(options: ClientOptions = {}) {
     let transport = options.transport;
     if (!transport) {
-      const token = options.token ?? process.env.TASKWIRE_TOKEN;
+      const defaults = clientDefaults();
+      const token = options.token ?? defaults.token;
       const bearer: Interceptor = (next) => (req) => {
         req.header.set('authorization', `Bearer ${token}`);
         return next(req);
       };
       const common = {
-        baseUrl: options.baseUrl ?? process.env.TASKWIRE_SERVER ?? 'http://127.0.0.1:50051',
+        baseUrl: options.baseUrl ?? defaults.server,
         interceptors: token ? [bearer] : [],
         nodeOptions: options.ca ? { ca: options.ca } : undefined,
       };
