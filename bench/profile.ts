@@ -31,7 +31,7 @@ for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
 // Time per sample: the delta that follows it.
 const selfUs = new Map<number, number>();
-p.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i + 1] ?? 0)));
+for (const [i, id] of p.samples.entries()) selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i + 1] ?? 0));
 const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 
 const where = (n: Node) => {

@@ -60,6 +60,16 @@ export interface LogConfig {
   format: 'json' | 'text';
 }
 
+/** Logs of a logger made without a loaded configuration: on, unless TASKWIRE_LOG=silent. */
+export function defaultLogConfig(env: NodeJS.ProcessEnv = process.env): LogConfig {
+  return { level: env.TASKWIRE_LOG === 'silent' ? 'silent' : 'info', format: 'json' };
+}
+
+/** What a client calls when its options do not say: TASKWIRE_SERVER and TASKWIRE_TOKEN. */
+export function clientDefaults(env: NodeJS.ProcessEnv = process.env): { server: string; token: string | undefined } {
+  return { server: env.TASKWIRE_SERVER ?? 'http://127.0.0.1:50051', token: env.TASKWIRE_TOKEN };
+}
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }

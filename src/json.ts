@@ -32,7 +32,7 @@ export function assertJson(value: unknown, path = '$', seen = new Set<object>())
       const proto = Object.getPrototypeOf(value);
       if (Array.isArray(value)) {
         seen.add(value);
-        value.forEach((v, i) => assertJson(v, `${path}[${i}]`, seen));
+        for (const [i, v] of value.entries()) assertJson(v, `${path}[${i}]`, seen);
         seen.delete(value);
         return;
       }

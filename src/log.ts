@@ -4,7 +4,7 @@
  * them off; `TASKWIRE_LOG_FORMAT=text` prints the same lines for a person.
  */
 import { destination as pinoDestination, pino, stdTimeFunctions, type DestinationStream, type Logger as Pino } from 'pino';
-import type { LogConfig } from './config.js';
+import { defaultLogConfig, type LogConfig } from './config.js';
 
 export type LogFields = Record<string, string | number | boolean | undefined>;
 
@@ -68,7 +68,7 @@ function wrap(root: Pino, p: Pino, role: string): Logger {
 
 export function createLogger(
   role: string,
-  config: LogConfig = { level: process.env.TASKWIRE_LOG === 'silent' ? 'silent' : 'info', format: 'json' },
+  config: LogConfig = defaultLogConfig(),
 ): Logger {
   const p = pino(
     {

@@ -33,9 +33,9 @@ function lines(stdout: string): Line[] {
   return stdout
     .trim()
     .split('\n')
-    .filter((l) => /  v\d+/.test(l))
+    .filter((l) => / {2}v\d+/.test(l))
     .map((l) => {
-      const m = /^(\S+)  (\S+)  ([A-Z]+)  v(\d+)(.*)$/.exec(l);
+      const m = /^(\S+) {2}(\S+) {2}([A-Z]+) {2}v(\d+)(.*)$/.exec(l);
       if (!m) throw new Error(`not a record line: ${l}`);
       return { id: m[1]!, name: m[2]!, state: m[3]!, version: Number(m[4]), rest: m[5]! };
     });

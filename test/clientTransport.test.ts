@@ -46,7 +46,9 @@ function seen(err: unknown) {
   expect(err, 'the call was expected to fail').toBeInstanceOf(ConnectError);
   const e = err as ConnectError;
   const metadata: [string, string][] = [];
-  e.metadata.forEach((v, k) => k !== 'date' && metadata.push([k, v]));
+  e.metadata.forEach((v, k) => {
+    if (k !== 'date') metadata.push([k, v]);
+  });
   return {
     code: Code[e.code],
     message: e.message,

@@ -43,7 +43,11 @@ interface Tracked {
 function track(p: Promise<Task>): Tracked {
   const t: Tracked = { settled: false, promise: undefined as never };
   t.promise = p.then(
-    (value) => ((t.settled = true), (t.outcome = `admitted ${value.id}`), { status: 'fulfilled', value }),
+    (value) => {
+      t.settled = true;
+      t.outcome = `admitted ${value.id}`;
+      return { status: 'fulfilled', value };
+    },
     (reason: unknown) => {
       const e = ConnectError.from(reason);
       t.settled = true;

@@ -76,7 +76,10 @@ describe('WatchEvents', () => {
       await stack.client.start('hello', { queue: QUEUE });
       let error: ConnectError | undefined;
       for (;;) {
-        const next = await events.next().catch((e: unknown) => ((error = ConnectError.from(e)), undefined));
+        const next = await events.next().catch((e: unknown) => {
+          error = ConnectError.from(e);
+          return undefined;
+        });
         if (!next) break;
         if (next.done) break;
         expect(next.value.event.case, 'an event arrived after the subscription broke, with no status saying what was missed').toBe('heartbeat');

@@ -47,7 +47,7 @@ export class Consumer {
     queues: readonly string[],
   ) {
     this.streams = queues.map((q) => keys.stream(q));
-    queues.forEach((q, i) => this.queueByStream.set(this.streams[i]!, q));
+    for (const [i, q] of queues.entries()) this.queueByStream.set(this.streams[i]!, q);
   }
 
   /** Up to `count` new messages per queue, waiting at most blockMs for the first. */

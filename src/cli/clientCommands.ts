@@ -50,7 +50,7 @@ export function describe(t: Task): string {
   if (t.attempt) parts.push(`attempt ${t.attempt}/${t.maxAttempts}`);
   if (t.progress && Object.keys(t.progress).length) parts.push(`progress ${JSON.stringify(t.progress)}`);
   if (t.state === TaskState.SUCCESS) parts.push(`result ${JSON.stringify(resultOf(t) ?? null)}`);
-  if (t.error && t.error.type) parts.push(`${t.error.type}: ${t.error.message}`);
+  if (t.error?.type) parts.push(`${t.error.type}: ${t.error.message}`);
   if (t.cancelRequested && t.state === TaskState.STARTED) parts.push('cancel requested');
   return parts.join('  ');
 }
@@ -70,7 +70,7 @@ function toJsonOut(t: Task): string {
   });
 }
 
-const print = (flags: Flags, t: Task) => process.stdout.write((flags.json ? toJsonOut(t) : describe(t)) + '\n');
+const print = (flags: Flags, t: Task) => process.stdout.write(`${flags.json ? toJsonOut(t) : describe(t)}\n`);
 
 function ref(positionals: string[], flags: Flags) {
   return { id: positionals[0] ?? '', exclusiveKey: str(flags, 'exclusive') ?? '', queue: str(flags, 'queue') ?? '' };

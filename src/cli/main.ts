@@ -96,13 +96,16 @@ const OPTIONS = {
   reason: { type: 'string' },
 } as const;
 
-async function main(argv: string[]): Promise<number> {
-  let parsed;
+function parse(argv: string[]) {
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\n\n${HELP}`);
   }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parse(argv);
   const [command, ...rest] = parsed.positionals;
   const flags = parsed.values as Flags;
   if (flags.help || !command) {

@@ -109,7 +109,9 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
       path = u.pathname + u.search;
     }
     const h: http2.OutgoingHttpHeaders = { ':method': 'POST', ':path': path };
-    header.forEach((v, k) => (h[k] = v));
+    header.forEach((v, k) => {
+      h[k] = v;
+    });
     try {
       return h2.request(h);
     } catch (err) {
@@ -398,14 +400,13 @@ class StreamExchange<I extends DescMessage, O extends DescMessage>
   protected onHead(): void {
     if (this.headerError) return this.fail(this.headerError);
     this.responded = true;
-    const iterator = this;
     this.resolve({
       stream: true,
       service: this.req.service,
       method: this.req.method,
       header: this.header,
       trailer: this.trailer,
-      message: { [Symbol.asyncIterator]: () => iterator },
+      message: { [Symbol.asyncIterator]: () => this },
     });
   }
 

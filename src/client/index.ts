@@ -18,6 +18,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor, type T
 import { compressionGzip, createGrpcTransport } from '@connectrpc/connect-node';
 import { TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
 import { CancelOutcome, StartRequestSchema, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
+import { clientDefaults } from '../config.js';
 import type { JsonObject, JsonValue } from '../json.js';
 import type { TaskArgs, TaskDefinition, TaskKwargs } from '../tasks/define.js';
 import { createTaskwireTransport } from './grpcTransport.js';
@@ -100,6 +101,7 @@ const hintListener = (onHint: StartOptions['onHint']) =>
 /** Start options for a task definition: args and kwargs of its own types. */
 export type TypedStartOptions<A extends TaskArgs, K extends TaskKwargs> = Omit<StartOptions, 'args' | 'kwargs'> &
   ([] extends A ? { args?: A } : { args: A }) &
+  // biome-ignore lint/complexity/noBannedTypes: `{} extends K` asks whether every key of K is optional
   ({} extends K ? { kwargs?: K } : { kwargs: K });
 
 declare const RESULT: unique symbol;
@@ -220,13 +222,14 @@ export class TaskwireClient {
   constructor(options: ClientOptions = {}) {
     let transport = options.transport;
     if (!transport) {
-      const token = options.token ?? process.env.TASKWIRE_TOKEN;
+      const defaults = clientDefaults();
+      const token = options.token ?? defaults.token;
       const bearer: Interceptor = (next) => (req) => {
         req.header.set('authorization', `Bearer ${token}`);
         return next(req);
       };
       const common = {
-        baseUrl: options.baseUrl ?? process.env.TASKWIRE_SERVER ?? 'http://127.0.0.1:50051',
+        baseUrl: options.baseUrl ?? defaults.server,
         interceptors: token ? [bearer] : [],
         nodeOptions: options.ca ? { ca: options.ca } : undefined,
       };
@@ -273,6 +276,7 @@ export class TaskwireClient {
   /** Queue a task given its definition: args, kwargs and the result are typed from it. */
   start<A extends TaskArgs, K extends TaskKwargs, R>(
     task: TaskDefinition<A, K, R>,
+    // biome-ignore lint/complexity/noBannedTypes: `{} extends K` asks whether every key of K is optional
     ...options: [] extends A ? ({} extends K ? [TypedStartOptions<A, K>?] : [TypedStartOptions<A, K>]) : [TypedStartOptions<A, K>]
   ): Promise<TypedTask<Awaited<R>>>;
   /** Queue a task by name. */
@@ -298,6 +302,7 @@ export class TaskwireClient {
    */
   run<A extends TaskArgs, K extends TaskKwargs, R>(
     task: TaskDefinition<A, K, R>,
+    // biome-ignore lint/complexity/noBannedTypes: `{} extends K` asks whether every key of K is optional
     ...options: [] extends A ? ({} extends K ? [TypedStartOptions<A, K>?] : [TypedStartOptions<A, K>]) : [TypedStartOptions<A, K>]
   ): AsyncGenerator<TypedTask<Awaited<R>>>;
   run(name: string, options?: StartOptions): AsyncGenerator<TypedTask<JsonValue | undefined>>;

@@ -102,7 +102,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     },
   });
   const handler = withMetrics(withHoldableDeadlines(rpc), metrics, auth);
-  let server;
+  let server: Awaited<ReturnType<typeof listen>>;
   try {
     server = await listen(
       await withDashboard(handler),

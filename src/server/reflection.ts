@@ -22,8 +22,8 @@ class DescriptorIndex {
   }
 
   private add(file: DescFile): void {
-    if (this.files.has(file.name + '.proto')) return;
-    this.files.set(file.name + '.proto', file);
+    if (this.files.has(`${file.name}.proto`)) return;
+    this.files.set(`${file.name}.proto`, file);
     for (const dep of file.dependencies) this.add(dep);
     const addMessage = (m: DescMessage) => {
       this.symbols.set(m.typeName, file);

@@ -17,9 +17,9 @@ import {
   StartResponseSchema,
   StartResultSchema,
   StartErrorSchema,
-  TaskService,
+  type TaskService,
   WatchEventsResponseSchema,
-  WatchStatusResponseSchema,
+  type WatchStatusResponseSchema,
 } from '../../gen/taskwire/v1/task_service_pb.js';
 import { invalid, TaskwireError } from '../errors.js';
 import type { Logger } from '../log.js';

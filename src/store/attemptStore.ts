@@ -283,7 +283,11 @@ export class AttemptStore {
       if (r instanceof Error) w.reject(r);
       else w.resolve(r);
     });
-    if (finishes.length > 0) setImmediate(() => finishes.forEach((w, i) => w.resolve(finishResult(finished[i]))));
+    if (finishes.length > 0) {
+      setImmediate(() => {
+        for (const [i, w] of finishes.entries()) w.resolve(finishResult(finished[i]));
+      });
+    }
   }
 }
 

@@ -20,7 +20,7 @@ let sources: Map<ScriptName, ScriptSource> | undefined;
 
 function loadSources(): Map<ScriptName, ScriptSource> {
   if (sources) return sources;
-  const lib = luaPrelude() + readFileSync(dir + 'lib.lua', 'utf8');
+  const lib = luaPrelude() + readFileSync(`${dir}lib.lua`, 'utf8');
   sources = new Map();
   for (const file of readdirSync(dir)) {
     const m = /^([a-z_]+)-(\d+)\.lua$/.exec(file);

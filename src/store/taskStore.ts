@@ -86,6 +86,7 @@ export interface StoreLimits {
   maxPayloadBytes: number;
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the pattern exists to refuse control characters
 const KEY_TEXT = /^[^\x00-\x1f\x7f]{1,200}$/;
 
 export class TaskStore {

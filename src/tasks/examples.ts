@@ -34,8 +34,9 @@ export const spin = defineTask<[seconds?: number], { seconds?: number }, { spun:
   ({ args, kwargs }) => {
     const seconds = args[0] ?? kwargs.seconds ?? 1;
     const end = Date.now() + seconds * 1000;
-    let n = 0;
-    while (Date.now() < end) n++;
+    while (Date.now() < end) {
+      // busy: the point is to hold the CPU
+    }
     return { spun: seconds };
   },
 );

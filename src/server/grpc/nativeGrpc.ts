@@ -362,7 +362,11 @@ function once<T>(value: T): AsyncIterable<T> {
     [Symbol.asyncIterator]() {
       let sent = false;
       return {
-        next: async () => (sent ? { done: true, value: undefined } : ((sent = true), { done: false, value })),
+        next: async () => {
+          if (sent) return { done: true, value: undefined };
+          sent = true;
+          return { done: false, value };
+        },
       };
     },
   };

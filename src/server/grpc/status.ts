@@ -4,7 +4,7 @@
  * encoder so that both paths send the same bytes.
  */
 import type { OutgoingHttpHeaders } from 'node:http2';
-import { ConnectError } from '@connectrpc/connect';
+import type { ConnectError } from '@connectrpc/connect';
 import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 
 export const OK_TRAILERS: OutgoingHttpHeaders = Object.freeze({ 'grpc-status': '0' });
