@@ -46,6 +46,15 @@ export class TokenAuth {
     return ok;
   }
 
+  /**
+   * Whether a call to this path (`/<service>/<method>`) may go on, from its headers alone:
+   * a public service, or a valid token. Checked before the request's body is read.
+   */
+  allowsCall(path: string, authorization: string | null | undefined): boolean {
+    if (!this.enabled) return true;
+    return this.publicServices.has(path.split('/')[1] ?? '') || this.allows(authorization);
+  }
+
   static refusal(): ConnectError {
     return new ConnectError('this server requires a valid bearer token (authorization: Bearer <token>)', Code.Unauthenticated);
   }

@@ -36,6 +36,7 @@ export type ServerConfig = Pick<
   | 'watchHeartbeatMs'
   | 'queues'
   | 'maxRequestBytes'
+  | 'maxConnectionBufferBytes'
   | 'maxWatchersPerConnection'
   | 'maxStreams'
   | 'maxStreamBacklog'
@@ -82,9 +83,14 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     readMaxBytes: config.maxRequestBytes,
     interceptors,
     contextValues: (stream) => new CallValues().set(CONNECTION, stream.session),
+    auth,
+    refusal: TokenAuth.refusal,
+    maxConnectionBufferBytes: config.maxConnectionBufferBytes,
   })
     .service(TaskService, taskService)
-    .service(Health, healthService);
+    .service(Health, healthService)
+    .servedElsewhere(reflection.v1[0])
+    .servedElsewhere(reflection.v1alpha[0]);
   const rpc = connectNodeAdapter({
     readMaxBytes: config.maxRequestBytes,
     // A misspelt JSON field is refused (INVALID_ARGUMENT naming it), never silently dropped:
