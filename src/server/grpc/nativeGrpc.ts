@@ -112,7 +112,10 @@ export class NativeGrpc {
   private bufferOf(session: Http2Session | undefined): ConnectionBuffer {
     if (!session) return new ConnectionBuffer(this.options.maxConnectionBufferBytes);
     let b = this.buffers.get(session);
-    if (!b) this.buffers.set(session, (b = new ConnectionBuffer(this.options.maxConnectionBufferBytes)));
+    if (!b) {
+      b = new ConnectionBuffer(this.options.maxConnectionBufferBytes);
+      this.buffers.set(session, b);
+    }
     return b;
   }
 }
