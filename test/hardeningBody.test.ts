@@ -41,11 +41,11 @@ interface Status {
 }
 
 /** Opens a gRPC call; its status resolves from a trailers-only reply or from the trailers. */
-function open(path: string, token?: string, s = session): { req: http2.ClientHttp2Stream; status: Promise<Status> } {
+function open(path: string, token?: string, s = session, contentType = 'application/grpc'): { req: http2.ClientHttp2Stream; status: Promise<Status> } {
   const req = s.request({
     ':method': 'POST',
     ':path': path,
-    'content-type': 'application/grpc',
+    'content-type': contentType,
     te: 'trailers',
     ...(token && { authorization: `Bearer ${token}` }),
   });
@@ -98,6 +98,31 @@ describe('a request body is not read further than the call needs', () => {
         expect(written).toBeLessThan(messages);
       }
     }
+  });
+
+  it('over gRPC-Web and the Connect protocol too, a call without a valid token is refused from its headers', async () => {
+    const message = framed(Buffer.alloc(60_000, 7));
+    const web = open('/taskwire.v1.TaskService/GetStatus', undefined, session, 'application/grpc-web+proto');
+    const written = await writeUntilAnswered(web.req, web.status, 400, message);
+    const s = await web.status;
+    expect(s.status, s.message).toBe('16');
+    expect(written).toBeLessThan(400);
+
+    // Connect's unary protocol: HTTP 401 and its JSON error, before the body is read.
+    const req = session.request({ ':method': 'POST', ':path': '/taskwire.v1.TaskService/GetStatus', 'content-type': 'application/proto' });
+    req.on('error', () => {});
+    const answer = new Promise<{ status: number; body: string }>((resolve) => {
+      let status = 0;
+      const chunks: Buffer[] = [];
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.on('end', () => resolve({ status, body: Buffer.concat(chunks).toString() }));
+    });
+    const sent = await writeUntilAnswered(req, answer as unknown as Promise<Status>, 400, Buffer.alloc(60_000, 7));
+    const a = await answer;
+    expect(a.status).toBe(401);
+    expect(JSON.parse(a.body)).toMatchObject({ code: 'unauthenticated' });
+    expect(sent).toBeLessThan(400);
   });
 
   it('auth first, then UNIMPLEMENTED for a method the server does not have', async () => {

@@ -12,7 +12,7 @@ import { checkEvictionPolicy, connectReady } from '../redis.js';
 import { TaskStore } from '../store/taskStore.js';
 import { loadRegistry } from '../tasks/define.js';
 import { withDashboard } from './dashboard.js';
-import { TokenAuth } from './auth.js';
+import { TokenAuth, withHeaderAuth } from './auth.js';
 import { createHealthService, RedisMonitor } from './health.js';
 import { listen } from './http.js';
 import { CallValues } from './grpc/callContext.js';
@@ -105,7 +105,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
       router.service(...reflection.v1alpha);
     },
   });
-  const handler = withMetrics(withHoldableDeadlines(rpc), metrics, auth);
+  const handler = withMetrics(withHoldableDeadlines(withHeaderAuth(rpc, auth)), metrics, auth);
   let server;
   try {
     server = await listen(
