@@ -5,6 +5,7 @@
  * Sent as raw HTTP/2 frames, so that a body can be as large, or as unfinished, as an
  * attacker makes it.
  */
+import http from 'node:http';
 import http2 from 'node:http2';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,6 +124,28 @@ describe('a request body is not read further than the call needs', () => {
     expect(a.status).toBe(401);
     expect(JSON.parse(a.body)).toMatchObject({ code: 'unauthenticated' });
     expect(sent).toBeLessThan(400);
+  });
+
+  it('over HTTP/1.1 too: HTTP 401 before the body ends, and the connection is closed', async () => {
+    const req = http.request(`${stack.baseUrl}/taskwire.v1.TaskService/GetStatus`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
+    req.on('error', () => {});
+    const answer = new Promise<{ status: number; connection?: string; body: string }>((resolve) => {
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body: Buffer.concat(chunks).toString() }));
+      });
+    });
+    // The body is begun and never ended: the answer does not wait for its end.
+    req.write('{"id": "');
+    const a = await answer;
+    req.destroy();
+    expect(a.status).toBe(401);
+    expect(a.connection).toBe('close');
+    expect(JSON.parse(a.body)).toMatchObject({ code: 'unauthenticated' });
   });
 
   it('auth first, then UNIMPLEMENTED for a method the server does not have', async () => {
