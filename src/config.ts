@@ -35,6 +35,8 @@ export interface Config {
   dataDir: string;
   /** Largest accepted request message, in bytes (at least maxPayloadBytes). */
   maxRequestBytes: number;
+  /** Bytes of unfinished request bodies held for the calls of one HTTP/2 connection. */
+  maxConnectionBufferBytes: number;
   /** Server streams (watches) open at once on one HTTP connection. */
   maxWatchersPerConnection: number;
   /** Server streams (watches) open at once on the whole server. */
@@ -188,6 +190,13 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
   if (maxRequestBytes < maxPayloadBytes) {
     throw new ConfigError(`${where(requestOpt)} (${maxRequestBytes}) must not be below --max-payload / TASKWIRE_MAX_PAYLOAD (${maxPayloadBytes})`);
   }
+  const connectionBufferOpt = { flag: 'max-connection-buffer', env: 'TASKWIRE_MAX_CONNECTION_BUFFER_BYTES' };
+  const maxConnectionBufferBytes = integer(flags, env, connectionBufferOpt, Math.max(64 << 20, maxRequestBytes), 1024, 1 << 30);
+  if (maxConnectionBufferBytes < maxRequestBytes) {
+    throw new ConfigError(
+      `${where(connectionBufferOpt)} (${maxConnectionBufferBytes}) must not be below ${where(requestOpt)} (${maxRequestBytes}): one largest request must fit`,
+    );
+  }
   const publicOpt = { flag: 'public', env: 'TASKWIRE_PUBLIC' };
   const publicText = raw(flags, env, publicOpt) ?? 'health';
   const publicEndpoints = publicText === 'none' ? [] : [...new Set(publicText.split(',').map((p) => p.trim()).filter(Boolean))];
@@ -223,6 +232,7 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
     maxPayloadBytes,
     dataDir: raw(flags, env, { flag: 'data-dir', env: 'TASKWIRE_DATA_DIR' }) ?? '.taskwire',
     maxRequestBytes,
+    maxConnectionBufferBytes,
     maxWatchersPerConnection: integer(
       flags,
       env,

@@ -41,6 +41,7 @@ Settings (flag / environment variable, default):
   --data-dir / TASKWIRE_DATA_DIR              .taskwire
   --name / TASKWIRE_WORKER_NAME               host-pid-random
   --max-request / TASKWIRE_MAX_REQUEST        max-payload + 65536 bytes (largest request message)
+  --max-connection-buffer / TASKWIRE_MAX_CONNECTION_BUFFER_BYTES   67108864 bytes (unfinished gRPC request bodies held per connection)
   --max-watchers-per-connection / TASKWIRE_MAX_WATCHERS_PER_CONNECTION   100
   --max-streams / TASKWIRE_MAX_STREAMS        10000 (open streams per API server)
   --max-stream-backlog / TASKWIRE_MAX_STREAM_BACKLOG
@@ -74,6 +75,7 @@ const OPTIONS = {
   'max-payload': { type: 'string' },
   'data-dir': { type: 'string' },
   'max-request': { type: 'string' },
+  'max-connection-buffer': { type: 'string' },
   'max-watchers-per-connection': { type: 'string' },
   'max-streams': { type: 'string' },
   tokens: { type: 'string' },

@@ -34,6 +34,11 @@ export class EnvelopeReader {
     return this.buffered;
   }
 
+  /** Whether a message has begun that is not complete yet (some of its prefix, or of its bytes). */
+  get midMessage(): boolean {
+    return this.want >= 0 || this.buffered > 0;
+  }
+
   /** Adds a chunk; appends the messages it completes to `out`. Throws on a message over readMaxBytes. */
   push(chunk: Buffer, out: Envelope[]): void {
     this.chunks.push(chunk);

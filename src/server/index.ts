@@ -12,7 +12,7 @@ import { checkEvictionPolicy, connectReady } from '../redis.js';
 import { TaskStore } from '../store/taskStore.js';
 import { loadRegistry } from '../tasks/define.js';
 import { withDashboard } from './dashboard.js';
-import { TokenAuth } from './auth.js';
+import { TokenAuth, withHeaderAuth } from './auth.js';
 import { createHealthService, RedisMonitor } from './health.js';
 import { listen } from './http.js';
 import { CallValues } from './grpc/callContext.js';
@@ -37,6 +37,7 @@ export type ServerConfig = Pick<
   | 'watchHeartbeatMs'
   | 'queues'
   | 'maxRequestBytes'
+  | 'maxConnectionBufferBytes'
   | 'maxWatchersPerConnection'
   | 'maxStreams'
   | 'maxStreamBacklog'
@@ -84,9 +85,14 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     readMaxBytes: config.maxRequestBytes,
     interceptors,
     contextValues: (stream) => new CallValues().set(CONNECTION, stream.session),
+    auth,
+    refusal: TokenAuth.refusal,
+    maxConnectionBufferBytes: config.maxConnectionBufferBytes,
   })
     .service(TaskService, taskService)
-    .service(Health, healthService);
+    .service(Health, healthService)
+    .servedElsewhere(reflection.v1[0])
+    .servedElsewhere(reflection.v1alpha[0]);
   const rpc = connectNodeAdapter({
     readMaxBytes: config.maxRequestBytes,
     // A misspelt JSON field is refused (INVALID_ARGUMENT naming it), never silently dropped:
@@ -101,7 +107,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
       router.service(...reflection.v1alpha);
     },
   });
-  const handler = withMetrics(withHoldableDeadlines(rpc), metrics, auth);
+  const handler = withMetrics(withHoldableDeadlines(withHeaderAuth(rpc, auth)), metrics, auth);
   let server: Awaited<ReturnType<typeof listen>>;
   try {
     server = await listen(

@@ -10,8 +10,14 @@
  * A call this path does not take — another protocol (Connect, gRPC-Web, JSON), a
  * compressed request, a client- or bidi-streaming method (reflection), an unknown path —
  * goes to Connect's handler unchanged: `claim` says no and nothing has been read.
+ *
+ * Every gRPC call is first judged on its headers, before a byte of its body is read: one
+ * without a valid token is refused UNAUTHENTICATED, one to a method no path serves
+ * UNIMPLEMENTED. A body is read only as far as its one message; a second one is refused at
+ * its first byte. What a connection's unfinished bodies hold is capped, so that many calls
+ * that never end their bodies cannot fill the server's memory.
  */
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants, type Http2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
 import {
   Code,
@@ -38,15 +44,28 @@ export interface NativeGrpcOptions {
   interceptors: Interceptor[];
   /** Per-call context values, as Connect's `contextValues` option gives them. */
   contextValues: (stream: ServerHttp2Stream) => ContextValues;
+  /** Decides from a call's path and authorization header whether it may go on. */
+  auth: { allowsCall(path: string, authorization: string | undefined): boolean };
+  /** The refusal a call without a valid token gets. */
+  refusal: () => ConnectError;
+  /** The most bytes of request bodies held for the calls of one HTTP/2 connection. */
+  maxConnectionBufferBytes: number;
 }
 
 type Served = MethodImplSpec & { kind: 'unary' | 'server_streaming' };
 
 const CONTENT_TYPES = new Set(['application/grpc', 'application/grpc+proto']);
+/** gRPC in any codec (not gRPC-Web, whose content type is application/grpc-web…). */
+const GRPC = /^application\/grpc(\+[\w.-]+)?(;|$)/i;
+/** How much of a path a message quotes. */
+const QUOTE = 100;
 const RESPONSE_CONTENT_TYPE = 'application/grpc+proto';
 
 export class NativeGrpc {
   private readonly routes = new Map<string, Served>();
+  /** Paths Connect's handler serves for gRPC (the methods this path does not take). */
+  private readonly elsewhere = new Set<string>();
+  private readonly buffers = new WeakMap<Http2Session, ConnectionBuffer>();
 
   constructor(private readonly options: NativeGrpcOptions) {}
 
@@ -60,15 +79,78 @@ export class NativeGrpc {
     return this;
   }
 
-  /** Takes the stream if it is a call this path serves, and serves it; otherwise returns false. */
+  /** Names a service whose methods Connect's handler serves (for gRPC too). */
+  servedElsewhere(service: DescService): this {
+    for (const method of service.methods) this.elsewhere.add(`/${service.typeName}/${method.name}`);
+    return this;
+  }
+
+  /**
+   * Takes the stream if it is a call this path serves, and serves it, or a gRPC call to be
+   * refused from its headers, and refuses it; otherwise returns false.
+   */
   claim(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): boolean {
-    const spec = this.routes.get(headers[':path'] ?? '');
-    if (!spec || headers[':method'] !== 'POST' || !CONTENT_TYPES.has(headers['content-type'] ?? '')) return false;
+    if (headers[':method'] !== 'POST' || !GRPC.test(headers['content-type'] ?? '')) return false;
+    const path = headers[':path'] ?? '';
+    if (!this.options.auth.allowsCall(path, single(headers.authorization))) {
+      refuse(stream, this.options.refusal());
+      return true;
+    }
+    const spec = this.routes.get(path);
+    if (!spec) {
+      if (this.elsewhere.has(path)) return false;
+      refuse(stream, new ConnectError(`this server has no method ${quote(path)}`, Code.Unimplemented));
+      return true;
+    }
+    if (!CONTENT_TYPES.has(headers['content-type'] ?? '')) return false;
     const encoding = headers['grpc-encoding'];
     if (encoding !== undefined && encoding !== 'identity') return false;
-    new Call(spec, stream, headers, this.options).start();
+    new Call(spec, stream, headers, this.options, this.bufferOf(stream.session)).start();
     return true;
   }
+
+  private bufferOf(session: Http2Session | undefined): ConnectionBuffer {
+    if (!session) return new ConnectionBuffer(this.options.maxConnectionBufferBytes);
+    let b = this.buffers.get(session);
+    if (!b) {
+      b = new ConnectionBuffer(this.options.maxConnectionBufferBytes);
+      this.buffers.set(session, b);
+    }
+    return b;
+  }
+}
+
+/** The bytes of request bodies a connection's calls hold until their bodies end. */
+class ConnectionBuffer {
+  bytes = 0;
+
+  constructor(readonly max: number) {}
+
+  /** Takes n more bytes, or refuses them (RESOURCE_EXHAUSTED) if they pass the cap. */
+  hold(n: number): void {
+    if (this.bytes + n > this.max) {
+      throw new ConnectError(
+        `this connection's calls hold ${this.bytes} bytes of request bodies not yet ended; ${n} more would pass the limit per connection (TASKWIRE_MAX_CONNECTION_BUFFER_BYTES, ${this.max}); end each request body, or spread the calls over more connections`,
+        Code.ResourceExhausted,
+      );
+    }
+    this.bytes += n;
+  }
+}
+
+/**
+ * Answers a call from its headers, with a trailers-only reply, and reads none of its body:
+ * the stream is reset (NO_ERROR) once the reply is written, so the client stops sending.
+ */
+function refuse(stream: ServerHttp2Stream, error: ConnectError): void {
+  stream.on('error', ignore);
+  if (stream.destroyed) return;
+  stream.respond({ ':status': 200, 'content-type': RESPONSE_CONTENT_TYPE, ...errorTrailers(error) }, { endStream: true });
+  stream.close(constants.NGHTTP2_NO_ERROR);
+}
+
+function quote(text: string): string {
+  return text.length > QUOTE ? `${text.slice(0, QUOTE)}…` : text;
 }
 
 type AnyFn = Parameters<Interceptor>[0];
@@ -89,12 +171,15 @@ class Call implements PullSink<unknown> {
   private request?: object;
   /** A server stream's source (a watch pulls without promises; see pullable.ts). */
   private source?: Pullable<unknown>;
+  /** The bytes of the body this call holds on its connection's buffer. */
+  private held = 0;
 
   constructor(
     private readonly spec: Served,
     private readonly stream: ServerHttp2Stream,
     headers: IncomingHttpHeaders,
     private readonly options: NativeGrpcOptions,
+    private readonly buffer: ConnectionBuffer,
   ) {
     const timeout = parseTimeout(single(headers['grpc-timeout']) ?? null, Number.MAX_SAFE_INTEGER);
     this.timeoutError = timeout.error;
@@ -107,13 +192,20 @@ class Call implements PullSink<unknown> {
     stream.on('data', (chunk: Buffer) => {
       if (this.done) return;
       try {
-        this.reader!.push(chunk, this.messages!);
+        this.buffer.hold(chunk.length);
+        this.held += chunk.length;
+        const reader = this.reader!;
+        const messages = this.messages!;
+        reader.push(chunk, messages);
+        // Both kinds take one request message: the first byte of another is refused at once.
+        if (messages.length > 1 || (messages.length === 1 && reader.midMessage)) throw this.extraMessage();
       } catch (err) {
         this.fail(err);
       }
     });
     stream.once('end', () => {
       stream.removeAllListeners('data');
+      this.release();
       void this.run();
     });
     // A reset from the client (RST_STREAM with an error code) is an 'error' on the stream;
@@ -139,12 +231,12 @@ class Call implements PullSink<unknown> {
     if (this.done) return;
     try {
       if (this.timeoutError) throw this.timeoutError;
-      if (reader.pending > 0) throw new ConnectError('protocol error: incomplete envelope', Code.InvalidArgument);
+      if (reader.midMessage) throw new ConnectError('protocol error: incomplete envelope', Code.InvalidArgument);
       const kind = this.spec.kind === 'unary' ? 'unary' : 'server-streaming';
       const [first, extra] = this.messages!;
       this.messages = undefined;
       if (!first) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
-      if (extra) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
+      if (extra) throw this.extraMessage();
       // A request that names no encoding comes here; Connect's handler takes the others.
       if (first.flags & COMPRESSED) throw new ConnectError('protocol error: a compressed message without a grpc-encoding header', Code.Internal);
       const input = parse(this.spec.method.input, first.data);
@@ -153,6 +245,17 @@ class Call implements PullSink<unknown> {
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  private extraMessage(): ConnectError {
+    const kind = this.spec.kind === 'unary' ? 'unary' : 'server-streaming';
+    return new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.InvalidArgument);
+  }
+
+  /** The body is read (or will not be): its bytes leave the connection's buffer. */
+  private release(): void {
+    this.buffer.bytes -= this.held;
+    this.held = 0;
   }
 
   private async unary(input: unknown): Promise<void> {
@@ -325,11 +428,14 @@ class Call implements PullSink<unknown> {
       } else {
         stream.respond({ ...this.responseHeaders(), ...trailers }, { endStream: true });
       }
+      // The client is still sending a body this call will not read: it is told to stop.
+      if (this.reader) stream.close(constants.NGHTTP2_NO_ERROR);
     }
     this.end(error);
   }
 
   private end(reason?: unknown): void {
+    this.release();
     clearTimeout(this.timer);
     this.ctx.abort(reason);
   }

@@ -32,13 +32,19 @@ export function specEncodeGrpcMessage(value: string): string {
 /** How Connect's binary reader names a request body that is not the method's message. */
 export const PARSE_ERROR_PREFIX = 'parse binary: ';
 
+/** How Connect's handler names a second message in the body of a call that takes one. */
+const EXTRA_MESSAGE_PREFIX = 'protocol error: received extra input message';
+
 /**
  * Connect's gRPC handler answers a request body that is not the method's message with
- * INTERNAL; it is the caller's error, INVALID_ARGUMENT, as the native path answers it.
+ * INTERNAL, and one with a second message with UNIMPLEMENTED; both are the caller's error,
+ * INVALID_ARGUMENT, as the native path answers them.
  * `message` is grpc-message as Connect's handler encodes it.
  */
 export function grpcStatusFor(status: string | undefined, message: string): string | undefined {
-  return status === '13' && message.startsWith(encodeURIComponent(PARSE_ERROR_PREFIX)) ? '3' : status;
+  if (status === '13' && message.startsWith(encodeURIComponent(PARSE_ERROR_PREFIX))) return '3';
+  if (status === '12' && message.startsWith(encodeURIComponent(EXTRA_MESSAGE_PREFIX))) return '3';
+  return status;
 }
 
 /** The trailers that end a call with this error (plus whatever the handler set). */
