@@ -8,6 +8,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TaskState, type Task } from '../src/client/index.js';
+import { keys } from '../src/store/keys.js';
 import { redisClient } from './helpers/redis.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
@@ -77,5 +78,10 @@ describe('a worker whose Redis connections keep dropping', () => {
       .map((t) => `${t.id}: ${TaskState[t.state]} ${t.error?.type ?? ''}`);
     expect(failed).toEqual([]);
     expect(ends.every((t) => t.attempt === 1)).toBe(true);
+    // The replies kept for calls sent again are dropped once answered (the drain made far
+    // more calls than the bound), and the rest expire within two leases.
+    const kept = keys.replies(queue, 'dropped');
+    expect(await admin.hlen(kept)).toBeLessThan(50);
+    expect(await admin.pttl(kept)).toBeLessThanOrEqual(2 * 2000);
   });
 });
