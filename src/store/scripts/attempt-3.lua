@@ -64,13 +64,19 @@ local taskPrefix, eventsSuffix, exclPrefix = ARGV[10], ARGV[11], ARGV[12]
 local replies, nonce, keep = KEYS[3], ARGV[13], ARGV[14]
 
 local answered = tonumber(ARGV[15])
-if answered > 0 then
+-- Dropped only after the call's own writes: Redis at maxmemory refuses a script's first
+-- write but lets through the ones after it, so the tasks' writes must come first.
+local function drop_answered()
+  if answered == 0 then return end
   local done = {}
   for i = 1, answered do done[i] = ARGV[15 + i] end
   redis.call('HDEL', replies, unpack(done))
 end
 local earlier = redis.call('HGET', replies, nonce)
-if earlier then return earlier end
+if earlier then
+  drop_answered()
+  return earlier
+end
 
 -- What a worker needs of a task it runs (each string of a reply costs Redis and the worker).
 local RUN_FIELDS = {name = true, args = true, kwargs = true, attempt = true, max_attempts = true,
@@ -208,6 +214,7 @@ if takes > 0 then
   end
 end
 local reply = {finished, claimed, taken}
+drop_answered()
 redis.call('HSET', replies, nonce, cjson.encode(reply))
 redis.call('PEXPIRE', replies, keep)
 return reply
