@@ -215,6 +215,9 @@ if takes > 0 then
 end
 local reply = {finished, claimed, taken}
 drop_answered()
-redis.call('HSET', replies, nonce, cjson.encode(reply))
-redis.call('PEXPIRE', replies, keep)
+-- A call that found nothing to do changed nothing: run again, it does no harm.
+if #finished + #claimed + #taken > 0 then
+  redis.call('HSET', replies, nonce, cjson.encode(reply))
+  redis.call('PEXPIRE', replies, keep)
+end
 return reply
