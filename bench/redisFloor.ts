@@ -124,7 +124,7 @@ async function createReal(store: TaskStore): Promise<void> {
 /** Take and finish every queued task as a busy worker does (AttemptStore): each turn
  * finishes the 50 tasks the last one began and takes 50 more, in one script call. */
 async function claimFinishReal(redis: Redis): Promise<void> {
-  const attempts = new AttemptStore(redis, 'floor-worker', LIMITS);
+  const attempts = new AttemptStore(redis, 'floor-worker', { ...LIMITS, leaseMs: 30_000 });
   let held: Taken[] = [];
   for (let turn = 0; ; turn++) {
     const finishes = held.map((t) => attempts.finish(t.d, t.token, 'SUCCESS', { result: 'null' }));

@@ -2,7 +2,9 @@
  * The worker's writes to task records: begin an attempt, report progress, end it.
  * Each end also acknowledges the queue message in the same step.
  */
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { isConnectionError } from '../redis.js';
 import type { Waiting } from './keyedBatcher.js';
 import { CONSUMER_GROUP, channels, keys, taskKeyParts } from './keys.js';
 import { parseRunnable, type RunnableTask } from './record.js';
@@ -90,13 +92,17 @@ interface TakePart {
  */
 const MAX_PER_CALL = 64;
 
+/** At most this many nonces of answered calls are named in one call (the rest go with the next). */
+const MAX_ANSWERED_PER_CALL = 256;
+
 type ClaimReply = [string, string[]?];
 type FinishReply = [string, string?, number?];
 type TakeReply = [string, string, string, ClaimReply];
+type Replies = [FinishReply[], ClaimReply[], TakeReply[]];
 
 /**
  * The writes a worker asks for in one turn of its event loop (finishes, claims and takes,
- * see attempt-2.lua) go to Redis together, one script call per queue (a few when the turn
+ * see attempt-3.lua) go to Redis together, one script call per queue (a few when the turn
  * is busy, MAX_PER_CALL): tasks that end together are written together, the slots they
  * free get their next tasks in the same call, and no result waits for a task still
  * running. Each caller gets its own outcome.
@@ -105,12 +111,19 @@ export class AttemptStore {
   private turn = new Map<string, QueueTurn>();
   private scheduled = false;
   private readonly atSend: (() => void)[] = [];
+  /** Per queue: nonces of calls whose replies arrived, for the next call to drop. */
+  private readonly answered = new Map<string, string[]>();
+  /** How long Redis keeps a call's reply for a call sent again: past a lease, what the call
+   * began is another worker's to take over anyway. */
+  private readonly keepMs: number;
 
   constructor(
     private readonly redis: Redis,
     private readonly worker: string,
-    private readonly limits: { resultTtlMs: number; eventLogCap: number },
-  ) {}
+    private readonly limits: { resultTtlMs: number; eventLogCap: number; leaseMs: number },
+  ) {
+    this.keepMs = 2 * limits.leaseMs;
+  }
 
   /** End the attempt: its finish is queued for this turn's call when this returns. */
   finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<FinishResult> {
@@ -219,6 +232,34 @@ export class AttemptStore {
     }
   }
 
+  /** Nonces whose replies need no longer be kept; the next call on the queue drops them. */
+  private forget(queue: string, nonces: string[]): void {
+    if (nonces.length === 0) return;
+    const list = this.answered.get(queue);
+    if (list) list.push(...nonces);
+    else this.answered.set(queue, nonces);
+  }
+
+  /**
+   * Run one attempt call until it is answered. A call whose connection dropped is sent again
+   * with the same nonce, so if Redis ran it already it answers with its first reply (ioredis
+   * also sends again by itself what was in flight when it reconnects). Given up once Redis
+   * may no longer keep that reply, or when the connection was closed for good.
+   */
+  private async runCall(keyList: string[], args: (string | number)[]): Promise<Replies> {
+    const since = Date.now();
+    for (;;) {
+      try {
+        const reply = await runScript(this.redis, 'attempt', keyList, args);
+        return typeof reply === 'string' ? parseKept(reply) : (reply as Replies);
+      } catch (err) {
+        const closed = this.redis.status === 'end';
+        if (!isConnectionError(err) || closed || Date.now() - since > this.keepMs / 2) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
   private async call(
     queue: string,
     finishes: Waiting<Finish, FinishResult>[],
@@ -227,7 +268,9 @@ export class AttemptStore {
   ): Promise<void> {
     const tokens = part ? part.take.w.item.tokens.slice(part.from, part.to) : [];
     const parts = taskKeyParts(queue);
-    const keyList = [keys.stream(queue), keys.scheduled(queue)];
+    const keyList = [keys.stream(queue), keys.scheduled(queue), keys.replies(queue, this.worker)];
+    const nonce = randomUUID();
+    const answered = (this.answered.get(queue) ?? []).splice(0, MAX_ANSWERED_PER_CALL);
     const args: (string | number)[] = [
       CONSUMER_GROUP,
       this.worker,
@@ -241,6 +284,10 @@ export class AttemptStore {
       parts.task,
       parts.eventsSuffix,
       parts.exclusive,
+      nonce,
+      this.keepMs,
+      answered.length,
+      ...answered,
     ];
     for (const { item } of finishes) {
       const { d, token, state, fields } = item;
@@ -257,14 +304,16 @@ export class AttemptStore {
     }
     args.push(...tokens);
 
-    let replies: [FinishReply[], ClaimReply[], TakeReply[]];
+    let replies: Replies;
     try {
-      replies = (await runScript(this.redis, 'attempt', keyList, args)) as typeof replies;
+      replies = await this.runCall(keyList, args);
     } catch (err) {
+      this.forget(queue, answered);
       for (const w of [...finishes, ...claims]) w.reject(err);
       part?.take.w.reject(err);
       return;
     }
+    this.forget(queue, [nonce]);
     const [finished, claimed, taken] = replies;
     // The tasks begun are handed over now and the ones finished after this phase of the
     // event loop: a begun task goes to a handler thread (posted once this run of microtasks
@@ -289,6 +338,13 @@ export class AttemptStore {
       });
     }
   }
+}
+
+/** The reply of a call sent again: the JSON of its first reply (an empty list reads as {}). */
+function parseKept(json: string): Replies {
+  const parsed = JSON.parse(json) as unknown[];
+  const list = <T>(x: unknown): T[] => (Array.isArray(x) ? (x as T[]) : []);
+  return [list<FinishReply>(parsed[0]), list<ClaimReply>(parsed[1]), list<TakeReply>(parsed[2])];
 }
 
 function finishResult(reply: FinishReply = ['gone']): FinishResult {

@@ -1,9 +1,11 @@
 /**
  * Chaos (`npm run test:chaos`, not part of `npm test`): a few thousand tasks through three
  * worker processes while workers are killed with SIGKILL at random and started again, and
- * Redis is restarted once (with its append-only file, on the same port). Afterwards every
+ * Redis is restarted once (with its append-only file, on the same port), and every client
+ * connection is dropped now and then (CLIENT KILL TYPE normal). Afterwards every
  * task Redis accepted is terminal, with exactly one final state in its event log, none
- * STARTED, no message left unacknowledged; the figures are printed: tasks, kills, re-runs,
+ * STARTED, no message left unacknowledged, and no attempt was spent without a run unless its
+ * worker was killed while it held it; the figures are printed: tasks, kills, re-runs,
  * duplicated side effects, time to recover.
  *
  * Each `chaos` task works a few dozen ms, then INCRs a per-task counter (its side effect):
@@ -20,7 +22,7 @@ import { afterAll, expect, it } from 'vitest';
 import { createTaskwireClient, TaskwireClient } from '../../src/client/index.js';
 import { CONSUMER_GROUP, keys } from '../../src/store/keys.js';
 import { pairsToHash, type Hash } from '../../src/store/record.js';
-import { sideEffectKey } from '../fixtures/faultTasks.js';
+import { runsKey, sideEffectKey } from '../fixtures/faultTasks.js';
 import { startTaskwire, stopAll, type TaskwireProcess } from '../helpers/processes.js';
 import { redisClient, startRedis, type RedisServer } from '../helpers/redis.js';
 import { seededRandom } from '../helpers/random.js';
@@ -40,6 +42,8 @@ const ENV = {
   TASKWIRE_WATCH_HEARTBEAT: '1s',
 };
 const TERMINAL = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
+/** Every client connection but the test's own is dropped about this often. */
+const DROP_EVERY_MS = 500;
 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -56,6 +60,7 @@ afterAll(async () => {
 it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis restart: none lost, none stuck`, { timeout: 240_000 }, async () => {
   const taskRandom = seededRandom(SEED);
   const chaosRandom = seededRandom(SEED + 1);
+  const dropRandom = seededRandom(SEED + 2);
   const t0 = Date.now();
   dataDir = mkdtempSync(join(tmpdir(), 'taskwire-chaos-'));
   redis = await startRedis({ dataDir });
@@ -107,6 +112,21 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
     submitting = false;
   })();
 
+  // Dropped connections: the API's and the workers' (and their tasks'), while tasks are submitted.
+  let connectionDrops = 0;
+  const dropper = (async () => {
+    const admin = redisClient(redis!.url);
+    admin.on('error', () => {});
+    try {
+      while (submitting) {
+        await sleep(DROP_EVERY_MS * (0.5 + dropRandom()));
+        connectionDrops += Number(await admin.client('KILL', 'TYPE', 'normal').catch(() => 0));
+      }
+    } finally {
+      admin.disconnect();
+    }
+  })();
+
   // Chaos: every second or two, SIGKILL a random worker (keeping at least one alive) and
   // start a new one in its place without waiting for it; once, about a third of the way in,
   // restart Redis (with no worker starting meanwhile: a start needs Redis).
@@ -148,6 +168,7 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
   }
   await Promise.all(restarts);
   await submitter;
+  await dropper;
   const submittedAt = Date.now();
 
   // Drain: wait (polling Redis, with a deadline) until every task it holds is terminal.
@@ -182,6 +203,7 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
       pipe.hgetall(keys.task(QUEUE, id));
       pipe.xrange(keys.events(QUEUE, id), '-', '+');
       pipe.get(sideEffectKey(id));
+      pipe.smembers(runsKey(id));
     }
     const replies = ((await pipe.exec()) ?? []).map(([err, v]) => {
       if (err) throw err;
@@ -194,15 +216,18 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
     let duplicates = 0;
     let extraSideEffects = 0;
     const badLogs: string[] = [];
+    const burnt: string[] = []; // attempts spent without a run, their worker not killed
+    const killsOf = new Map<string, number[]>();
+    for (const k of kills) killsOf.set(k.name, [...(killsOf.get(k.name) ?? []), k.at]);
     const noSideEffect: string[] = [];
     const killedAt = new Map(kills.map((k) => [k.name, k.at]));
     const recovery = new Map<string, number>(); // killed worker → slowest takeover of its tasks
     let takeoversFromLive = 0;
     let takeovers = 0;
     ids.forEach((id, i) => {
-      const rec = replies[i * 3] as Hash;
-      const log = (replies[i * 3 + 1] as [string, string[]][]).map(([, f]) => pairsToHash(f));
-      const count = Number((replies[i * 3 + 2] as string | null) ?? 0);
+      const rec = replies[i * 4] as Hash;
+      const log = (replies[i * 4 + 1] as [string, string[]][]).map(([, f]) => pairsToHash(f));
+      const count = Number((replies[i * 4 + 2] as string | null) ?? 0);
       byState[rec.state!] = (byState[rec.state!] ?? 0) + 1;
       if (rec.err_type) errors[rec.err_type] = (errors[rec.err_type] ?? 0) + 1;
       const attempt = Number(rec.attempt);
@@ -215,6 +240,13 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
       const finals = log.filter((h) => TERMINAL.has(h.state!));
       const contiguous = versions.every((v, j) => v === j + 1) && versions.length === Number(rec.version);
       if (!contiguous || finals.length !== 1 || log.at(-1) !== finals[0]) badLogs.push(id);
+      // Each attempt begun either ran, or its worker was killed while holding it.
+      const ran = new Set(replies[i * 4 + 3] as string[]);
+      for (const h of log) {
+        if (h.state !== 'STARTED' || ran.has(h.attempt!)) continue;
+        const killed = (killsOf.get(h.worker ?? '') ?? []).some((at) => at >= Number(h.started));
+        if (!killed) burnt.push(`${id} attempt ${h.attempt} on ${h.worker}`);
+      }
       // Takeovers: a STARTED followed directly by another STARTED (a new attempt elsewhere).
       for (let j = 1; j < log.length; j++) {
         const prev = log[j - 1]!;
@@ -237,7 +269,7 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
     // Workers back at work after the Redis restart: the first attempt started after it.
     let firstStart = Infinity;
     for (let i = 0; i < ids.length; i++) {
-      for (const [, f] of replies[i * 3 + 1] as [string, string[]][]) {
+      for (const [, f] of replies[i * 4 + 1] as [string, string[]][]) {
         const h = pairsToHash(f);
         const started = Number(h.started ?? 0);
         if (h.state === 'STARTED' && started > redisUpAt && started < firstStart) firstStart = started;
@@ -249,7 +281,8 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
       `  tasks submitted ${TASKS}: accepted ${accepted.length}, refused ${refused} (Redis down); in Redis ${ids.length}`,
       `  final states ${JSON.stringify(byState)}  errors ${JSON.stringify(errors)}`,
       `  lost ${lost.length}, not terminal 0, bad event logs ${badLogs.length}, unacked messages ${pending[0]}, still scheduled ${scheduled}`,
-      `  SIGKILLs ${kills.length} (workers started ${generation})`,
+      `  SIGKILLs ${kills.length} (workers started ${generation}); connections dropped ${connectionDrops}`,
+      `  attempts spent without a run on a worker not killed: ${burnt.length}`,
       `  re-runs: ${reruns} tasks ran more than once (${extraAttempts} extra attempts); takeovers ${takeovers}, of them from a live worker ${takeoversFromLive}`,
       `  duplicate side effects: ${duplicates} tasks (${extraSideEffects} extra INCRs); SUCCESS without side effect ${noSideEffect.length}`,
       `  recovery after a SIGKILL (kill → the dead worker's last task restarted elsewhere): ` +
@@ -266,12 +299,14 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
     expect(byState.PENDING ?? 0).toBe(0);
     expect(byState.RETRY ?? 0).toBe(0);
     expect(badLogs).toEqual([]);
+    expect(burnt).toEqual([]);
     expect(noSideEffect).toEqual([]);
     expect(pending[0]).toBe(0);
     expect(scheduled).toBe(0);
     // The only failure chaos may cause: a task whose every attempt lost its worker.
     expect(Object.keys(errors).filter((e) => e !== 'WorkerLostError')).toEqual([]);
     expect(kills.length).toBeGreaterThan(3);
+    expect(connectionDrops).toBeGreaterThan(0);
     expect(redisUpAt).toBeGreaterThan(0);
     expect(accepted.length).toBeGreaterThan(TASKS / 2);
   } finally {

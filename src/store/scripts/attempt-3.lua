@@ -15,8 +15,18 @@
 -- (hand-back included) into REVOKED, so a late result never overwrites a revocation. A claim
 -- decides whether the task runs.
 --
+-- A call's reply can be lost (the connection dropped after Redis ran it), and ioredis then
+-- sends the call again once it reconnects, as the worker does when a call fails for want
+-- of a connection. Run twice, the call would begin a second batch of tasks, and the first,
+-- begun but never run or renewed, would later be failed as a lost worker's. So each call
+-- carries a nonce, and its reply is kept in the worker's reply hash (KEYS[3]) under that
+-- nonce: a call sent again gets the reply of its first run and changes nothing. The worker
+-- names in each call the nonces whose replies it has received, which are then dropped; the
+-- hash expires when the worker stops calling.
+--
 -- KEYS[1] stream      taskwire:{q}:stream
 -- KEYS[2] scheduled   taskwire:{q}:scheduled
+-- KEYS[3] replies     taskwire:{q}:replies:<worker>
 -- The tasks' own keys are named here from the three prefixes below, as store/keys.ts names
 --   them (they share the queue's hash tag, so one Cluster slot), rather than sent: record
 --   taskwire:{q}:t:<id>, events taskwire:{q}:t:<id>:events, exclusive
@@ -26,6 +36,8 @@
 -- ARGV[7] finishes   ARGV[8] claims   ARGV[9] messages to take at most
 -- ARGV[10] record key prefix (taskwire:{q}:t:)   ARGV[11] event log suffix (:events)
 -- ARGV[12] exclusive key prefix (taskwire:{q}:excl:)
+-- ARGV[13] this call's nonce   ARGV[14] how long its reply is kept (ms)
+-- ARGV[15] n, then n nonces of calls whose replies the worker received
 -- then per finish: id, message id, attempt token, target state, with RETRY when the next
 --   attempt is due (ms, else 0), exclusive key or '', n, and n values: fields to write as
 --   name, value pairs ('' deletes)
@@ -43,11 +55,28 @@
 --   worker was lost), {'lost'} (its worker died and no attempts are left: FAILURE
 --   WorkerLostError).
 -- take: per message read, {message id, task id, exclusive key, claim reply}.
+-- A call sent again returns instead the JSON text of its first reply.
 local stream, scheduled = KEYS[1], KEYS[2]
 local group, worker, now = ARGV[1], ARGV[2], ARGV[3]
 local channel, maxlen, ttl = ARGV[4], ARGV[5], ARGV[6]
 local finishes, claims, takes = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local taskPrefix, eventsSuffix, exclPrefix = ARGV[10], ARGV[11], ARGV[12]
+local replies, nonce, keep = KEYS[3], ARGV[13], ARGV[14]
+
+local answered = tonumber(ARGV[15])
+-- Dropped only after the call's own writes: Redis at maxmemory refuses a script's first
+-- write but lets through the ones after it, so the tasks' writes must come first.
+local function drop_answered()
+  if answered == 0 then return end
+  local done = {}
+  for i = 1, answered do done[i] = ARGV[15 + i] end
+  redis.call('HDEL', replies, unpack(done))
+end
+local earlier = redis.call('HGET', replies, nonce)
+if earlier then
+  drop_answered()
+  return earlier
+end
 
 -- What a worker needs of a task it runs (each string of a reply costs Redis and the worker).
 local RUN_FIELDS = {name = true, args = true, kwargs = true, attempt = true, max_attempts = true,
@@ -155,7 +184,7 @@ local function task_keys(id, key)
   return record, record .. eventsSuffix, exclPrefix .. key
 end
 
-local a = 13
+local a = 16 + answered
 for i = 1, finishes do
   local n = tonumber(ARGV[a + 6])
   local fields = {}
@@ -184,4 +213,11 @@ if takes > 0 then
     end
   end
 end
-return {finished, claimed, taken}
+local reply = {finished, claimed, taken}
+drop_answered()
+-- A call that found nothing to do changed nothing: run again, it does no harm.
+if #finished + #claimed + #taken > 0 then
+  redis.call('HSET', replies, nonce, cjson.encode(reply))
+  redis.call('PEXPIRE', replies, keep)
+end
+return reply
