@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code, ConnectError, createTaskwireClient, TaskState } from '../src/client/index.js';
+import { type ClientOptions, Code, ConnectError, createTaskwireClient, TaskState, type WatchOptions } from '../src/client/index.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
@@ -49,42 +49,35 @@ async function silentProxy(port: number): Promise<{ port: number; silence(): voi
   };
 }
 
+/** Watch a waiting task through a proxy, silence the proxy after the first record, and
+ * return how the watch ended. */
+async function watchThroughSilence(clientOptions: ClientOptions, watchOptions: WatchOptions): Promise<ConnectError> {
+  const proxy = await silentProxy(stack.api.port);
+  const client = createTaskwireClient({ baseUrl: `http://127.0.0.1:${proxy.port}`, ...clientOptions });
+  try {
+    const task = await client.start('hello', { queue: 'nobody' });
+    const watch = client.watch(task.id, { afterVersion: 0, maxRetries: 0, ...watchOptions });
+    const first = await watch.next();
+    expect(first.value?.state).toBe(TaskState.PENDING);
+    proxy.silence();
+    return await (async () => {
+      for (;;) await watch.next();
+    })().catch((e: unknown) => ConnectError.from(e));
+  } finally {
+    proxy.close();
+  }
+}
+
 describe('client keepalive', () => {
   it('ends a watch whose connection went silent with UNAVAILABLE naming the keepalive', async () => {
-    const proxy = await silentProxy(stack.api.port);
-    const client = createTaskwireClient({ baseUrl: `http://127.0.0.1:${proxy.port}`, keepaliveMs: 200, keepaliveTimeoutMs: 300 });
-    try {
-      const task = await client.start('hello', { queue: 'nobody' });
-      const watch = client.watch(task.id, { afterVersion: 0, maxRetries: 0 });
-      const first = await watch.next();
-      expect(first.value?.state).toBe(TaskState.PENDING);
-      proxy.silence();
-      const error = await (async () => {
-        for (;;) await watch.next();
-      })().catch((e: unknown) => ConnectError.from(e));
-      expect(error.code, error.rawMessage).toBe(Code.Unavailable);
-      expect(error.rawMessage).toMatch(/keepalive ping/);
-    } finally {
-      proxy.close();
-    }
+    const error = await watchThroughSilence({ keepaliveMs: 200, keepaliveTimeoutMs: 300 }, {});
+    expect(error.code, error.rawMessage).toBe(Code.Unavailable);
+    expect(error.rawMessage).toMatch(/keepalive ping/);
   });
 
   it('gives up a watch stream that carries no heartbeat for heartbeatTimeoutMs, with keepalive off', async () => {
-    const proxy = await silentProxy(stack.api.port);
-    const client = createTaskwireClient({ baseUrl: `http://127.0.0.1:${proxy.port}`, keepaliveMs: 3_600_000 });
-    try {
-      const task = await client.start('hello', { queue: 'nobody' });
-      const watch = client.watch(task.id, { afterVersion: 0, maxRetries: 0, heartbeatTimeoutMs: 1_000 });
-      const first = await watch.next();
-      expect(first.value?.state).toBe(TaskState.PENDING);
-      proxy.silence();
-      const error = await (async () => {
-        for (;;) await watch.next();
-      })().catch((e: unknown) => ConnectError.from(e));
-      expect(error.code, error.rawMessage).toBe(Code.Unavailable);
-      expect(error.rawMessage).toMatch(/no message or heartbeat from the server in 1000 ms/);
-    } finally {
-      proxy.close();
-    }
+    const error = await watchThroughSilence({ keepaliveMs: 3_600_000 }, { heartbeatTimeoutMs: 1_000 });
+    expect(error.code, error.rawMessage).toBe(Code.Unavailable);
+    expect(error.rawMessage).toMatch(/no message or heartbeat from the server in 1000 ms/);
   });
 });
