@@ -40,8 +40,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('ERR task id ' .. id .. ' already exists')
 end
 
-redis.call('HSET', KEYS[1], 'version', 0, unpack(slice(ARGV, 11)))
-local version = emit(KEYS[1], KEYS[2], ARGV[4], ARGV[5])
+create_record(KEYS[1], KEYS[2], ARGV[4], ARGV[5], slice(ARGV, 11))
 
 local ttl = tonumber(ARGV[6])
 redis.call('ZADD', KEYS[5], now, id)
@@ -55,10 +54,7 @@ if ikey ~= '' then
   redis.call('SET', KEYS[9], id, 'PX', ttl)
 end
 
-if due > now then
-  redis.call('ZADD', KEYS[4], due, id .. '\n' .. ekey)
+if queue_task(KEYS[3], KEYS[4], id, ekey, due, now) then
   redis.call('PUBLISH', ARGV[10], 'due\n' .. due)
-else
-  redis.call('XADD', KEYS[3], '*', 'id', id, 'k', ekey)
 end
-return {'created', version}
+return {'created', 1}

@@ -39,30 +39,13 @@ for _, task in ipairs(cjson.decode(ARGV[9])) do
     out[#out + 1] = 'exists'
     out[#out + 1] = id
   else
-    -- The record is new, so its snapshot is what is written here: version 1 and the fields
-    -- (no HGETALL). Same log entry and event as every other change (lib.lua's emit).
-    local fields, snapshot = {'version', '1'}, {'version', '1'}
-    for i = 1, #given, 2 do
-      local name, value = given[i], given[i + 1]
-      fields[#fields + 1] = name
-      fields[#fields + 1] = value
-      if not PRIVATE[name] then
-        snapshot[#snapshot + 1] = name
-        snapshot[#snapshot + 1] = value
-      end
-    end
-    redis.call('HSET', record, unpack(fields))
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '1-0', unpack(snapshot))
-    redis.call('PUBLISH', channel, cjson.encode(snapshot))
+    create_record(record, events, channel, maxlen, given)
     if ikey ~= '' then redis.call('SET', idem, id, 'PX', ttl) end
     index[#index + 1] = created
     index[#index + 1] = id
     latest = id
-    if due > now then
-      redis.call('ZADD', KEYS[2], due, id .. '\n')
-      if not earliest or due < earliest then earliest = due end
-    else
-      redis.call('XADD', KEYS[1], '*', 'id', id, 'k', '')
+    if queue_task(KEYS[1], KEYS[2], id, '', due, now) and (not earliest or due < earliest) then
+      earliest = due
     end
     out[#out + 1] = 'created'
     out[#out + 1] = 1

@@ -72,6 +72,36 @@ local function split_fields(fields, set, del)
   end
 end
 
+-- Write a new task record at version 1 from `given` (a flat list of name, value), and log
+-- and publish its snapshot as every other change is (log_change), without reading it back.
+local function create_record(record, events, channel, maxlen, given)
+  local fields, snapshot = {'version', '1'}, {'version', '1'}
+  for i = 1, #given, 2 do
+    local name, value = given[i], given[i + 1]
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+    if not PRIVATE[name] then
+      snapshot[#snapshot + 1] = name
+      snapshot[#snapshot + 1] = value
+    end
+  end
+  redis.call('HSET', record, unpack(fields))
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '1-0', unpack(snapshot))
+  redis.call('PUBLISH', channel, cjson.encode(snapshot))
+end
+
+-- Put a created task where it waits for a worker: the scheduled set until `due` (ms) when
+-- that is later than `now`, else the queue stream. `ekey`: its exclusive key, or ''.
+-- Returns true when it went to the scheduled set (the caller tells workers when it is due).
+local function queue_task(stream, scheduled, id, ekey, due, now)
+  if due > now then
+    redis.call('ZADD', scheduled, due, id .. '\n' .. ekey)
+    return true
+  end
+  redis.call('XADD', stream, '*', 'id', id, 'k', ekey)
+  return false
+end
+
 local function slice(list, from)
   local out = {}
   for i = from, #list do out[#out + 1] = list[i] end
