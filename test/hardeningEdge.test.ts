@@ -5,7 +5,6 @@
  * protobuf message. Each answer is the status a client can act on, at once.
  */
 import http2 from 'node:http2';
-import { gunzipSync, gzipSync } from 'node:zlib';
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -13,6 +12,7 @@ import {
   WatchStatusRequestSchema,
   WatchStatusResponseSchema,
 } from '../gen/taskwire/v1/task_service_pb.js';
+import { rawGrpcCall, type RawCallOptions } from './helpers/rawGrpc.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
@@ -28,82 +28,7 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-interface Reply {
-  messages: Buffer[];
-  status: string;
-  message: string;
-  /** The size of every header and trailer the reply carried, as sent. */
-  headerBytes: number;
-}
-
-interface CallOptions {
-  /** Through Connect's handler (a gzipped request) rather than the native path. */
-  gzip?: boolean;
-  headers?: http2.OutgoingHttpHeaders;
-  /** Resolve once this many messages have arrived, cancelling the call. */
-  until?: number;
-  /** Told when the first message arrives. */
-  onFirst?: () => void;
-}
-
-/** One gRPC call over raw HTTP/2, its body as the bytes of one message. */
-function call(method: string, body: Uint8Array, options: CallOptions = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = session.request({
-      ':method': 'POST',
-      ':path': `/taskwire.v1.TaskService/${method}`,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      ...(options.gzip ? { 'grpc-encoding': 'gzip' } : {}),
-      ...options.headers,
-    });
-    let all: http2.IncomingHttpHeaders = {};
-    let headerBytes = 0;
-    const size = (h: http2.IncomingHttpHeaders) => {
-      for (const [k, v] of Object.entries(h)) headerBytes += k.length + String(v).length;
-      all = { ...all, ...h };
-    };
-    let data = Buffer.alloc(0);
-    const reply = (): Reply => ({
-      messages: unframe(data),
-      status: String(all['grpc-status']),
-      message: String(all['grpc-message'] ?? ''),
-      headerBytes,
-    });
-    req.on('response', size);
-    req.on('trailers', size);
-    req.on('data', (d: Buffer) => {
-      data = Buffer.concat([data, d]);
-      if (options.onFirst && unframe(data).length > 0) {
-        options.onFirst();
-        options.onFirst = undefined;
-      }
-      if (options.until !== undefined && unframe(data).length >= options.until) {
-        resolve(reply());
-        req.close(http2.constants.NGHTTP2_CANCEL);
-      }
-    });
-    req.on('error', reject);
-    req.on('end', () => resolve(reply()));
-    const head = Buffer.alloc(5);
-    const bytes = options.gzip ? gzipSync(body) : Buffer.from(body);
-    head[0] = options.gzip ? 1 : 0;
-    head.writeUInt32BE(bytes.length, 1);
-    req.end(Buffer.concat([head, bytes]));
-  });
-}
-
-function unframe(data: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  for (let at = 0; at + 5 <= data.length; ) {
-    const length = data.readUInt32BE(at + 1);
-    if (at + 5 + length > data.length) break;
-    const bytes = data.subarray(at + 5, at + 5 + length);
-    out.push(data[at] === 1 ? gunzipSync(bytes) : bytes);
-    at += 5 + length;
-  }
-  return out;
-}
+const call = (method: string, body: Uint8Array, options?: RawCallOptions) => rawGrpcCall(session, method, body, options);
 
 const encode = <D extends DescMessage>(schema: D, init: MessageInitShape<D>) => toBinary(schema, create(schema, init));
 const BOTH = [

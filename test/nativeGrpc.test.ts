@@ -6,7 +6,6 @@
  * headers and the reply's bytes.
  */
 import http2 from 'node:http2';
-import { gunzipSync, gzipSync } from 'node:zlib';
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
@@ -20,6 +19,7 @@ import {
 } from '../gen/taskwire/v1/task_service_pb.js';
 import { createTaskwireClient, TaskwireClient } from '../src/client/index.js';
 import { serverStreamsOpen } from './helpers/metrics.js';
+import { frame, rawGrpcCall, type RawCallOptions, type RawReply } from './helpers/rawGrpc.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
@@ -35,76 +35,14 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-interface Reply {
-  headers: Record<string, string>;
-  messages: Buffer[];
-  status: string;
-  message: string;
-  /** grpc-status-details-bin (a google.rpc.Status with the details), as sent. */
-  details?: string;
-}
-
-/** One gRPC call over raw HTTP/2: the request's messages, plain or gzipped, as sent. */
-function call(method: string, body: Buffer[], options: { gzip?: boolean; headers?: http2.OutgoingHttpHeaders } = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = session.request({
-      ':method': 'POST',
-      ':path': `/taskwire.v1.TaskService/${method}`,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      ...(options.gzip ? { 'grpc-encoding': 'gzip' } : {}),
-      ...options.headers,
-    });
-    let headers: http2.IncomingHttpHeaders = {};
-    const chunks: Buffer[] = [];
-    req.on('response', (h) => (headers = h));
-    req.on('data', (d: Buffer) => chunks.push(d));
-    let trailers: http2.IncomingHttpHeaders = {};
-    req.on('trailers', (t) => (trailers = t));
-    req.on('error', reject);
-    req.on('end', () => {
-      const all = { ...headers, ...trailers };
-      const plain: Record<string, string> = {};
-      // Connect gzips its reply to a gzipped request, and may send an error as headers then
-      // trailers where the native path sends one trailers-only reply: gRPC clients read both alike.
-      for (const [k, v] of Object.entries(headers)) if (!/^(:|date$|grpc-(encoding|status|message))/.test(k)) plain[k] = String(v);
-      resolve({
-        headers: plain,
-        messages: unframe(Buffer.concat(chunks)),
-        status: String(all['grpc-status']),
-        message: String(all['grpc-message'] ?? ''),
-        details: all['grpc-status-details-bin'] as string | undefined,
-      });
-    });
-    for (const b of body) req.write(options.gzip ? framed(gzipSync(b), 1) : framed(b, 0));
-    req.end();
-  });
-}
-
-const framed = (bytes: Uint8Array, flag: number) => {
-  const head = Buffer.alloc(5);
-  head[0] = flag;
-  head.writeUInt32BE(bytes.length, 1);
-  return Buffer.concat([head, bytes]);
-};
-
-function unframe(data: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  for (let at = 0; at < data.length; ) {
-    const length = data.readUInt32BE(at + 1);
-    const bytes = data.subarray(at + 5, at + 5 + length);
-    out.push(data[at] === 1 ? gunzipSync(bytes) : bytes);
-    at += 5 + length;
-  }
-  return out;
-}
+const call = (method: string, body: Uint8Array[], options?: RawCallOptions) => rawGrpcCall(session, method, body, options);
 
 const encode = <D extends DescMessage>(schema: D, init: MessageInitShape<D>) => Buffer.from(toBinary(schema, create(schema, init)));
 const start = (init: Parameters<typeof TaskwireClient.startRequest>[1] & { name?: string }) =>
   encode(StartRequestSchema, TaskwireClient.startRequest(init.name ?? 'hello', init));
 
 /** The same call both ways; both replies, after checking that a gRPC client sees no difference. */
-async function bothWays(method: string, body: Buffer[], headers?: http2.OutgoingHttpHeaders): Promise<Reply> {
+async function bothWays(method: string, body: Buffer[], headers?: http2.OutgoingHttpHeaders): Promise<RawReply> {
   const native = await call(method, body, { headers });
   const connect = await call(method, body, { headers, gzip: true });
   expect(native.status).toBe(connect.status);
@@ -163,7 +101,7 @@ describe('the native gRPC path answers as Connect does', () => {
     req.on('error', () => {});
     const closed = new Promise((resolve) => req.on('close', resolve));
     req.once('data', () => req.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
-    req.end(framed(encode(WatchStatusRequestSchema, { id: task.id }), 0));
+    req.end(frame(encode(WatchStatusRequestSchema, { id: task.id }), 0));
     await closed;
     // A fresh connection: the server process is still there and answers.
     expect((await createTaskwireClient({ baseUrl: stack.baseUrl }).status(task.id)).id).toBe(task.id);
