@@ -2,13 +2,15 @@
 /** The `taskwire` command. */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Flags } from '../config.js';
-import { dev, serve, worker } from './processes.js';
 import { UsageError } from './usageError.js';
 
 // The client commands (the client, Connect, protobuf, the generated code) load only when one
 // runs: a worker never needs them, and loaded they cost it ~15 MiB of peak memory.
 let client: typeof import('./clientCommands.js') | undefined;
 const clientCommands = async () => (client ??= await import('./clientCommands.js'));
+// Likewise the processes (the logger, the embedded redis-server) load only for dev, serve
+// and worker: a client command starts with what it uses.
+const processes = () => import('./processes.js');
 
 const HELP = `taskwire — a task queue served over gRPC
 
@@ -116,13 +118,13 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'dev':
-      await dev(loadConfig(flags));
+      await (await processes()).dev(loadConfig(flags));
       return -1;
     case 'serve':
-      await serve(loadConfig(flags));
+      await (await processes()).serve(loadConfig(flags));
       return -1;
     case 'worker':
-      await worker(loadConfig(flags));
+      await (await processes()).worker(loadConfig(flags));
       return -1;
     case 'start':
       return (await clientCommands()).startCommand(rest, flags);

@@ -112,16 +112,27 @@ export function createRegistry(...definitions: TaskDefinition<any, any, any>[]):
   return new TaskRegistry(definitions);
 }
 
+/** Let a built taskwire import a tasks module written in TypeScript: tsx, which the user's
+ * project provides (taskwire itself needs no compiler at run time). */
+async function registerTypeScript(modulePath: string): Promise<void> {
+  let esm: typeof import('tsx/esm/api');
+  let cjs: typeof import('tsx/cjs/api');
+  try {
+    [esm, cjs] = await Promise.all([import('tsx/esm/api'), import('tsx/cjs/api')]);
+  } catch {
+    throw new Error(`${modulePath} is TypeScript: add tsx to your project (npm install --save-dev tsx) to run it, or point TASKWIRE_TASKS at its compiled JavaScript`);
+  }
+  esm.register();
+  cjs.register();
+}
+
 /** Load the registry a tasks module exports (as `default` or `registry`). */
 export async function loadRegistry(modulePath: string): Promise<TaskRegistry> {
   const url = modulePath.startsWith('file:') ? modulePath : (await import('node:url')).pathToFileURL(modulePath).href;
   let mod: Record<string, unknown>;
   try {
     // Built taskwire (dist/) loading a tasks module written in TypeScript: compile it on the fly.
-    if (/\.[cm]?ts$/.test(modulePath) && !import.meta.url.endsWith('.ts')) {
-      (await import('tsx/esm/api')).register();
-      (await import('tsx/cjs/api')).register();
-    }
+    if (/\.[cm]?ts$/.test(modulePath) && !import.meta.url.endsWith('.ts')) await registerTypeScript(modulePath);
     mod = (await import(url)) as Record<string, unknown>;
   } catch (err) {
     throw new Error(`cannot load the tasks module ${modulePath}: ${(err as Error).message}`);
