@@ -269,3 +269,32 @@ describe('a process using the client', () => {
     }
   });
 });
+
+describe('compress: true', () => {
+  it('sends gzip and reads gzipped replies, on a unary call and on a stream', async () => {
+    const seenHeaders: [string | null, string | null][] = [];
+    const capture: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      seenHeaders.push([req.header.get('grpc-encoding'), res.header.get('grpc-encoding')]);
+      return res;
+    };
+    const client = createClient(TaskService, createTaskwireTransport({ baseUrl: stack.baseUrl, compress: true, interceptors: [capture] }));
+    const big = 'x'.repeat(5000);
+    const started = await client.start({ name: 'hello', args: { values: [{ kind: { case: 'stringValue', value: big } }] } });
+    const status = await client.getStatus({ id: started.task!.id });
+    expect(status.task?.args?.values[0]?.kind.value).toBe(big);
+    const states: TaskState[] = [];
+    for await (const res of client.watchStatus({ id: started.task!.id })) {
+      if (res.event.case !== 'task') continue;
+      expect(res.event.value.args?.values[0]?.kind.value).toBe(big);
+      states.push(res.event.value.state);
+      if (res.event.value.state === TaskState.SUCCESS) break;
+    }
+    expect(states.at(-1)).toBe(TaskState.SUCCESS);
+    expect(seenHeaders).toEqual([
+      ['gzip', 'gzip'],
+      ['gzip', 'gzip'],
+      ['gzip', 'gzip'],
+    ]);
+  });
+});

@@ -1,9 +1,10 @@
 /**
- * gRPC calls are served natively (src/server/grpc/), other protocols and compressed
- * requests by Connect's handler. A gRPC client must not be able to tell which one answered:
- * each call is sent twice over raw HTTP/2, once plain (the native path) and once gzipped
- * (Connect's), and what comes back is compared — status, message, error details, response
- * headers and the reply's bytes.
+ * gRPC calls are served natively (src/server/grpc/), plain or gzipped; other protocols by
+ * Connect's handler. A gRPC client must not be able to tell whether it compressed: each call
+ * is sent twice over raw HTTP/2, once plain and once gzipped, and what comes back is
+ * compared — status, message, error details, response headers and the reply's bytes. The
+ * native path must also answer what Connect's handler would (the connect-node and
+ * gRPC-Web clients below).
  */
 import http2 from 'node:http2';
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
@@ -52,7 +53,7 @@ async function bothWays(method: string, body: Buffer[], headers?: http2.Outgoing
   return native;
 }
 
-describe('the native gRPC path answers as Connect does', () => {
+describe('gzipped or plain, a gRPC call gets the same answer', () => {
   it('a reply: the same bytes, headers and OK status', async () => {
     const task = await stack.client.start('hello', { args: ['Lucy'] });
     const native = await bothWays('GetStatus', [encode(GetStatusRequestSchema, { id: task.id })]);
@@ -123,6 +124,24 @@ describe('the native gRPC path answers as Connect does', () => {
     }
     expect(await serverStreamsOpen(baseUrl, 0)).toBe(0);
     expect(stack.api.output()).not.toContain('unexpected error');
+  });
+
+  it('a gzipped call gets its large messages gzipped back; a plain one gets them plain', async () => {
+    const task = await stack.client.start('hello', { args: ['x'.repeat(480)], kwargs: { pad: 'y'.repeat(480) } });
+    const body = [encode(GetStatusRequestSchema, { id: task.id })];
+    const gzipped = await call('GetStatus', body, { gzip: true });
+    expect(gzipped).toMatchObject({ status: '0', encoding: 'gzip', flags: [1] });
+    expect(gzipped.headers['grpc-accept-encoding']).toBe('gzip');
+    const plain = await call('GetStatus', body);
+    expect(plain).toMatchObject({ status: '0', encoding: undefined, flags: [0] });
+    expect(plain.messages).toEqual(gzipped.messages);
+  });
+
+  it('refuses an encoding it does not speak, naming the one it does', async () => {
+    const reply = await call('GetStatus', [encode(GetStatusRequestSchema, { id: 'x' })], { headers: { 'grpc-encoding': 'br' } });
+    expect(reply.status).toBe('12');
+    expect(reply.message).toBe('unknown compression "br": supported encodings are gzip');
+    expect(reply.headers['grpc-accept-encoding']).toBe('gzip');
   });
 
   it('the reply of a Start is a StartResponse with the task', async () => {

@@ -1,6 +1,6 @@
 /**
- * A Connect `Transport` that speaks gRPC (application/grpc+proto, identity encoding) straight
- * on one node:http2 session. connect-node's createGrpcTransport spends most of its ~1 ms
+ * A Connect `Transport` that speaks gRPC (application/grpc+proto, identity or gzip encoding)
+ * straight on one node:http2 session. connect-node's createGrpcTransport spends most of its ~1 ms
  * of CPU per call in its universal-client layers (a pipe of async generators per direction,
  * a sentinel, header copies); this does the same exchange with a few event listeners.
  *
@@ -27,6 +27,7 @@ import {
 } from '@connectrpc/connect';
 import { createMethodSerializationLookup, createMethodUrl, type Serialization } from '@connectrpc/connect/protocol';
 import { headerGrpcStatus, requestHeader, validateResponseWithCompression, validateTrailer } from '@connectrpc/connect/protocol-grpc';
+import { gunzip, gzipEnvelope, GZIP } from '../grpc/compression.js';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../grpc/envelope.js';
 import { H2Session } from './h2Session.js';
 import { runStreamingCall, runUnaryCall } from './runCall.js';
@@ -49,6 +50,8 @@ export interface TaskwireTransportOptions {
   keepaliveMs?: number;
   /** …and end the session when a ping is not answered this soon (default 10 s). */
   keepaliveTimeoutMs?: number;
+  /** Send messages of 1 KiB and more gzipped, and ask for replies so (default: no). */
+  compress?: boolean;
 }
 
 export interface TaskwireTransport extends Transport {
@@ -69,6 +72,12 @@ type HeaderInit = Parameters<Transport['unary']>[3];
 
 const READ_MAX = 4 * 1024 * 1024;
 const WRITE_MAX = 0xffffffff;
+/** The encodings a reply may use: gzip, which validateResponseWithCompression only names (this
+ * module decompresses). */
+const ACCEPTED = [{ name: GZIP, compress: unusable, decompress: unusable }];
+function unusable(): never {
+  throw new Error('gzip is handled by grpc/compression.ts');
+}
 /** Received messages waiting for the reader beyond this many bytes pause the stream (and,
  * through HTTP/2 flow control, the server). */
 const BACKLOG = 256 * 1024;
@@ -81,6 +90,7 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
     keepaliveTimeoutMs: options.keepaliveTimeoutMs,
   });
   const limits = { readMaxBytes: options.readMaxBytes ?? READ_MAX, writeMaxBytes: options.writeMaxBytes ?? WRITE_MAX };
+  const frame = options.compress ? gzipEnvelope : envelope;
   const interceptors = options.interceptors ?? [];
   const codecs = new WeakMap<Method, Codec>();
 
@@ -123,11 +133,16 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
   const call = (method: Method, signal: AbortSignal | undefined, timeoutMs: number | undefined, header: HeaderInit, contextValues?: ContextValues) => {
     const codec = codecOf(method);
     timeoutMs = deadline(timeoutMs);
+    const h = requestHeader(true, timeoutMs, header);
+    if (options.compress) {
+      h.set('grpc-encoding', GZIP);
+      h.set('grpc-accept-encoding', GZIP);
+    }
     const req = {
       service: method.parent,
       requestMethod: 'POST',
       url: codec.url,
-      header: requestHeader(true, timeoutMs, header),
+      header: h,
       contextValues: contextValues ?? createContextValues(),
     };
     return { codec, interceptors, signal, timeoutMs, req };
@@ -144,7 +159,7 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
         next: (req) =>
           new Promise((resolve, reject) => {
             if (req.signal.aborted) return reject(req.signal.reason);
-            const body = envelope(codec.input.serialize(req.message));
+            const body = frame(codec.input.serialize(req.message));
             const stream = open(codec, req.url, req.header);
             new UnaryExchange(stream, req, codec.output, limits.readMaxBytes, resolve, reject);
             stream.end(body);
@@ -161,7 +176,7 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
           new Promise((resolve, reject) => {
             if (req.signal.aborted) return reject(req.signal.reason);
             const stream = open(codec, req.url, req.header);
-            void new StreamExchange(stream, req, codec.output, limits.readMaxBytes, resolve, reject).send(codec.input);
+            void new StreamExchange(stream, req, codec.output, limits.readMaxBytes, resolve, reject).send(codec.input, frame);
           }),
       });
     },
@@ -232,6 +247,8 @@ abstract class Exchange<O extends DescMessage, Req extends UnaryRequest | Stream
   protected headerError?: ConnectError;
   protected readonly envelopes: Envelope[] = [];
   private readonly reader: EnvelopeReader;
+  /** The reply's messages may be gzipped (its grpc-encoding says so). */
+  private gzipped = false;
   /** The response has ended (all of it read). */
   protected ended = false;
   /** The call is over for its caller: its result or error was handed over. */
@@ -243,7 +260,7 @@ abstract class Exchange<O extends DescMessage, Req extends UnaryRequest | Stream
     protected readonly stream: http2.ClientHttp2Stream,
     protected readonly req: Req,
     private readonly output: Serialization<MessageShape<O>>,
-    readMaxBytes: number,
+    private readonly readMaxBytes: number,
     protected readonly resolve: (res: Res) => void,
     protected readonly reject: (err: ConnectError) => void,
   ) {
@@ -252,7 +269,13 @@ abstract class Exchange<O extends DescMessage, Req extends UnaryRequest | Stream
     stream.on('response', (h) => {
       this.header = webHeaders(h);
       try {
-        ({ foundStatus: this.foundStatus, headerError: this.headerError } = validateResponseWithCompression([], h[':status'] ?? 0, this.header));
+        let compression: { name: string } | undefined;
+        ({ foundStatus: this.foundStatus, headerError: this.headerError, compression } = validateResponseWithCompression(
+          ACCEPTED,
+          h[':status'] ?? 0,
+          this.header,
+        ));
+        this.gzipped = compression?.name === GZIP;
       } catch (err) {
         return this.fail(err);
       }
@@ -307,10 +330,11 @@ abstract class Exchange<O extends DescMessage, Req extends UnaryRequest | Stream
     this.req.signal.removeEventListener('abort', this.onAbort);
   }
 
-  /** Parses one message, as Connect would: a compressed one cannot be read (none was asked for). */
+  /** Parses one message, as Connect would: a compressed one only when the reply said it is gzip. */
   protected parse(env: Envelope): MessageShape<O> {
     if (env.flags & COMPRESSED) {
-      throw new ConnectError('received compressed envelope, but do not know how to decompress', Code.Internal);
+      if (!this.gzipped) throw new ConnectError('received compressed envelope, but do not know how to decompress', Code.Internal);
+      return this.output.parse(gunzip(env.data, this.readMaxBytes));
     }
     return this.output.parse(env.data);
   }
@@ -374,12 +398,12 @@ class StreamExchange<I extends DescMessage, O extends DescMessage>
   private waiting?: { resolve: (r: IteratorResult<MessageShape<O>>) => void; reject: (err: unknown) => void };
 
   /** Writes the request messages as the stream takes them, then ends the request. */
-  async send(serialization: Serialization<MessageShape<I>>): Promise<void> {
+  async send(serialization: Serialization<MessageShape<I>>, frame: (data: Uint8Array) => Buffer): Promise<void> {
     const stream = this.stream;
     try {
       for await (const message of this.req.message) {
         if (this.failed || stream.destroyed) return;
-        if (!stream.write(envelope(serialization.serialize(message)))) {
+        if (!stream.write(frame(serialization.serialize(message)))) {
           await new Promise<void>((resolve) => {
             const go = () => {
               stream.off('drain', go);

@@ -15,7 +15,6 @@
 import { create, fromJson, toJson, type MessageInitShape } from '@bufbuild/protobuf';
 import { durationFromMs, ListValueSchema, timestampFromMs, ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
-import { compressionGzip, createGrpcTransport } from '@connectrpc/connect-node';
 import { TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
 import { CancelOutcome, StartRequestSchema, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
 import { clientDefaults } from '../config.js';
@@ -44,10 +43,9 @@ export interface ClientOptions {
    */
   batchStarts?: boolean;
   /**
-   * gzip requests and accept gzipped replies (default false: a task queue's API is usually
-   * near, where compressing costs more CPU on both ends than the bytes it saves). Without
-   * it the client speaks gRPC through its own transport (createTaskwireTransport, about
-   * half the CPU per call); with it, through connect-node's createGrpcTransport.
+   * gzip messages of 1 KiB and more, and ask for replies so (default false: a task queue's
+   * API is usually near, where compressing costs more CPU on both ends than the bytes it
+   * saves).
    */
   compress?: boolean;
   /**
@@ -235,15 +233,7 @@ export class TaskwireClient {
       };
       const keepaliveMs = options.keepaliveMs ?? 30_000;
       const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 10_000;
-      transport = options.compress
-        ? createGrpcTransport({
-            ...common,
-            acceptCompression: [compressionGzip],
-            sendCompression: compressionGzip,
-            pingIntervalMs: keepaliveMs,
-            pingTimeoutMs: keepaliveTimeoutMs,
-          })
-        : createTaskwireTransport({ ...common, keepaliveMs, keepaliveTimeoutMs });
+      transport = createTaskwireTransport({ ...common, keepaliveMs, keepaliveTimeoutMs, compress: options.compress });
     }
     this.rpc = createClient(TaskService, transport);
     if (options.batchStarts ?? true) this.batcher = new StartBatcher(this.rpc);

@@ -8,9 +8,9 @@ export const COMPRESSED = 0b1;
 const EMPTY = Buffer.alloc(0);
 
 /** One message framed for the wire, in one buffer (one write, one DATA frame). */
-export function envelope(data: Uint8Array): Buffer {
+export function envelope(data: Uint8Array, flags = 0): Buffer {
   const b = Buffer.allocUnsafe(data.byteLength + 5);
-  b[0] = 0;
+  b[0] = flags;
   b.writeUInt32BE(data.byteLength, 1);
   b.set(data, 5);
   return b;

@@ -9,6 +9,10 @@ export interface RawReply {
   /** Response headers other than pseudo-headers, `date` and the grpc status ones. */
   headers: Record<string, string>;
   messages: Buffer[];
+  /** Each message's flag byte (1: compressed). */
+  flags: number[];
+  /** The reply's grpc-encoding header, if any. */
+  encoding?: string;
   status: string;
   message: string;
   /** grpc-status-details-bin (a google.rpc.Status with the details), as sent. */
@@ -57,6 +61,8 @@ export function rawGrpcCall(
       return {
         headers: plain,
         messages: unframe(data),
+        flags: frameFlags(data),
+        encoding: headers['grpc-encoding'] as string | undefined,
         status: String(all['grpc-status']),
         message: String(all['grpc-message'] ?? ''),
         details: all['grpc-status-details-bin'] as string | undefined,
@@ -107,6 +113,16 @@ export function unframe(data: Buffer): Buffer[] {
     const bytes = data.subarray(at + 5, at + 5 + length);
     out.push(data[at] === 1 ? gunzipSync(bytes) : bytes);
     at += 5 + length;
+  }
+  return out;
+}
+
+/** The flag byte of each whole message in `data`. */
+function frameFlags(data: Buffer): number[] {
+  const out: number[] = [];
+  for (let at = 0; at + 5 <= data.length; at += 5 + data.readUInt32BE(at + 1)) {
+    if (at + 5 + data.readUInt32BE(at + 1) > data.length) break;
+    out.push(data[at]!);
   }
   return out;
 }

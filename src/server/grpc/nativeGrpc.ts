@@ -1,15 +1,15 @@
 /**
  * The gRPC protocol served straight on Node's HTTP/2 streams, for the calls that carry a
- * task queue's traffic: unary and server-streaming methods, binary protobuf, no
- * compression. It runs the same service implementations and the same interceptors as
+ * task queue's traffic: unary and server-streaming methods, binary protobuf, identity or gzip
+ * encoding. It runs the same service implementations and the same interceptors as
  * Connect's handler, with the same statuses, messages and error details on the wire; it
  * leaves out the layers of web Headers, linked AbortControllers and async-generator
  * pipelines that made Connect-node's handler cost ~1 ms of CPU and ~33 KiB of heap per
  * call on our machine (docs/performance.md).
  *
- * A call this path does not take — another protocol (Connect, gRPC-Web, JSON), a
- * compressed request, a client- or bidi-streaming method (reflection), an unknown path —
- * goes to Connect's handler unchanged: `claim` says no and nothing has been read.
+ * A call this path does not take — another protocol (Connect, gRPC-Web, JSON), a client- or
+ * bidi-streaming method (reflection) — goes to Connect's handler unchanged: `claim` says no
+ * and nothing has been read.
  *
  * Every gRPC call is first judged on its headers, before a byte of its body is read: one
  * without a valid token is refused UNAUTHENTICATED, one to a method no path serves
@@ -34,6 +34,7 @@ import { CALL_END } from '../callEnd.js';
 import { pullable, type Pullable, type PullSink } from '../pullable.js';
 import { CallContext } from './callContext.js';
 import { holdableTimeout } from './deadline.js';
+import { gunzip, gzipEnvelope, GZIP } from '../../grpc/compression.js';
 import { COMPRESSED, envelope, EnvelopeReader, type Envelope } from '../../grpc/envelope.js';
 import { errorTrailers, OK_TRAILERS, PARSE_ERROR_PREFIX, plain } from './status.js';
 
@@ -60,6 +61,7 @@ const GRPC = /^application\/grpc(\+[\w.-]+)?(;|$)/i;
 /** How much of a path a message quotes. */
 const QUOTE = 100;
 const RESPONSE_CONTENT_TYPE = 'application/grpc+proto';
+const ACCEPT_ENCODING = { 'grpc-accept-encoding': GZIP };
 
 export class NativeGrpc {
   private readonly routes = new Map<string, Served>();
@@ -103,9 +105,12 @@ export class NativeGrpc {
       return true;
     }
     if (!CONTENT_TYPES.has(headers['content-type'] ?? '')) return false;
-    const encoding = headers['grpc-encoding'];
-    if (encoding !== undefined && encoding !== 'identity') return false;
-    new Call(spec, stream, headers, this.options, this.bufferOf(stream.session)).start();
+    const encoding = single(headers['grpc-encoding']);
+    if (encoding !== undefined && encoding !== 'identity' && encoding !== GZIP) {
+      refuse(stream, new ConnectError(`unknown compression "${quote(encoding)}": supported encodings are ${GZIP}`, Code.Unimplemented));
+      return true;
+    }
+    new Call(spec, stream, headers, this.options, this.bufferOf(stream.session), encoding === GZIP).start();
     return true;
   }
 
@@ -145,7 +150,7 @@ class ConnectionBuffer {
 function refuse(stream: ServerHttp2Stream, error: ConnectError): void {
   stream.on('error', ignore);
   if (stream.destroyed) return;
-  stream.respond({ ':status': 200, 'content-type': RESPONSE_CONTENT_TYPE, ...errorTrailers(error) }, { endStream: true });
+  stream.respond({ ':status': 200, 'content-type': RESPONSE_CONTENT_TYPE, ...ACCEPT_ENCODING, ...errorTrailers(error) }, { endStream: true });
   stream.close(constants.NGHTTP2_NO_ERROR);
 }
 
@@ -180,6 +185,8 @@ class Call implements PullSink<unknown> {
     headers: IncomingHttpHeaders,
     private readonly options: NativeGrpcOptions,
     private readonly buffer: ConnectionBuffer,
+    /** The request is gzip-encoded: its messages may be compressed, and so is the reply. */
+    private readonly gzip: boolean,
   ) {
     const timeout = parseTimeout(single(headers['grpc-timeout']) ?? null, Number.MAX_SAFE_INTEGER);
     this.timeoutError = timeout.error;
@@ -237,14 +244,22 @@ class Call implements PullSink<unknown> {
       this.messages = undefined;
       if (!first) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
       if (extra) throw this.extraMessage();
-      // A request that names no encoding comes here; Connect's handler takes the others.
-      if (first.flags & COMPRESSED) throw new ConnectError('protocol error: a compressed message without a grpc-encoding header', Code.Internal);
-      const input = parse(this.spec.method.input, first.data);
+      let data = first.data;
+      if (first.flags & COMPRESSED) {
+        if (!this.gzip) throw new ConnectError('protocol error: a compressed message without a grpc-encoding header', Code.Internal);
+        data = gunzip(data, this.options.readMaxBytes);
+      }
+      const input = parse(this.spec.method.input, data);
       if (this.spec.kind === 'unary') await this.unary(input);
       else this.serverStream(input);
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  /** One reply message for the wire: gzipped (when large enough) if the request was. */
+  private frame(data: Uint8Array): Buffer {
+    return this.gzip ? gzipEnvelope(data) : envelope(data);
   }
 
   private extraMessage(): ConnectError {
@@ -264,7 +279,7 @@ class Call implements PullSink<unknown> {
       this.response(false, output(spec.method, await spec.impl(req.message as never, this.contextFor(req)))),
     );
     if (this.done) return;
-    this.finish(envelope(toBinary(spec.method.output, res.message as never)));
+    this.finish(this.frame(toBinary(spec.method.output, res.message as never)));
   }
 
   /**
@@ -296,7 +311,7 @@ class Call implements PullSink<unknown> {
     if (r.done) return this.finish();
     let more: boolean;
     try {
-      more = this.write(envelope(toBinary(this.spec.method.output, output(this.spec.method, r.value))));
+      more = this.write(this.frame(toBinary(this.spec.method.output, output(this.spec.method, r.value))));
     } catch (err) {
       this.source!.return?.();
       return this.fail(err);
@@ -441,7 +456,9 @@ class Call implements PullSink<unknown> {
   }
 
   private responseHeaders(): OutgoingHttpHeaders {
-    return { ':status': 200, 'content-type': RESPONSE_CONTENT_TYPE, ...this.ctx.extraHeaders() };
+    const h: OutgoingHttpHeaders = { ':status': 200, 'content-type': RESPONSE_CONTENT_TYPE, ...ACCEPT_ENCODING, ...this.ctx.extraHeaders() };
+    if (this.gzip) h['grpc-encoding'] = GZIP;
+    return h;
   }
 }
 
