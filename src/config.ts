@@ -64,12 +64,12 @@ export interface LogConfig {
 
 /** Logs of a logger made without a loaded configuration: on, unless TASKWIRE_LOG=silent. */
 export function defaultLogConfig(env: NodeJS.ProcessEnv = process.env): LogConfig {
-  return { level: env.TASKWIRE_LOG === 'silent' ? 'silent' : 'info', format: 'json' };
+  return { level: env[SETTINGS.log.env] === 'silent' ? 'silent' : 'info', format: 'json' };
 }
 
 /** What a client calls when its options do not say: TASKWIRE_SERVER and TASKWIRE_TOKEN. */
 export function clientDefaults(env: NodeJS.ProcessEnv = process.env): { server: string; token: string | undefined } {
-  return { server: env.TASKWIRE_SERVER ?? 'http://127.0.0.1:50051', token: env.TASKWIRE_TOKEN };
+  return { server: env[CLIENT_SETTINGS.server.env] ?? 'http://127.0.0.1:50051', token: env[CLIENT_SETTINGS.token.env] };
 }
 
 export class ConfigError extends Error {
@@ -82,6 +82,46 @@ interface Option {
   flag: string;
   env: string;
 }
+
+/**
+ * Every setting a process reads, by its flag (`--flag`) and environment variable. The parser
+ * below reads each one through this table, and docs/configuration.md lists each one
+ * (test/configDocs.test.ts checks both, and that `taskwire --help` names them).
+ */
+export const SETTINGS = {
+  redis: { flag: 'redis', env: 'REDIS_URL' },
+  host: { flag: 'host', env: 'TASKWIRE_HOST' },
+  port: { flag: 'port', env: 'TASKWIRE_PORT' },
+  concurrency: { flag: 'concurrency', env: 'TASKWIRE_CONCURRENCY' },
+  queues: { flag: 'queues', env: 'TASKWIRE_QUEUES' },
+  tasks: { flag: 'tasks', env: 'TASKWIRE_TASKS' },
+  name: { flag: 'name', env: 'TASKWIRE_WORKER_NAME' },
+  lease: { flag: 'lease', env: 'TASKWIRE_LEASE' },
+  grace: { flag: 'grace', env: 'TASKWIRE_SHUTDOWN_GRACE' },
+  resultTtl: { flag: 'result-ttl', env: 'TASKWIRE_RESULT_TTL' },
+  watchHeartbeat: { flag: 'watch-heartbeat', env: 'TASKWIRE_WATCH_HEARTBEAT' },
+  eventLogCap: { flag: 'event-log-cap', env: 'TASKWIRE_EVENT_LOG_CAP' },
+  maxPayload: { flag: 'max-payload', env: 'TASKWIRE_MAX_PAYLOAD' },
+  maxRequest: { flag: 'max-request', env: 'TASKWIRE_MAX_REQUEST' },
+  maxConnectionBuffer: { flag: 'max-connection-buffer', env: 'TASKWIRE_MAX_CONNECTION_BUFFER_BYTES' },
+  maxWatchersPerConnection: { flag: 'max-watchers-per-connection', env: 'TASKWIRE_MAX_WATCHERS_PER_CONNECTION' },
+  maxStreams: { flag: 'max-streams', env: 'TASKWIRE_MAX_STREAMS' },
+  maxStreamBacklog: { flag: 'max-stream-backlog', env: 'TASKWIRE_MAX_STREAM_BACKLOG' },
+  tokens: { flag: 'tokens', env: 'TASKWIRE_TOKENS' },
+  tokensFile: { flag: 'tokens-file', env: 'TASKWIRE_TOKENS_FILE' },
+  public: { flag: 'public', env: 'TASKWIRE_PUBLIC' },
+  tlsCert: { flag: 'tls-cert', env: 'TASKWIRE_TLS_CERT' },
+  tlsKey: { flag: 'tls-key', env: 'TASKWIRE_TLS_KEY' },
+  log: { flag: 'log', env: 'TASKWIRE_LOG' },
+  logFormat: { flag: 'log-format', env: 'TASKWIRE_LOG_FORMAT' },
+  dataDir: { flag: 'data-dir', env: 'TASKWIRE_DATA_DIR' },
+} as const satisfies Record<string, Option>;
+
+/** What a client reads (the CLI's client commands, the TS client): `clientDefaults`. */
+export const CLIENT_SETTINGS = {
+  server: { flag: 'server', env: 'TASKWIRE_SERVER' },
+  token: { env: 'TASKWIRE_TOKEN' },
+} as const satisfies Record<string, { flag?: string; env: string }>;
 
 function raw(flags: Flags, env: NodeJS.ProcessEnv, o: Option): string | undefined {
   const f = flags[o.flag];
@@ -134,8 +174,8 @@ function readFileOption(flags: Flags, env: NodeJS.ProcessEnv, o: Option): Buffer
 
 /** Tokens from TASKWIRE_TOKENS (comma-separated) and/or a file of one token per line ('#' comments). */
 function loadTokens(flags: Flags, env: NodeJS.ProcessEnv): string[] {
-  const fromEnv = (raw(flags, env, { flag: 'tokens', env: 'TASKWIRE_TOKENS' }) ?? '').split(',');
-  const file = readFileOption(flags, env, { flag: 'tokens-file', env: 'TASKWIRE_TOKENS_FILE' });
+  const fromEnv = (raw(flags, env, SETTINGS.tokens) ?? '').split(',');
+  const file = readFileOption(flags, env, SETTINGS.tokensFile);
   const fromFile = file ? file.toString('utf8').split(/\r?\n/).filter((l) => !l.trim().startsWith('#')) : [];
   const tokens = [...new Set([...fromEnv, ...fromFile].map((t) => t.trim()).filter(Boolean))];
   const bad = tokens.find((t) => t.length < 16 || !/^[\x21-\x7e]+$/.test(t));
@@ -151,8 +191,8 @@ function loadTokens(flags: Flags, env: NodeJS.ProcessEnv): string[] {
 }
 
 function loadTls(flags: Flags, env: NodeJS.ProcessEnv): Config['tls'] {
-  const certOpt = { flag: 'tls-cert', env: 'TASKWIRE_TLS_CERT' };
-  const keyOpt = { flag: 'tls-key', env: 'TASKWIRE_TLS_KEY' };
+  const certOpt = SETTINGS.tlsCert;
+  const keyOpt = SETTINGS.tlsKey;
   const cert = readFileOption(flags, env, certOpt);
   const key = readFileOption(flags, env, keyOpt);
   if (!cert && !key) return undefined;
@@ -171,11 +211,11 @@ export const DEFAULT_TASKS_MODULE = fileURLToPath(new URL('./tasks/index.js', im
 );
 
 export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.env): Config {
-  const redisUrl = raw(flags, env, { flag: 'redis', env: 'REDIS_URL' });
+  const redisUrl = raw(flags, env, SETTINGS.redis);
   if (redisUrl !== undefined && !/^(redis|rediss|unix):\/\//.test(redisUrl)) {
     throw new ConfigError(`--redis / REDIS_URL must look like redis://host:6379 or unix:///path; got "${redisUrl}"`);
   }
-  const queuesText = raw(flags, env, { flag: 'queues', env: 'TASKWIRE_QUEUES' }) ?? DEFAULT_QUEUE;
+  const queuesText = raw(flags, env, SETTINGS.queues) ?? DEFAULT_QUEUE;
   const queues = [...new Set(queuesText.split(',').map((q) => q.trim()).filter(Boolean))];
   const bad = queues.find((q) => !isValidQueueName(q));
   if (queues.length === 0 || bad !== undefined) {
@@ -184,65 +224,65 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
     );
   }
   const cores = availableParallelism();
-  const maxPayloadBytes = integer(flags, env, { flag: 'max-payload', env: 'TASKWIRE_MAX_PAYLOAD' }, 1 << 20, 1, 64 << 20);
-  const requestOpt = { flag: 'max-request', env: 'TASKWIRE_MAX_REQUEST' };
+  const maxPayloadBytes = integer(flags, env, SETTINGS.maxPayload, 1 << 20, 1, 64 << 20);
+  const requestOpt = SETTINGS.maxRequest;
   const maxRequestBytes = integer(flags, env, requestOpt, maxPayloadBytes + 64 * 1024, 1024, 128 << 20);
   if (maxRequestBytes < maxPayloadBytes) {
     throw new ConfigError(`${where(requestOpt)} (${maxRequestBytes}) must not be below --max-payload / TASKWIRE_MAX_PAYLOAD (${maxPayloadBytes})`);
   }
-  const connectionBufferOpt = { flag: 'max-connection-buffer', env: 'TASKWIRE_MAX_CONNECTION_BUFFER_BYTES' };
+  const connectionBufferOpt = SETTINGS.maxConnectionBuffer;
   const maxConnectionBufferBytes = integer(flags, env, connectionBufferOpt, Math.max(64 << 20, maxRequestBytes), 1024, 1 << 30);
   if (maxConnectionBufferBytes < maxRequestBytes) {
     throw new ConfigError(
       `${where(connectionBufferOpt)} (${maxConnectionBufferBytes}) must not be below ${where(requestOpt)} (${maxRequestBytes}): one largest request must fit`,
     );
   }
-  const publicOpt = { flag: 'public', env: 'TASKWIRE_PUBLIC' };
+  const publicOpt = SETTINGS.public;
   const publicText = raw(flags, env, publicOpt) ?? 'health';
   const publicEndpoints = publicText === 'none' ? [] : [...new Set(publicText.split(',').map((p) => p.trim()).filter(Boolean))];
   const badPublic = publicEndpoints.find((p) => !PUBLIC_ENDPOINTS.includes(p as PublicEndpoint));
   if (badPublic !== undefined) {
     throw new ConfigError(`${where(publicOpt)} must be 'none' or a comma-separated list of ${PUBLIC_ENDPOINTS.join(', ')}; got "${publicText}"`);
   }
-  const levelOpt = { flag: 'log', env: 'TASKWIRE_LOG' };
+  const levelOpt = SETTINGS.log;
   const level = raw(flags, env, levelOpt) ?? 'info';
   if (!LOG_LEVELS.includes(level as LogConfig['level'])) {
     throw new ConfigError(`${where(levelOpt)} must be one of ${LOG_LEVELS.join(', ')}; got "${level}"`);
   }
-  const formatOpt = { flag: 'log-format', env: 'TASKWIRE_LOG_FORMAT' };
+  const formatOpt = SETTINGS.logFormat;
   const format = raw(flags, env, formatOpt) ?? (process.stderr.isTTY ? 'text' : 'json');
   if (format !== 'json' && format !== 'text') {
     throw new ConfigError(`${where(formatOpt)} must be json or text; got "${format}"`);
   }
   return {
     redisUrl,
-    host: raw(flags, env, { flag: 'host', env: 'TASKWIRE_HOST' }) ?? '127.0.0.1',
-    port: integer(flags, env, { flag: 'port', env: 'TASKWIRE_PORT' }, 50051, 0, 65535),
-    concurrency: integer(flags, env, { flag: 'concurrency', env: 'TASKWIRE_CONCURRENCY' }, cores, 1, 10_000),
+    host: raw(flags, env, SETTINGS.host) ?? '127.0.0.1',
+    port: integer(flags, env, SETTINGS.port, 50051, 0, 65535),
+    concurrency: integer(flags, env, SETTINGS.concurrency, cores, 1, 10_000),
     queues,
-    tasksModule: raw(flags, env, { flag: 'tasks', env: 'TASKWIRE_TASKS' }) ?? DEFAULT_TASKS_MODULE,
+    tasksModule: raw(flags, env, SETTINGS.tasks) ?? DEFAULT_TASKS_MODULE,
     workerName:
-      raw(flags, env, { flag: 'name', env: 'TASKWIRE_WORKER_NAME' }) ??
+      raw(flags, env, SETTINGS.name) ??
       `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`,
-    resultTtlMs: duration(flags, env, { flag: 'result-ttl', env: 'TASKWIRE_RESULT_TTL' }, 86_400_000, 1000),
-    leaseMs: duration(flags, env, { flag: 'lease', env: 'TASKWIRE_LEASE' }, 20_000, 1000),
-    shutdownGraceMs: duration(flags, env, { flag: 'grace', env: 'TASKWIRE_SHUTDOWN_GRACE' }, 10_000, 0),
-    watchHeartbeatMs: duration(flags, env, { flag: 'watch-heartbeat', env: 'TASKWIRE_WATCH_HEARTBEAT' }, 5_000, 100),
-    eventLogCap: integer(flags, env, { flag: 'event-log-cap', env: 'TASKWIRE_EVENT_LOG_CAP' }, 1000, 10, 1_000_000),
+    resultTtlMs: duration(flags, env, SETTINGS.resultTtl, 86_400_000, 1000),
+    leaseMs: duration(flags, env, SETTINGS.lease, 20_000, 1000),
+    shutdownGraceMs: duration(flags, env, SETTINGS.grace, 10_000, 0),
+    watchHeartbeatMs: duration(flags, env, SETTINGS.watchHeartbeat, 5_000, 100),
+    eventLogCap: integer(flags, env, SETTINGS.eventLogCap, 1000, 10, 1_000_000),
     maxPayloadBytes,
-    dataDir: raw(flags, env, { flag: 'data-dir', env: 'TASKWIRE_DATA_DIR' }) ?? '.taskwire',
+    dataDir: raw(flags, env, SETTINGS.dataDir) ?? '.taskwire',
     maxRequestBytes,
     maxConnectionBufferBytes,
     maxWatchersPerConnection: integer(
       flags,
       env,
-      { flag: 'max-watchers-per-connection', env: 'TASKWIRE_MAX_WATCHERS_PER_CONNECTION' },
+      SETTINGS.maxWatchersPerConnection,
       100,
       1,
       100_000,
     ),
-    maxStreams: integer(flags, env, { flag: 'max-streams', env: 'TASKWIRE_MAX_STREAMS' }, 10_000, 1, 1_000_000),
-    maxStreamBacklog: integer(flags, env, { flag: 'max-stream-backlog', env: 'TASKWIRE_MAX_STREAM_BACKLOG' }, 10_000, 1, 1_000_000),
+    maxStreams: integer(flags, env, SETTINGS.maxStreams, 10_000, 1, 1_000_000),
+    maxStreamBacklog: integer(flags, env, SETTINGS.maxStreamBacklog, 10_000, 1, 1_000_000),
     tokens: loadTokens(flags, env),
     publicEndpoints: publicEndpoints as PublicEndpoint[],
     tls: loadTls(flags, env),

@@ -19,7 +19,7 @@ import { startStack, type Stack } from './helpers/stack.js';
 
 const CHROMIUM = process.env.TASKWIRE_CHROMIUM ?? '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-/** The screenshot of every run; docs/dashboard.png (the README's) is refreshed from it on request. */
+/** The screenshot of every run; docs/dashboard.png (shown in docs/operations.md) is refreshed from it on request. */
 const ARTEFACT = join(ROOT, 'test-results', 'dashboard.png');
 const DOCS_SCREENSHOT = join(ROOT, 'docs', 'dashboard.png');
 

@@ -80,6 +80,7 @@ const OPTIONS = {
   'max-connection-buffer': { type: 'string' },
   'max-watchers-per-connection': { type: 'string' },
   'max-streams': { type: 'string' },
+  'max-stream-backlog': { type: 'string' },
   tokens: { type: 'string' },
   'tokens-file': { type: 'string' },
   public: { type: 'string' },
