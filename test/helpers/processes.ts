@@ -1,13 +1,16 @@
 /**
- * taskwire processes for tests: the real CLI (`node --import tsx src/cli/main.ts …`) as a
- * child process, waited on until it says it is ready, stopped by pid. Every process
- * started here is tracked, so `stopAll` can stop what a suite left running.
+ * taskwire processes for tests: the real CLI as a child process (the build in dist/ when it
+ * is fresh, else the source through tsx: bin/entry.js), waited on until it says it is
+ * ready, stopped by pid. Every process started here is tracked, so `stopAll` can stop what
+ * a suite left running.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { entryArgs } from '../../bin/entry.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = 'src/cli/main.ts';
+/** Decided once per suite: a build made while a suite runs is not picked up half-way. */
+const MAIN = entryArgs();
 
 const live = new Set<TaskwireProcess>();
 
@@ -44,7 +47,7 @@ const READY: Record<string, RegExp> = {
 
 /** Run a taskwire command (serve, worker, dev, or a client command) as a child process. */
 export async function startTaskwire(command: string, options: StartOptions = {}): Promise<TaskwireProcess> {
-  const args = ['--import', 'tsx', MAIN, command, ...(options.args ?? [])];
+  const args = [...MAIN, command, ...(options.args ?? [])];
   if ((command === 'serve' || command === 'dev') && !options.args?.includes('--port')) args.push('--port', '0');
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -136,7 +139,7 @@ export async function runTaskwire(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+  const child = spawn(process.execPath, [...MAIN, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

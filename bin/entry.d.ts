@@ -1,0 +1,3 @@
+export const BUILT_MAIN: string;
+export function buildIsFresh(): boolean;
+export function entryArgs(fresh?: boolean): string[];
