@@ -1,11 +1,17 @@
 /**
- * Contracts of the store's Lua scripts, each called alone against a private Redis: what it
- * may touch, what it returns, and what the loader refuses before anything reaches Redis.
+ * Contracts of the store's Lua scripts, each called alone against a private Redis as its
+ * TypeScript caller calls it: what it may touch (the keys whose value or expiry changed
+ * between a snapshot of the whole keyspace before and after the call), what it returns,
+ * what it refuses (a refusal changes no key), and what the loader refuses before anything
+ * reaches Redis.
  * No taskwire process is started, so this suite is part of the fast tier (`npm run test:fast`).
  */
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { keys } from '../src/store/keys.js';
+import { channels, keys, taskKeyParts } from '../src/store/keys.js';
+import { newTaskId } from '../src/ids.js';
+import { newRecordFields, pairsToHash, type TaskRecord } from '../src/store/record.js';
 import { installScripts, runScript } from '../src/store/scripts.js';
 import { redisClient, startRedis, type RedisServer } from './helpers/redis.js';
 
@@ -26,8 +32,144 @@ beforeEach(async () => {
   await redis.flushall();
 });
 
+const Q = 'contracts';
+const CAP = 100;
+const TTL = 60_000;
+const WORKER = 'w1';
+
+/** Every key with its value (DUMP: for a stream that includes its groups, consumers and
+ * pending lists) and whether it expires. */
+async function keyspace(): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const key of await redis.keys('*')) {
+    const dump = await redis.dumpBuffer(key);
+    const ttl = await redis.pttl(key);
+    out.set(key, `${dump?.toString('hex')}|${ttl >= 0 ? 'expires' : 'kept'}`);
+  }
+  return out;
+}
+
+/** Run `fn` and say which keys it created, changed or removed (sorted), with its reply. */
+async function touching<T>(fn: () => Promise<T>): Promise<{ reply: T; touched: string[] }> {
+  const before = await keyspace();
+  const reply = await fn();
+  const after = await keyspace();
+  const touched = [...new Set([...before.keys(), ...after.keys()])].filter((k) => before.get(k) !== after.get(k));
+  return { reply, touched: touched.sort() };
+}
+
+const sorted = (list: string[]) => [...list].sort();
+
+/** The next message published on `channel` (subscribed when this resolves). */
+async function nextMessage(channel: string): Promise<() => Promise<string>> {
+  const sub = redisClient(server.url);
+  const heard = new Promise<string>((resolve) => sub.on('message', (_c: string, message: string) => resolve(message)));
+  await sub.subscribe(channel);
+  return async () => {
+    try {
+      return await heard;
+    } finally {
+      sub.disconnect();
+    }
+  };
+}
+
+function newTask(over: Partial<TaskRecord> = {}): TaskRecord {
+  const now = Date.now();
+  return {
+    id: newTaskId(Q),
+    name: 'hello',
+    queue: Q,
+    state: 'PENDING',
+    args: ['world'],
+    kwargs: { loud: true },
+    attempt: 0,
+    maxAttempts: 1,
+    version: 0,
+    createdAt: now,
+    updatedAt: now,
+    ...over,
+  };
+}
+
+/** enqueue-10.lua as TaskStore calls it for a task with an exclusive key. */
+function enqueue(task: TaskRecord, holder = ''): Promise<unknown> {
+  const ekey = task.exclusiveKey ?? '';
+  const ikey = task.idempotencyKey ?? '';
+  return runScript(
+    redis,
+    'enqueue',
+    [
+      keys.task(Q, task.id),
+      keys.events(Q, task.id),
+      keys.stream(Q),
+      keys.scheduled(Q),
+      keys.index(Q),
+      keys.latest(Q),
+      keys.exclusive(Q, ekey),
+      keys.latestForKey(Q, ekey),
+      keys.idempotency(Q, ikey),
+      keys.task(Q, holder),
+    ],
+    [task.id, task.createdAt, task.notBefore ?? 0, channels.events(Q), CAP, TTL, ekey, ikey, holder, channels.control(Q), ...newRecordFields(task)],
+  );
+}
+
+/** enqueue_batch-4.lua as EnqueueBatcher calls it. */
+function enqueueBatch(tasks: TaskRecord[]): Promise<unknown> {
+  const parts = taskKeyParts(Q);
+  const list = tasks.map((t) => [t.id, String(t.createdAt), String(t.notBefore ?? 0), t.idempotencyKey ?? '', newRecordFields(t)]);
+  return runScript(
+    redis,
+    'enqueue_batch',
+    [keys.stream(Q), keys.scheduled(Q), keys.index(Q), keys.latest(Q)],
+    [Date.now(), channels.events(Q), CAP, TTL, channels.control(Q), parts.task, parts.eventsSuffix, parts.idempotency, JSON.stringify(list)],
+  );
+}
+
+interface AttemptCall {
+  finishes?: { id: string; msg: string; token: string; state: string; nextAt?: number; ekey?: string; fields?: string[] }[];
+  claims?: { id: string; msg: string; token: string; ekey?: string }[];
+  take?: string[];
+  nonce?: string;
+  answered?: string[];
+  worker?: string;
+}
+
+type ClaimReply = [string, string[]?];
+type AttemptReply = [unknown[], ClaimReply[], [string, string, string, ClaimReply][]];
+
+/** attempt-3.lua as AttemptStore calls it. */
+function attempt(c: AttemptCall): Promise<unknown> {
+  const worker = c.worker ?? WORKER;
+  const parts = taskKeyParts(Q);
+  const finishes = c.finishes ?? [];
+  const claims = c.claims ?? [];
+  const take = c.take ?? [];
+  const answered = c.answered ?? [];
+  const args: (string | number)[] = [GROUP, worker, Date.now(), channels.events(Q), CAP, TTL, finishes.length, claims.length, take.length];
+  args.push(parts.task, parts.eventsSuffix, parts.exclusive, c.nonce ?? randomUUID(), TTL, answered.length, ...answered);
+  for (const f of finishes) {
+    const fields = f.fields ?? [];
+    args.push(f.id, f.msg, f.token, f.state, f.nextAt ?? 0, f.ekey ?? '', fields.length, ...fields);
+  }
+  for (const cl of claims) args.push(cl.id, cl.msg, cl.token, cl.ekey ?? '');
+  args.push(...take);
+  return runScript(redis, 'attempt', [keys.stream(Q), keys.scheduled(Q), keys.replies(Q, worker)], args);
+}
+
+/** A task created and begun by `worker` (attempt 1): its id and message id. */
+async function begun(over: Partial<TaskRecord> = {}, token = 'tok-1', worker = WORKER): Promise<{ id: string; msg: string }> {
+  const task = newTask(over);
+  await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM').catch(() => {});
+  expect(await (over.exclusiveKey ? enqueue(task) : enqueueBatch([task]))).toEqual(['created', 1]);
+  const [, , taken] = (await attempt({ take: [token], worker })) as AttemptReply;
+  expect(taken.map(([, id]) => id)).toEqual([task.id]);
+  return { id: task.id, msg: taken[0]![0] };
+}
+
 describe('promote', () => {
-  const q = 'contracts';
+  const q = Q;
 
   it('moves the tasks that are due onto the stream, oldest first, and returns when the next one is due', async () => {
     await redis.zadd(keys.scheduled(q), 100, 'a\n', 200, 'b\nkey-b', 5_000, 'c\n');
@@ -56,7 +198,7 @@ describe('promote', () => {
 });
 
 describe('trim', () => {
-  const q = 'contracts';
+  const q = Q;
 
   it('removes delivered and acknowledged entries and keeps the pending and the undelivered', async () => {
     const stream = keys.stream(q);
@@ -77,6 +219,368 @@ describe('trim', () => {
     await redis.xadd(keys.stream(q), '*', 'id', 't');
     expect(Number(await runScript(redis, 'trim', [keys.stream(q)], [GROUP]))).toBe(0);
     expect(await redis.xlen(keys.stream(q))).toBe(1);
+  });
+});
+
+describe('enqueue', () => {
+  it('writes the record at version 1, logs and publishes it without its arguments, and queues it', async () => {
+    const task = newTask();
+    const published = await nextMessage(channels.events(Q));
+    const { reply, touched } = await touching(() => enqueue(task));
+    expect(reply).toEqual(['created', 1]);
+    expect(touched).toEqual(sorted([keys.task(Q, task.id), keys.events(Q, task.id), keys.stream(Q), keys.index(Q), keys.latest(Q)]));
+    const record = await redis.hgetall(keys.task(Q, task.id));
+    expect(record).toMatchObject({ id: task.id, state: 'PENDING', version: '1', args: '["world"]' });
+    const log = (await redis.xrange(keys.events(Q, task.id), '-', '+')) as [string, string[]][];
+    expect(log.map(([logId]) => logId)).toEqual(['1-0']);
+    const logged = log[0]![1];
+    expect(pairsToHash(logged)).not.toHaveProperty('args');
+    expect(pairsToHash(JSON.parse(await published()) as string[])).toEqual(pairsToHash(logged));
+    expect((await redis.xrange(keys.stream(Q), '-', '+')).map(([, f]) => f)).toEqual([['id', task.id, 'k', '']]);
+    expect(await redis.zscore(keys.index(Q), task.id)).toBe(String(task.createdAt));
+    expect(await redis.get(keys.latest(Q))).toBe(task.id);
+  });
+
+  it('puts a task with a countdown in the scheduled set, not the stream, and tells workers when it is due', async () => {
+    const due = Date.now() + 60_000;
+    const task = newTask({ notBefore: due, exclusiveKey: 'nightly' });
+    const control = await nextMessage(channels.control(Q));
+    const { reply, touched } = await touching(() => enqueue(task));
+    expect(reply).toEqual(['created', 1]);
+    expect(touched).toEqual(
+      sorted([
+        keys.task(Q, task.id),
+        keys.events(Q, task.id),
+        keys.scheduled(Q),
+        keys.index(Q),
+        keys.latest(Q),
+        keys.exclusive(Q, 'nightly'),
+        keys.latestForKey(Q, 'nightly'),
+      ]),
+    );
+    expect(await control()).toBe(`due\n${due}`);
+    expect(await redis.zrange(keys.scheduled(Q), 0, -1, 'WITHSCORES')).toEqual([`${task.id}\nnightly`, String(due)]);
+  });
+
+  it('takes the exclusive and idempotency keys it is given, the idempotency key for the result TTL', async () => {
+    const task = newTask({ exclusiveKey: 'report', idempotencyKey: 'order-1' });
+    const { touched } = await touching(() => enqueue(task));
+    expect(touched).toEqual(
+      sorted([
+        keys.task(Q, task.id),
+        keys.events(Q, task.id),
+        keys.stream(Q),
+        keys.index(Q),
+        keys.latest(Q),
+        keys.exclusive(Q, 'report'),
+        keys.latestForKey(Q, 'report'),
+        keys.idempotency(Q, 'order-1'),
+      ]),
+    );
+    expect(await redis.get(keys.exclusive(Q, 'report'))).toBe(task.id);
+    expect(await redis.get(keys.idempotency(Q, 'order-1'))).toBe(task.id);
+    expect(await redis.pttl(keys.idempotency(Q, 'order-1'))).toBeGreaterThan(0);
+    expect(await redis.pttl(keys.exclusive(Q, 'report'))).toBe(-1);
+  });
+
+  it('refuses, writing nothing, a repeated idempotency key, a held exclusive key, a holder that moved, and a taken id', async () => {
+    const first = newTask({ exclusiveKey: 'report', idempotencyKey: 'order-1' });
+    await enqueue(first);
+
+    const repeat = newTask({ idempotencyKey: 'order-1' });
+    expect(await touching(() => enqueue(repeat))).toEqual({ reply: ['duplicate', first.id], touched: [] });
+
+    const second = newTask({ exclusiveKey: 'report' });
+    expect(await touching(() => enqueue(second, first.id))).toEqual({ reply: ['exists', first.id], touched: [] });
+    // The caller read no holder, but one holds the key now: it must look again.
+    expect(await touching(() => enqueue(second, ''))).toEqual({ reply: ['moved'], touched: [] });
+
+    const sameId = newTask({ id: first.id });
+    const before = await keyspace();
+    await expect(enqueue(sameId)).rejects.toThrow(`task id ${first.id} already exists`);
+    expect(await keyspace()).toEqual(before);
+  });
+
+  it('lets a new task take an exclusive key whose holder has finished', async () => {
+    const first = newTask({ exclusiveKey: 'report' });
+    await enqueue(first);
+    await redis.hset(keys.task(Q, first.id), 'state', 'SUCCESS');
+    const next = newTask({ exclusiveKey: 'report' });
+    expect(await enqueue(next, first.id)).toEqual(['created', 1]);
+    expect(await redis.get(keys.exclusive(Q, 'report'))).toBe(next.id);
+    expect(await redis.get(keys.latestForKey(Q, 'report'))).toBe(next.id);
+  });
+});
+
+describe('enqueue_batch', () => {
+  it('creates each task in order; the tasks’ own keys are named from the prefixes it is given, not passed in KEYS', async () => {
+    const plain = newTask();
+    const later = newTask({ notBefore: Date.now() + 60_000 });
+    const keyed = newTask({ idempotencyKey: 'order-7' });
+    const control = await nextMessage(channels.control(Q));
+    const { reply, touched } = await touching(() => enqueueBatch([plain, later, keyed]));
+    expect(reply).toEqual(['created', 1, 'created', 1, 'created', 1]);
+    // KEYS are the stream, scheduled set, index and latest; the records, their event logs
+    // and the idempotency key are named inside the script.
+    expect(touched).toEqual(
+      sorted([
+        keys.stream(Q),
+        keys.scheduled(Q),
+        keys.index(Q),
+        keys.latest(Q),
+        ...[plain, later, keyed].flatMap((t) => [keys.task(Q, t.id), keys.events(Q, t.id)]),
+        keys.idempotency(Q, 'order-7'),
+      ]),
+    );
+    expect((await redis.xrange(keys.stream(Q), '-', '+')).map(([, f]) => f[1])).toEqual([plain.id, keyed.id]);
+    expect(await redis.zrange(keys.scheduled(Q), 0, -1)).toEqual([`${later.id}\n`]);
+    expect(await control()).toBe(`due\n${later.notBefore}`);
+    expect(await redis.get(keys.latest(Q))).toBe(keyed.id);
+    expect(await redis.get(keys.idempotency(Q, 'order-7'))).toBe(keyed.id);
+    for (const t of [plain, later, keyed]) expect(await redis.hget(keys.task(Q, t.id), 'version')).toBe('1');
+  });
+
+  it('answers each refused task with why, writing nothing for it, and creates the others', async () => {
+    const first = newTask({ idempotencyKey: 'order-7' });
+    await enqueueBatch([first]);
+    const repeat = newTask({ idempotencyKey: 'order-7' });
+    const sameId = newTask({ id: first.id });
+    const fresh = newTask();
+    const { reply, touched } = await touching(() => enqueueBatch([repeat, sameId, fresh]));
+    expect(reply).toEqual(['duplicate', first.id, 'exists', first.id, 'created', 1]);
+    expect(touched).toEqual(sorted([keys.stream(Q), keys.index(Q), keys.latest(Q), keys.task(Q, fresh.id), keys.events(Q, fresh.id)]));
+    expect(await redis.hget(keys.task(Q, first.id), 'version')).toBe('1');
+  });
+
+  it('writes nothing when every task is refused', async () => {
+    const first = newTask({ idempotencyKey: 'order-7' });
+    await enqueueBatch([first]);
+    const { reply, touched } = await touching(() => enqueueBatch([newTask({ idempotencyKey: 'order-7' }), newTask({ id: first.id })]));
+    expect(reply).toEqual(['duplicate', first.id, 'exists', first.id]);
+    expect(touched).toEqual([]);
+  });
+});
+
+describe('attempt', () => {
+  it('take: reads new messages for the worker and begins each, replying with what the worker needs to run it', async () => {
+    await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM');
+    const a = newTask({ timeLimitMs: 5_000 });
+    const b = newTask();
+    await enqueueBatch([a, b]);
+    const { reply, touched } = await touching(() => attempt({ take: ['tok-a', 'tok-b', 'tok-spare'], nonce: 'n1' }));
+    const [finished, claimed, taken] = reply as AttemptReply;
+    expect(finished).toEqual([]);
+    expect(claimed).toEqual([]);
+    expect(taken.map(([, id, ekey, [verdict]]) => [id, ekey, verdict])).toEqual([
+      [a.id, '', 'run'],
+      [b.id, '', 'run'],
+    ]);
+    const fields = pairsToHash(taken[0]![3][1]!);
+    expect(fields).toMatchObject({ name: 'hello', args: '["world"]', kwargs: '{"loud":true}', attempt: '1', max_attempts: '1', time_limit: '5000' });
+    expect(fields).not.toHaveProperty('token');
+    expect(fields).not.toHaveProperty('created');
+    // KEYS are the stream, the scheduled set and the worker's replies; the records and
+    // event logs of the tasks begun are named inside the script.
+    expect(touched).toEqual(
+      sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, a.id), keys.events(Q, a.id), keys.task(Q, b.id), keys.events(Q, b.id)]),
+    );
+    expect(await redis.hgetall(keys.task(Q, a.id))).toMatchObject({ state: 'STARTED', token: 'tok-a', worker: WORKER, attempt: '1', version: '2' });
+    expect(await redis.hget(keys.task(Q, b.id), 'token')).toBe('tok-b');
+    const [pending, , , consumers] = (await redis.xpending(keys.stream(Q), GROUP)) as [number, string, string, [string, string][]];
+    expect(pending).toBe(2);
+    expect(consumers).toEqual([[WORKER, '2']]);
+  });
+
+  it('take: refuses a queue whose consumer group is missing, writing nothing', async () => {
+    await enqueueBatch([newTask()]);
+    const before = await keyspace();
+    await expect(attempt({ take: ['tok'] })).rejects.toThrow('NOGROUP');
+    expect(await keyspace()).toEqual(before);
+  });
+
+  it('finish: ends the attempt its token names, acknowledges the message, frees the exclusive key and starts the result TTL', async () => {
+    const { id, msg } = await begun({ exclusiveKey: 'report' });
+    const { reply, touched } = await touching(() =>
+      attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'SUCCESS', ekey: 'report', fields: ['result', '42'] }] }),
+    );
+    expect(reply).toEqual([[['ok', 'SUCCESS', 3]], [], []]);
+    // The exclusive key is named inside the script from its prefix.
+    expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, id), keys.events(Q, id), keys.exclusive(Q, 'report')]));
+    const record = await redis.hgetall(keys.task(Q, id));
+    expect(record).toMatchObject({ state: 'SUCCESS', result: '42', version: '3' });
+    expect(record).not.toHaveProperty('token');
+    expect(await redis.exists(keys.exclusive(Q, 'report'))).toBe(0);
+    expect(await redis.pttl(keys.task(Q, id))).toBeGreaterThan(0);
+    expect(await redis.pttl(keys.events(Q, id))).toBeGreaterThan(0);
+    expect(((await redis.xpending(keys.stream(Q), GROUP)) as [number])[0]).toBe(0);
+  });
+
+  it('finish as RETRY schedules the next attempt and keeps the record', async () => {
+    const { id, msg } = await begun();
+    const nextAt = Date.now() + 30_000;
+    const { reply, touched } = await touching(() =>
+      attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'RETRY', nextAt, fields: ['err_type', 'Boom', 'err_msg', 'no', 'err_tb', ''] }] }),
+    );
+    expect(reply).toEqual([[['ok', 'RETRY', 3]], [], []]);
+    expect(touched).toEqual(sorted([keys.stream(Q), keys.scheduled(Q), keys.replies(Q, WORKER), keys.task(Q, id), keys.events(Q, id)]));
+    expect(await redis.zrange(keys.scheduled(Q), 0, -1, 'WITHSCORES')).toEqual([`${id}\n`, String(nextAt)]);
+    expect(await redis.hgetall(keys.task(Q, id))).toMatchObject({ state: 'RETRY', next_at: String(nextAt), err_type: 'Boom' });
+    expect(await redis.pttl(keys.task(Q, id))).toBe(-1);
+  });
+
+  it('finish with a token that is not the current attempt’s leaves the task and its message alone', async () => {
+    const { id, msg } = await begun();
+    const { reply, touched } = await touching(() =>
+      attempt({ finishes: [{ id, msg, token: 'someone-else', state: 'SUCCESS', fields: ['result', '1'] }] }),
+    );
+    expect(reply).toEqual([[['stale', 'STARTED']], [], []]);
+    // Only the reply is kept, for a call sent again.
+    expect(touched).toEqual([keys.replies(Q, WORKER)]);
+    expect(await redis.hget(keys.task(Q, id), 'state')).toBe('STARTED');
+  });
+
+  it('claim: acknowledges a message whose task is gone or finished, and fails one whose lost worker used its last attempt', async () => {
+    const lost = await begun({}, 'tok-old', 'w-old');
+    const done = newTask();
+    await redis.hset(keys.task(Q, done.id), 'state', 'SUCCESS', 'version', '3');
+    const doneMsg = (await redis.xadd(keys.stream(Q), '*', 'id', done.id, 'k', ''))!;
+    const goneMsg = (await redis.xadd(keys.stream(Q), '*', 'id', 'contracts-gone', 'k', ''))!;
+    await redis.xreadgroup('GROUP', GROUP, 'w-old', 'COUNT', 10, 'STREAMS', keys.stream(Q), '>');
+    const { reply, touched } = await touching(() =>
+      attempt({
+        claims: [
+          { id: 'contracts-gone', msg: goneMsg, token: 't1' },
+          { id: done.id, msg: doneMsg, token: 't2' },
+          { id: lost.id, msg: lost.msg, token: 't3' },
+        ],
+      }),
+    );
+    expect(reply).toEqual([[], [['gone'], ['finished', 'SUCCESS'], ['lost']], []]);
+    expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, lost.id), keys.events(Q, lost.id)]));
+    expect(await redis.hgetall(keys.task(Q, lost.id))).toMatchObject({ state: 'FAILURE', err_type: 'WorkerLostError' });
+    expect(await redis.hget(keys.task(Q, done.id), 'version')).toBe('3');
+    // Acknowledged: a message the worker was handed but does not run is no longer pending.
+    expect(((await redis.xpending(keys.stream(Q), GROUP)) as [number])[0]).toBe(0);
+  });
+
+  it('a call sent again gets the reply of its first run and changes nothing; a nonce named as answered is dropped', async () => {
+    await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM');
+    const task = newTask();
+    await enqueueBatch([task]);
+    const first = (await attempt({ take: ['tok-1'], nonce: 'n1' })) as AttemptReply;
+    expect(first[2].map(([, id]) => id)).toEqual([task.id]);
+
+    const again = await touching(() => attempt({ take: ['tok-2'], nonce: 'n1' }));
+    expect(again.touched).toEqual([]);
+    expect(typeof again.reply).toBe('string');
+    expect((JSON.parse(again.reply as string) as unknown[])[2]).toEqual(first[2]);
+    expect(await redis.hget(keys.task(Q, task.id), 'token')).toBe('tok-1');
+
+    // A call that does nothing keeps no reply of its own; the answered nonce goes.
+    const next = await touching(() => attempt({ nonce: 'n2', answered: ['n1'] }));
+    expect(next.reply).toEqual([[], [], []]);
+    expect(next.touched).toEqual([keys.replies(Q, WORKER)]);
+    expect(await redis.exists(keys.replies(Q, WORKER))).toBe(0);
+  });
+});
+
+describe('progress', () => {
+  it('records the progress of the current attempt and logs the change, touching only the record and its log', async () => {
+    const { id } = await begun();
+    const { reply, touched } = await touching(() =>
+      runScript(redis, 'progress', [keys.task(Q, id), keys.events(Q, id)], ['tok-1', '{"done":3}', Date.now(), channels.events(Q), CAP]),
+    );
+    expect(reply).toEqual(['ok', 3]);
+    expect(touched).toEqual(sorted([keys.task(Q, id), keys.events(Q, id)]));
+    expect(await redis.hgetall(keys.task(Q, id))).toMatchObject({ state: 'STARTED', progress: '{"done":3}', version: '3' });
+    const log = await redis.xrange(keys.events(Q, id), '3-0', '3-0');
+    expect(pairsToHash(log[0]![1]).progress).toBe('{"done":3}');
+  });
+
+  it('refuses, writing nothing, an attempt that is not current or a task that is not there', async () => {
+    const { id } = await begun();
+    const call = (taskId: string, token: string) =>
+      runScript(redis, 'progress', [keys.task(Q, taskId), keys.events(Q, taskId)], [token, '{}', Date.now(), channels.events(Q), CAP]);
+    expect(await touching(() => call(id, 'old-token'))).toEqual({ reply: ['stale', 'STARTED'], touched: [] });
+    expect(await touching(() => call(newTaskId(Q), 'tok-1'))).toEqual({ reply: ['stale', 'missing'], touched: [] });
+  });
+});
+
+describe('cancel', () => {
+  const cancel = (id: string, mode: 'abort' | 'terminate', reason = 'not needed') =>
+    runScript(
+      redis,
+      'cancel',
+      [keys.task(Q, id), keys.events(Q, id), keys.scheduled(Q)],
+      [id, Date.now(), mode, reason, channels.events(Q), CAP, TTL, channels.control(Q), taskKeyParts(Q).exclusive],
+    ) as Promise<[string, string[]?]>;
+
+  it('revokes a waiting task at once: out of the scheduled set, its exclusive key freed, its result TTL started', async () => {
+    const task = newTask({ notBefore: Date.now() + 60_000, exclusiveKey: 'report' });
+    await enqueue(task);
+    const { reply, touched } = await touching(() => cancel(task.id, 'abort'));
+    expect(reply[0]).toBe('revoked');
+    expect(pairsToHash(reply[1]!)).toMatchObject({ state: 'REVOKED', err_type: 'TaskRevokedError', err_msg: 'not needed', version: '2' });
+    // The exclusive key is named inside the script from its prefix and the record's key.
+    expect(touched).toEqual(sorted([keys.task(Q, task.id), keys.events(Q, task.id), keys.scheduled(Q), keys.exclusive(Q, 'report')]));
+    expect(await redis.zcard(keys.scheduled(Q))).toBe(0);
+    expect(await redis.pttl(keys.task(Q, task.id))).toBeGreaterThan(0);
+  });
+
+  it('asks a running task’s worker to stop it, escalating abort to terminate and never back', async () => {
+    const { id } = await begun();
+    let told = await nextMessage(channels.control(Q));
+    const asked = await touching(() => cancel(id, 'abort'));
+    expect(asked.reply[0]).toBe('requested');
+    expect(pairsToHash(asked.reply[1]!)).toMatchObject({ state: 'STARTED', cancel: 'abort', cancel_reason: 'not needed' });
+    expect(asked.touched).toEqual(sorted([keys.task(Q, id), keys.events(Q, id)]));
+    expect(await told()).toBe(`${id}\nabort`);
+
+    told = await nextMessage(channels.control(Q));
+    expect(pairsToHash((await cancel(id, 'terminate'))[1]!).cancel).toBe('terminate');
+    expect(await told()).toBe(`${id}\nterminate`);
+
+    told = await nextMessage(channels.control(Q));
+    const again = await touching(() => cancel(id, 'abort'));
+    expect(again.touched).toEqual([]);
+    expect(pairsToHash(again.reply[1]!).cancel).toBe('terminate');
+    expect(await told()).toBe(`${id}\nterminate`);
+  });
+
+  it('leaves a finished task as it is and answers missing for an unknown one, writing nothing', async () => {
+    const { id, msg } = await begun();
+    await attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'SUCCESS', fields: ['result', '1'] }] });
+    const finished = await touching(() => cancel(id, 'terminate'));
+    expect(finished.touched).toEqual([]);
+    expect(finished.reply[0]).toBe('finished');
+    expect(pairsToHash(finished.reply[1]!).state).toBe('SUCCESS');
+    expect(await touching(() => cancel(newTaskId(Q), 'abort'))).toEqual({ reply: ['missing'], touched: [] });
+  });
+});
+
+describe('reap', () => {
+  const reap = (idleMs: number, self: string) => runScript(redis, 'reap', [keys.stream(Q)], [GROUP, idleMs, self]) as Promise<string[]>;
+  const consumerNames = async () =>
+    ((await redis.xinfo('CONSUMERS', keys.stream(Q), GROUP)) as string[][]).map((c) => pairsToHash(c).name).sort();
+
+  it('removes the idle consumers that hold nothing, never the caller nor one with a pending message', async () => {
+    await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM');
+    await redis.xadd(keys.stream(Q), '*', 'id', 't1', 'k', '');
+    await redis.xreadgroup('GROUP', GROUP, 'busy', 'COUNT', 1, 'STREAMS', keys.stream(Q), '>');
+    await redis.xgroup('CREATECONSUMER', keys.stream(Q), GROUP, 'stopped');
+    await redis.xgroup('CREATECONSUMER', keys.stream(Q), GROUP, 'me');
+    const { reply, touched } = await touching(() => reap(0, 'me'));
+    expect(reply).toEqual(['stopped']);
+    expect(touched).toEqual([keys.stream(Q)]);
+    expect(await consumerNames()).toEqual(['busy', 'me']);
+  });
+
+  it('removes nothing not idle for long enough, and nothing from a stream without its group', async () => {
+    await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM');
+    await redis.xgroup('CREATECONSUMER', keys.stream(Q), GROUP, 'stopped');
+    expect(await touching(() => reap(3_600_000, 'me'))).toEqual({ reply: [], touched: [] });
+    await redis.flushall();
+    expect(await touching(() => reap(0, 'me'))).toEqual({ reply: [], touched: [] });
   });
 });
 
