@@ -2,6 +2,7 @@
 import { create, fromJson, toJson } from '@bufbuild/protobuf';
 import {
   durationMs,
+  type ListValue,
   ListValueSchema,
   timestampFromMs,
   timestampMs,
@@ -11,6 +12,7 @@ import {
 } from '@bufbuild/protobuf/wkt';
 import { TaskErrorSchema, TaskSchema, TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
 import type { StartRequest } from '../../gen/taskwire/v1/task_service_pb.js';
+import { invalid } from '../errors.js';
 import type { JsonValue } from '../json.js';
 import type { TaskRecord } from '../store/record.js';
 import type { State } from '../store/states.js';
@@ -63,13 +65,24 @@ export function taskToWire(rec: TaskRecord): Task {
   });
 }
 
+/** A ListValue as JSON. The binary encoding carries numbers JSON cannot (NaN, Infinity),
+ * which the caller sent: refused as its mistake, not failed as the server's. */
+function argsFromWire(args: ListValue | undefined): JsonValue[] {
+  if (!args) return [];
+  try {
+    return toJson(ListValueSchema, args) as JsonValue[];
+  } catch {
+    throw invalid('args', 'holds a number JSON cannot carry (NaN or Infinity)');
+  }
+}
+
 const ms = (d: Duration | undefined): number | undefined => (d ? durationMs(d) : undefined);
 const at = (t: Timestamp | undefined): number | undefined => (t ? timestampMs(t) : undefined);
 
 export function startInputFromWire(req: StartRequest): StartInput {
   return {
     name: req.name,
-    args: req.args ? (toJson(ListValueSchema, req.args) as JsonValue[]) : [],
+    args: argsFromWire(req.args),
     kwargs: (req.kwargs ?? {}) as StartInput['kwargs'],
     queue: req.queue || undefined,
     exclusiveKey: req.exclusiveKey || undefined,

@@ -119,12 +119,16 @@ export class TaskStore {
     if (typeof kwargs !== 'object' || kwargs === null || Array.isArray(kwargs)) {
       throw invalid('kwargs', 'must be a JSON object');
     }
-    try {
-      assertJson(args, 'args');
-      assertJson(kwargs, 'kwargs');
-    } catch (err) {
-      if (err instanceof EncodeError) throw invalid('args', err.message);
-      throw err;
+    for (const [field, value] of [
+      ['args', args],
+      ['kwargs', kwargs],
+    ] as const) {
+      try {
+        assertJson(value, field);
+      } catch (err) {
+        if (err instanceof EncodeError) throw invalid(field, err.message);
+        throw err;
+      }
     }
     const size = Buffer.byteLength(JSON.stringify(args)) + Buffer.byteLength(JSON.stringify(kwargs));
     if (size > this.limits.maxPayloadBytes) {
