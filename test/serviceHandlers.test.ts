@@ -368,7 +368,7 @@ describe('WatchStatus', () => {
 
   it('refuses a bad id, an unknown task, and a version no task reaches', async () => {
     const drain = async (req: Parameters<typeof client.watchStatus>[0]) => {
-      for await (const _ of client.watchStatus(req)) {
+      for await (const _ of client.watchStatus(req, { timeoutMs: 10_000 })) {
         // nothing is expected before the refusal
       }
     };
