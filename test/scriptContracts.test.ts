@@ -60,10 +60,15 @@ async function touching<T>(fn: () => Promise<T>): Promise<{ reply: T; touched: s
 
 const sorted = (list: string[]) => [...list].sort();
 
-/** The next message published on `channel` (subscribed when this resolves). */
-async function nextMessage(channel: string): Promise<() => Promise<string>> {
+/** The next `count` messages published on `channel`, in order (subscribed when this resolves). */
+async function nextMessages(channel: string, count: number): Promise<() => Promise<string[]>> {
   const sub = redisClient(server.url);
-  const heard = new Promise<string>((resolve) => sub.on('message', (_c: string, message: string) => resolve(message)));
+  const messages: string[] = [];
+  const heard = new Promise<string[]>((resolve) =>
+    sub.on('message', (_c: string, message: string) => {
+      if (messages.push(message) === count) resolve(messages);
+    }),
+  );
   await sub.subscribe(channel);
   return async () => {
     try {
@@ -72,6 +77,12 @@ async function nextMessage(channel: string): Promise<() => Promise<string>> {
       sub.disconnect();
     }
   };
+}
+
+/** The next message published on `channel` (subscribed when this resolves). */
+async function nextMessage(channel: string): Promise<() => Promise<string>> {
+  const heard = await nextMessages(channel, 1);
+  return async () => (await heard())[0]!;
 }
 
 function newTask(over: Partial<TaskRecord> = {}): TaskRecord {
@@ -208,8 +219,9 @@ describe('trim', () => {
     // Three delivered: the first two acknowledged, the third still pending; two never read.
     await redis.xreadgroup('GROUP', GROUP, 'c1', 'COUNT', 3, 'STREAMS', stream, '>');
     await redis.xack(stream, GROUP, ids[0]!, ids[1]!);
-    const removed = Number(await runScript(redis, 'trim', [stream], [GROUP]));
-    expect(removed).toBe(2);
+    const { reply, touched } = await touching(() => runScript(redis, 'trim', [stream], [GROUP]));
+    expect(Number(reply)).toBe(2);
+    expect(touched).toEqual([stream]);
     expect((await redis.xrange(stream, '-', '+')).map(([id]) => id)).toEqual(ids.slice(2));
   });
 
@@ -437,6 +449,73 @@ describe('attempt', () => {
     // Only the reply is kept, for a call sent again.
     expect(touched).toEqual([keys.replies(Q, WORKER)]);
     expect(await redis.hget(keys.task(Q, id), 'state')).toBe('STARTED');
+  });
+
+  it('finish after a cancel was asked for ends the task REVOKED, whatever the attempt reported', async () => {
+    const { id, msg } = await begun();
+    await redis.hset(keys.task(Q, id), 'cancel', 'terminate', 'cancel_reason', 'stop it');
+    const { reply } = await touching(() => attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'SUCCESS', fields: ['result', '1'] }] }));
+    expect(reply).toEqual([[['ok', 'REVOKED', 3]], [], []]);
+    const record = await redis.hgetall(keys.task(Q, id));
+    expect(record).toMatchObject({ state: 'REVOKED', err_type: 'TaskRevokedError', err_msg: 'stop it (terminated by force)' });
+    expect(record).not.toHaveProperty('result');
+  });
+
+  it('finish as PENDING hands the task back to the queue under the same attempt number', async () => {
+    const { id, msg } = await begun();
+    const { reply, touched } = await touching(() => attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'PENDING' }] }));
+    expect(reply).toEqual([[['ok', 'PENDING', 3]], [], []]);
+    expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, id), keys.events(Q, id)]));
+    const record = await redis.hgetall(keys.task(Q, id));
+    expect(record).toMatchObject({ state: 'PENDING', attempt: '0' });
+    expect(record).not.toHaveProperty('worker');
+    const entries = await redis.xrange(keys.stream(Q), '-', '+');
+    expect(entries.map(([, f]) => f)).toEqual([
+      ['id', id, 'k', ''],
+      ['id', id, 'k', ''],
+    ]);
+    // The next take begins it again, as attempt 1.
+    const [, , taken] = (await attempt({ take: ['tok-2'] })) as AttemptReply;
+    expect(taken.map(([, takenId, , [verdict, fields]]) => [takenId, verdict, pairsToHash(fields!).attempt])).toEqual([[id, 'run', '1']]);
+  });
+
+  it('claim: revokes a task that expired before it could start, or that was cancelled while its worker was lost', async () => {
+    const cancelled = await begun({}, 'tok-old', 'w-old');
+    await redis.hset(keys.task(Q, cancelled.id), 'cancel', 'abort', 'cancel_reason', 'no longer wanted');
+    const stale = newTask({ expiresAt: Date.now() - 1 });
+    await enqueueBatch([stale]);
+    const msg = ((await redis.xrevrange(keys.stream(Q), '+', '-', 'COUNT', 1)) as [string, string[]][])[0]![0];
+    const { reply } = await touching(() =>
+      attempt({
+        claims: [
+          { id: stale.id, msg, token: 't1' },
+          { id: cancelled.id, msg: cancelled.msg, token: 't2' },
+        ],
+      }),
+    );
+    expect(reply).toEqual([[], [['expired'], ['revoked']], []]);
+    expect(await redis.hgetall(keys.task(Q, stale.id))).toMatchObject({ state: 'REVOKED', err_type: 'Expired' });
+    expect(await redis.hgetall(keys.task(Q, cancelled.id))).toMatchObject({ state: 'REVOKED', err_msg: 'no longer wanted' });
+  });
+
+  it('writes every finish before it begins anything: a slot a finish frees gets its next task in the same call', async () => {
+    const first = await begun();
+    const next = newTask();
+    await enqueueBatch([next]);
+    const published = await nextMessages(channels.events(Q), 2);
+    const reply = (await attempt({
+      finishes: [{ id: first.id, msg: first.msg, token: 'tok-1', state: 'SUCCESS', fields: ['result', '1'] }],
+      take: ['tok-2'],
+    })) as AttemptReply;
+    expect(reply[0]).toEqual([['ok', 'SUCCESS', 3]]);
+    expect(reply[2].map(([, id, , [verdict]]) => [id, verdict])).toEqual([[next.id, 'run']]);
+    const [, , , consumers] = (await redis.xpending(keys.stream(Q), GROUP)) as [number, string, string, [string, string][]];
+    expect(consumers).toEqual([[WORKER, '1']]);
+    const changes = (await published()).map((m) => pairsToHash(JSON.parse(m) as string[]));
+    expect(changes.map((c) => [c.id, c.state])).toEqual([
+      [first.id, 'SUCCESS'],
+      [next.id, 'STARTED'],
+    ]);
   });
 
   it('claim: acknowledges a message whose task is gone or finished, and fails one whose lost worker used its last attempt', async () => {
