@@ -277,6 +277,17 @@ describe('Cancel', () => {
     expect(finished.task).toMatchObject({ state: TaskState.REVOKED, error: { message: 'cancelled by request' } });
   });
 
+  it('cancels the latest task started with an exclusive key when no id is given', async () => {
+    await client.start({ name: 'hello', queue: 'reports', exclusiveKey: 'nightly', countdown: durationFromMs(60_000) });
+    const { task: other } = await client.start({ name: 'hello', queue: 'reports' });
+    const res = await client.cancel({ queue: 'reports', exclusiveKey: 'nightly' });
+    expect(res.outcome).toBe(CancelOutcome.REVOKED);
+    expect(res.task!.exclusiveKey).toBe('nightly');
+    expect((await client.getStatus({ id: other!.id })).task!.state).toBe(TaskState.PENDING);
+    // Revoked, the key is free for the next task.
+    await client.start({ name: 'hello', queue: 'reports', exclusiveKey: 'nightly' });
+  });
+
   it('refuses a bad id and answers NOT_FOUND for an unknown task, writing nothing', async () => {
     expect(await refusedUntouched(() => client.cancel({ id: 'nope' }))).toEqual({ code: Code.InvalidArgument, message: 'id: "nope" is not a task id' });
     const unknown = newTaskId('default');
@@ -307,6 +318,14 @@ describe('ListTasks', () => {
     await client.cancel({ id: ids[0]! });
     const revoked = await client.listTasks({ queue: 'paged', states: [TaskState.REVOKED] });
     expect(revoked.tasks.map((t) => t.id)).toEqual([ids[0]]);
+  });
+
+  it('answers only the tasks created at or after created_after', async () => {
+    const { task: old } = await client.start({ name: 'hello', queue: 'paged' });
+    await redis.zadd(keys.index('paged'), 1_000, old!.id);
+    const { task: recent } = await client.start({ name: 'hello', queue: 'paged' });
+    const page = await client.listTasks({ queue: 'paged', createdAfter: timestampFromMs(1_000_000) });
+    expect(page.tasks.map((t) => t.id)).toEqual([recent!.id]);
   });
 
   it('answers at most 500 tasks a page, however many are asked for', async () => {
@@ -366,6 +385,16 @@ describe('WatchStatus', () => {
     expect(versions).toEqual([2n, 3n]);
   });
 
+  it('watches the latest task started with an exclusive key when no id is given', async () => {
+    const { task } = await client.start({ name: 'hello', queue: 'reports', exclusiveKey: 'nightly' });
+    await client.cancel({ id: task!.id });
+    const seen: [string, TaskState][] = [];
+    for await (const res of client.watchStatus({ queue: 'reports', exclusiveKey: 'nightly' }, { timeoutMs: 10_000 })) {
+      if (res.event.case === 'task') seen.push([res.event.value.id, res.event.value.state]);
+    }
+    expect(seen).toEqual([[task!.id, TaskState.REVOKED]]);
+  });
+
   it('refuses a bad id, an unknown task, and a version no task reaches', async () => {
     const drain = async (req: Parameters<typeof client.watchStatus>[0]) => {
       for await (const _ of client.watchStatus(req, { timeoutMs: 10_000 })) {
@@ -381,6 +410,41 @@ describe('WatchStatus', () => {
     expect(await refusedUntouched(() => drain({ id: task!.id, afterVersion: BigInt(Number.MAX_SAFE_INTEGER) + 1n }))).toEqual({
       code: Code.InvalidArgument,
       message: `after_version: must be at most ${Number.MAX_SAFE_INTEGER}, a version the watch has sent`,
+    });
+  });
+});
+
+describe('Run', () => {
+  it('starts the task and streams its versions to the terminal one', async () => {
+    const states: TaskState[] = [];
+    let ran = false;
+    for await (const res of client.run({ name: 'hello', idempotencyKey: 'run-1' })) {
+      if (res.event.case !== 'task') continue;
+      states.push(res.event.value.state);
+      if (!ran) {
+        ran = true;
+        await (await beginNext('default')).finish('"hi"');
+      }
+    }
+    expect(states).toEqual([TaskState.PENDING, TaskState.STARTED, TaskState.SUCCESS]);
+
+    // A repeat of the finished task answers its terminal record alone.
+    const again: TaskState[] = [];
+    for await (const res of client.run({ name: 'hello', idempotencyKey: 'run-1' })) {
+      if (res.event.case === 'task') again.push(res.event.value.state);
+    }
+    expect(again).toEqual([TaskState.SUCCESS]);
+  });
+
+  it('refuses what Start refuses, with the same code and message, writing nothing', async () => {
+    const drain = async () => {
+      for await (const _ of client.run({ name: 'nope' }, { timeoutMs: 10_000 })) {
+        // nothing is expected before the refusal
+      }
+    };
+    expect(await refusedUntouched(drain)).toEqual({
+      code: Code.InvalidArgument,
+      message: `name: no task is registered as "nope"; known tasks: ${registry.names().join(', ')}`,
     });
   });
 });
