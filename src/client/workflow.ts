@@ -41,7 +41,7 @@ abstract class CanvasNode {
   abstract toStep(): StepInit;
 
   /** Start the workflow; resolves with its own record (follow it with `watch` or `wait`). */
-  start(options: WorkflowOptions = {}): Promise<Task> {
+  async start(options: WorkflowOptions = {}): Promise<Task> {
     if (!this.client) throw new Error('this workflow was built without a client: start it with client.startWorkflow(workflow)');
     return startWorkflow(this.client, this, options);
   }
