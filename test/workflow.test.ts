@@ -60,6 +60,28 @@ describe('workflows', () => {
     expect(await tw.wait(wf.id)).toEqual(range(10).map((k) => 2 * k));
   });
 
+  it("a group's list follows the group's order, not the finishing order", async () => {
+    // The first member waits out a countdown, so the second finishes first.
+    const wf = await tw.group(tw.signature('add', { args: [1, 1], countdownMs: 1500 }), tw.sig('add', 2, 2)).start();
+    for await (const t of tw.watch(wf.id, { afterVersion: 0n })) {
+      if ((t.progress as { done?: number } | undefined)?.done !== 1) continue;
+      const [first, second] = await Promise.all((await tw.rpc.getStatus({ id: wf.id })).task!.children.map((id) => tw.status(id)));
+      expect([TaskState[first!.state], TaskState[second!.state]]).toEqual(['PENDING', 'SUCCESS']);
+      break;
+    }
+    expect(await tw.wait(wf.id)).toEqual([2, 4]);
+  });
+
+  it("the workflow's record on its own queue, its tasks on theirs", async () => {
+    const wf = await tw.chain(tw.sig('add', 1, 1), tw.sig('add', 2)).start({ queue: 'flows' });
+    expect(wf.id.startsWith('flows/')).toBe(true);
+    expect(wf.queue).toBe('flows');
+    expect(await tw.wait(wf.id)).toBe(4);
+    const kids = (await tw.rpc.getStatus({ id: wf.id })).task!.children;
+    expect((await Promise.all(kids.map((id) => tw.status(id)))).map((t) => t.queue)).toEqual(['default', 'default']);
+    expect((await tw.rpc.listTasks({ queue: 'flows' })).tasks.map((t) => t.id)).toEqual([wf.id]);
+  });
+
   it('chord(group(add(k, k)…), tsum) → 90', async () => {
     const wf = await tw.chord(range(10).map((k) => tw.sig('add', k, k)), tw.sig('tsum')).start();
     expect(await tw.wait(wf.id)).toBe(90);
