@@ -35,6 +35,14 @@ describe('workflows from every client', () => {
     const lines = run.stdout.trim().split('\n');
     expect(lines.at(-1)).toMatch(/ workflow {2}SUCCESS .*result 16/);
 
+    const id = lines.at(-1)!.split(' ')[0]!;
+    const status = await runTaskwire(['status', id, '--json'], env);
+    const record = JSON.parse(status.stdout) as { children: string[]; result: number };
+    expect(record.result).toBe(16);
+    expect(record.children).toHaveLength(3);
+    const child = await runTaskwire(['status', record.children[0]!], env);
+    expect(child.stdout).toContain(`of workflow ${id}`);
+
     const failed = await runTaskwire(['workflow', '{"group":{"steps":[{"task":{"name":"fail","args":["no"]}}]}}', '--wait'], env);
     expect(failed.code).toBe(1);
     expect(failed.stdout).toMatch(/FAILURE .*Error: no \(task /);

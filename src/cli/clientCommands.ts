@@ -51,6 +51,8 @@ export function describe(t: Task): string {
   const parts = [`${t.id}  ${t.name}  ${stateName(t)}`, `v${t.version}`];
   if (t.attempt) parts.push(`attempt ${t.attempt}/${t.maxAttempts}`);
   if (t.progress && Object.keys(t.progress).length) parts.push(`progress ${JSON.stringify(t.progress)}`);
+  if (t.parentId) parts.push(`of workflow ${t.parentId}`);
+  if (t.children.length) parts.push(`${t.children.length} tasks`);
   if (t.state === TaskState.SUCCESS) parts.push(`result ${JSON.stringify(resultOf(t) ?? null)}`);
   if (t.error?.type) parts.push(`${t.error.type}: ${t.error.message}`);
   if (t.cancelRequested && t.state === TaskState.STARTED) parts.push('cancel requested');
@@ -69,6 +71,8 @@ function toJsonOut(t: Task): string {
     result: resultOf(t) ?? null,
     error: t.error?.type ? { type: t.error.type, message: t.error.message } : null,
     progress: t.progress ?? null,
+    ...(t.parentId ? { parent_id: t.parentId } : {}),
+    ...(t.children.length ? { children: t.children } : {}),
   });
 }
 

@@ -18,7 +18,7 @@ export function stepFromWire(step: Step | undefined, depth = 1): StepInput | und
     case 'chord':
       return {
         kind: 'chord',
-        header: k.value.header?.steps.map((s) => stepFromWire(s, depth + 2) ?? {}),
+        header: k.value.header?.steps.map((s) => stepFromWire(s, depth + 1) ?? {}),
         body: stepFromWire(k.value.body, depth + 1),
         immutable,
       };

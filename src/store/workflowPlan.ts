@@ -135,7 +135,7 @@ export function compilePlan(root: StepInput | undefined, prepare: (input: StartI
         const g = nodes.length;
         nodes.push({ k: 'group', p: i, pk: 'chain' });
         const members = header.map((s, j) =>
-          visit(s, `${path}.chord.header.steps[${j}]`, depth + 2, { p: g, pk: 'group', sib: header.length, hc: true }),
+          visit(s, `${path}.chord.header.steps[${j}]`, depth + 1, { p: g, pk: 'group', sib: header.length, hc: true }),
         );
         nodes[g]!.ch = members;
         const body = visit(step.body, `${path}.chord.body`, depth + 1, { p: i, pk: 'chain', ...(base.hc ? { hc: true } : {}) });
