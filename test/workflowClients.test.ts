@@ -77,5 +77,8 @@ describe('workflows from every client', () => {
     expect(status.json.task.progress).toEqual({ done: 3, total: 3 });
     const child = await call('GetStatus', { id: status.json.task.children[0] });
     expect(child.json.task.parentId).toBe(id);
+    // The API counts the workflow it accepted, once.
+    const metrics = await (await fetch(`${stack.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^taskwire_tasks_started_total\{task="workflow",queue="default"\} [1-9]/m);
   });
 });

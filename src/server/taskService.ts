@@ -279,7 +279,10 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
           },
           ctx.signal,
         );
-        if (created) log.debug('workflow started', { task_id: task.id, queue: task.queue, ...traceFields(span) });
+        if (created) {
+          onStarted?.(task);
+          log.debug('workflow started', { task_id: task.id, queue: task.queue, ...traceFields(span) });
+        }
         task.children = await store.workflows.children(task.queue, task.id);
         return create(StartWorkflowResponseSchema, { task: taskToWire(task) });
       }),
