@@ -42,6 +42,11 @@ describe('workflows', () => {
     expect(TaskState[seen[0]!.state]).toBe('PENDING');
     expect(seen.some((t) => t.state === TaskState.STARTED)).toBe(true);
     expect(end.progress).toEqual({ done: 3, total: 3 });
+    // Resumable: a watch from a version it saw gets the rest, from the log.
+    const resumed: Task[] = [];
+    for await (const t of tw.watch(wf.id, { afterVersion: 2n })) resumed.push(t);
+    expect(resumed.map((t) => Number(t.version))).toEqual(seen.slice(2).map((t) => Number(t.version)));
+    expect(resumed.map((t) => t.progress)).toEqual(seen.slice(2).map((t) => t.progress));
 
     const status = (await tw.rpc.getStatus({ id: wf.id })).task!;
     expect(status.children).toHaveLength(3);
