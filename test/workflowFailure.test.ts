@@ -160,4 +160,16 @@ describe('a worker SIGKILLed mid-workflow', () => {
     // Each step was started exactly once.
     expect(await children(wf.id)).toHaveLength(4);
   });
+
+  it('fails the workflow with WorkerLostError when the killed step had no attempt left', async () => {
+    const queue = 'wf-lost';
+    const names = ['wf-lost-a', 'wf-lost-b'];
+    const procs = await Promise.all(names.map((name) => stack.startWorker({ env: { TASKWIRE_QUEUES: queue, TASKWIRE_WORKER_NAME: name } })));
+    const once = tw.signature('sleep', { args: [30], queue, maxAttempts: 1 });
+    const wf = await tw.chain(once, tw.signature('add', { args: [1], queue })).start();
+    const [step] = await untilChildren(wf.id, 1);
+    const running = await new Follow(tw, step!).until(isState(TaskState.STARTED), 'the step started');
+    expect(await procs[names.indexOf(running.worker)]!.kill()).toBe('SIGKILL');
+    await expectFailed(wf, 'WorkerLostError', 'was lost', 1);
+  });
 });
