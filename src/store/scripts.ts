@@ -9,16 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { luaPrelude } from './states.js';
 
-export type ScriptName =
-  | 'enqueue'
-  | 'enqueue_batch'
-  | 'attempt'
-  | 'progress'
-  | 'cancel'
-  | 'promote'
-  | 'trim'
-  | 'reap'
-  | 'workflow_start';
+export type ScriptName = 'enqueue' | 'enqueue_batch' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap' | 'workflow_start';
 
 interface ScriptSource {
   numberOfKeys: number;
