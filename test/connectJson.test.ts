@@ -127,7 +127,7 @@ describe('Connect JSON over HTTP/1.1', () => {
     expect(unknown.reply.headers['content-type']).toBe('application/json');
     expect(unknown.json.code).toBe('invalid_argument');
     expect(unknown.json.message).toBe(
-      'name: no task is registered as "nope"; known tasks: fail, hello, progress, sleep, spin, unserializable',
+      'name: no task is registered as "nope"; known tasks: add, fail, hello, progress, sleep, spin, tsum, unserializable',
     );
     const types = unknown.json.details.map((d: { type: string }) => d.type);
     expect(types).toEqual(['google.rpc.ErrorInfo', 'google.rpc.BadRequest']);

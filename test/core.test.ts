@@ -186,7 +186,7 @@ describe('errors', () => {
       expect(err.rawMessage).toContain(name);
     }
     const odd = await rpcError(stack.client.start('nöpe, 100%: ok?'));
-    expect(odd.rawMessage).toMatch(/^name: no task is registered as "nöpe, 100%: ok\?"; known tasks: fail, hello/);
+    expect(odd.rawMessage).toMatch(/^name: no task is registered as "nöpe, 100%: ok\?"; known tasks: add, fail, hello/);
   });
 
   it('refuses a malformed id with INVALID_ARGUMENT and an unknown id with NOT_FOUND', async () => {

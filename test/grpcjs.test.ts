@@ -175,7 +175,7 @@ describe('TaskService through @grpc/grpc-js', () => {
   it('errors arrive as gRPC status codes with google.rpc details', async () => {
     const unknownName = await unaryError('start', { name: 'nope' });
     expect(unknownName.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(unknownName.details).toMatch(/known tasks: fail, hello, progress, sleep, spin, unserializable/);
+    expect(unknownName.details).toMatch(/known tasks: add, fail, hello, progress, sleep, spin, tsum, unserializable/);
     const bin = unknownName.metadata.get('grpc-status-details-bin')[0] as Buffer;
     const status = StatusType.toObject(StatusType.decode(bin)) as { code: number; details: { type_url: string; value: Uint8Array }[] };
     expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -188,7 +188,7 @@ describe('TaskService through @grpc/grpc-js', () => {
     // The message reads the same after grpc-js's decoding, whatever characters it holds.
     const odd = await unaryError('start', { name: 'nöpe, 100%: ok?' });
     expect(odd.details).toBe(
-      'name: no task is registered as "nöpe, 100%: ok?"; known tasks: fail, hello, progress, sleep, spin, unserializable',
+      'name: no task is registered as "nöpe, 100%: ok?"; known tasks: add, fail, hello, progress, sleep, spin, tsum, unserializable',
     );
 
     const malformed = await unaryError('getStatus', { id: 'nope' });

@@ -1,5 +1,7 @@
-/** `taskwire start|status|watch|cancel`: the four calls from the shell, through the client. */
+/** `taskwire start|status|watch|cancel|workflow`: the calls from the shell, through the client. */
+import { fromJson } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { StepSchema } from '../../gen/taskwire/v1/task_service_pb.js';
 import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { TaskState, TaskwireClient, argsOf, resultOf, type Task } from '../client/index.js';
 import type { Flags } from '../config.js';
@@ -49,6 +51,8 @@ export function describe(t: Task): string {
   const parts = [`${t.id}  ${t.name}  ${stateName(t)}`, `v${t.version}`];
   if (t.attempt) parts.push(`attempt ${t.attempt}/${t.maxAttempts}`);
   if (t.progress && Object.keys(t.progress).length) parts.push(`progress ${JSON.stringify(t.progress)}`);
+  if (t.parentId) parts.push(`of workflow ${t.parentId}`);
+  if (t.children.length) parts.push(`${t.children.length} tasks`);
   if (t.state === TaskState.SUCCESS) parts.push(`result ${JSON.stringify(resultOf(t) ?? null)}`);
   if (t.error?.type) parts.push(`${t.error.type}: ${t.error.message}`);
   if (t.cancelRequested && t.state === TaskState.STARTED) parts.push('cancel requested');
@@ -67,6 +71,8 @@ function toJsonOut(t: Task): string {
     result: resultOf(t) ?? null,
     error: t.error?.type ? { type: t.error.type, message: t.error.message } : null,
     progress: t.progress ?? null,
+    ...(t.parentId ? { parent_id: t.parentId } : {}),
+    ...(t.children.length ? { children: t.children } : {}),
   });
 }
 
@@ -131,4 +137,31 @@ export async function cancelCommand(positionals: string[], flags: Flags): Promis
   process.stdout.write(`${res.message}\n`);
   if (res.task) print(flags, res.task);
   return 0;
+}
+
+const WORKFLOW_USAGE = 'usage: taskwire workflow STEP_JSON [--queue Q] [--exclusive KEY] [--idempotency-key K] [--wait]';
+
+/** Start a workflow given as a Step in protobuf JSON (as grpcurl and curl send it). */
+export async function workflowCommand(positionals: string[], flags: Flags): Promise<number> {
+  const text = positionals[0];
+  if (!text) throw new UsageError(WORKFLOW_USAGE);
+  let root: ReturnType<typeof fromJson<typeof StepSchema>>;
+  try {
+    root = fromJson(StepSchema, JSON.parse(text) as JsonValue);
+  } catch (err) {
+    throw new UsageError(`the workflow must be a Step in JSON, such as {"chain":{"steps":[{"task":{"name":"add","args":[2,2]}}]}}: ${(err as Error).message}\n${WORKFLOW_USAGE}`);
+  }
+  const c = client(flags);
+  const res = await c.rpc.startWorkflow({
+    root,
+    queue: str(flags, 'queue'),
+    exclusiveKey: str(flags, 'exclusive'),
+    idempotencyKey: str(flags, 'idempotency-key'),
+  });
+  const task = res.task!;
+  if (!flags.wait) {
+    print(flags, task);
+    return 0;
+  }
+  return watchLoop(c, { id: task.id, exclusiveKey: '', queue: '' }, flags);
 }

@@ -25,6 +25,8 @@ Client (talks to --server / TASKWIRE_SERVER, default http://127.0.0.1:50051):
   taskwire status [ID] [--exclusive KEY] [--queue Q] [--json]
   taskwire watch  [ID] [--exclusive KEY] [--queue Q] [--json]   exit code: 0 SUCCESS, 1 FAILURE, 3 REVOKED
   taskwire cancel [ID] [--exclusive KEY] [--queue Q] [--terminate] [--reason TEXT]
+  taskwire workflow STEP_JSON [--queue Q] [--exclusive KEY] [--idempotency-key K] [--wait]
+                      e.g. '{"chain":{"steps":[{"task":{"name":"add","args":[2,2]}},{"task":{"name":"add","args":[4]}}]}}'
   Without an ID, status/watch/cancel act on the latest task started (for --exclusive KEY if given).
 
 Settings (flag / environment variable, default):
@@ -135,6 +137,8 @@ async function main(argv: string[]): Promise<number> {
       return (await clientCommands()).watchCommand(rest, flags);
     case 'cancel':
       return (await clientCommands()).cancelCommand(rest, flags);
+    case 'workflow':
+      return (await clientCommands()).workflowCommand(rest, flags);
     default:
       throw new UsageError(`unknown command "${command}"\n\n${HELP}`);
   }

@@ -22,10 +22,13 @@ import type { JsonObject, JsonValue } from '../json.js';
 import type { TaskArgs, TaskDefinition, TaskKwargs } from '../tasks/define.js';
 import { createTaskwireTransport } from './grpcTransport.js';
 import { StartBatcher } from './startBatcher.js';
+import { type Canvas, canvasBuilders, setClientClass, startWorkflow, type WorkflowOptions } from './workflow.js';
 
 export { TaskState, CancelOutcome, Code, ConnectError, createTaskwireTransport };
 export type { Task, JsonValue, JsonObject };
 export type { TaskwireTransport, TaskwireTransportOptions } from './grpcTransport.js';
+export { chain, chord, group, sig, signature, Chain, Chord, Group, Signature } from './workflow.js';
+export type { Canvas, SignatureOptions, WorkflowOptions } from './workflow.js';
 
 export interface ClientOptions {
   /** e.g. http://127.0.0.1:50051, or https://… for a server with TLS (default: TASKWIRE_SERVER). */
@@ -237,6 +240,24 @@ export class TaskwireClient {
     }
     this.rpc = createClient(TaskService, transport);
     if (options.batchStarts ?? true) this.batcher = new StartBatcher(this.rpc);
+    const builders = canvasBuilders(this);
+    this.sig = builders.sig;
+    this.signature = builders.signature;
+    this.chain = builders.chain;
+    this.group = builders.group;
+    this.chord = builders.chord;
+  }
+
+  /** Workflow builders (Celery's canvas); `.start()` on what they build starts the workflow. */
+  readonly sig: ReturnType<typeof canvasBuilders>['sig'];
+  readonly signature: ReturnType<typeof canvasBuilders>['signature'];
+  readonly chain: ReturnType<typeof canvasBuilders>['chain'];
+  readonly group: ReturnType<typeof canvasBuilders>['group'];
+  readonly chord: ReturnType<typeof canvasBuilders>['chord'];
+
+  /** Start a workflow (a canvas built with or without a client); resolves with its own record. */
+  startWorkflow(root: Canvas, options: WorkflowOptions = {}): Promise<Task> {
+    return startWorkflow(this, root, options);
   }
 
   static startRequest(name: string, o: StartOptions = {}): MessageInitShape<typeof StartRequestSchema> {
@@ -425,6 +446,8 @@ export class TaskwireClient {
     return resultOf(last);
   }
 }
+
+setClientClass(TaskwireClient);
 
 export function createTaskwireClient(options: ClientOptions = {}): TaskwireClient {
   return new TaskwireClient(options);

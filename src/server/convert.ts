@@ -62,6 +62,8 @@ export function taskToWire(rec: TaskRecord): Task {
     notBefore: ts(rec.notBefore),
     expiresAt: ts(rec.expiresAt),
     nextAttemptAt: ts(rec.nextAttemptAt),
+    parentId: rec.parentId ?? '',
+    children: rec.children ?? [],
   });
 }
 

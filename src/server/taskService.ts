@@ -14,6 +14,7 @@ import {
   ListTasksResponseSchema,
   RunResponseSchema,
   StartManyResponseSchema,
+  StartWorkflowResponseSchema,
   StartResponseSchema,
   StartResultSchema,
   StartErrorSchema,
@@ -35,6 +36,7 @@ import { watchTask, type WatchDeps } from './watchTask.js';
 import { callEndOf, throwEndStatus } from './callEnd.js';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
 import { isTerminal } from '../store/states.js';
+import { stepFromWire } from './workflowWire.js';
 
 export interface ServiceDeps {
   store: TaskStore;
@@ -143,7 +145,9 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
     getStatus: (req) =>
       guard(async () => {
         const id = await store.resolve({ id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue });
-        return create(GetStatusResponseSchema, { task: taskToWire(await store.get(id)) });
+        const task = await store.get(id);
+        if (task.workflow) task.children = await store.workflows.children(task.queue, task.id);
+        return create(GetStatusResponseSchema, { task: taskToWire(task) });
       }),
 
     cancel: (req) =>
@@ -261,7 +265,27 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
     },
 
     // Served by the store's later parts; until then a clear UNIMPLEMENTED, never UNKNOWN.
-    startWorkflow: notYet('StartWorkflow'),
+    // A workflow is a task record of its own: followed, cancelled and listed as a task is.
+    startWorkflow: (req, ctx) =>
+      guard(async () => {
+        const span = childSpan(parseTraceparent(ctx.requestHeader.get('traceparent')));
+        const { task, created } = await store.workflows.start(
+          {
+            root: stepFromWire(req.root),
+            queue: req.queue || undefined,
+            idempotencyKey: req.idempotencyKey || undefined,
+            exclusiveKey: req.exclusiveKey || undefined,
+            traceparent: formatTraceparent(span),
+          },
+          ctx.signal,
+        );
+        if (created) {
+          onStarted?.(task);
+          log.debug('workflow started', { task_id: task.id, queue: task.queue, ...traceFields(span) });
+        }
+        task.children = await store.workflows.children(task.queue, task.id);
+        return create(StartWorkflowResponseSchema, { task: taskToWire(task) });
+      }),
     createSchedule: notYet('CreateSchedule'),
     getSchedule: notYet('GetSchedule'),
     listSchedules: notYet('ListSchedules'),

@@ -36,6 +36,17 @@ export const keys = {
   exclusiveLock: (queue: string, exclusiveKey: string) => `${queuePrefix(queue)}lock:excl:${exclusiveKey}`,
   /** String: id of the task started with an idempotency key. */
   idempotency: (queue: string, idempotencyKey: string) => `${queuePrefix(queue)}idem:${idempotencyKey}`,
+  /** Hash: a workflow's plan, the compiled node table: field = node index, value = the node
+   * as JSON (workflow.lua reads only the nodes it advances through); field `meta` = the key
+   * names and limits its scripts use. */
+  workflowPlan: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}:plan`,
+  /** Hash: a workflow's group members' results by node index, and per group its count of
+   * finished members (`#<node>`), read once when the group completes. */
+  workflowResults: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}:results`,
+  /** List: the ids of a workflow's tasks, in the order they were created (Task.children). */
+  workflowChildren: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}:children`,
+  /** Set: the ids of a workflow's tasks that have not finished, for a cancel of the workflow. */
+  workflowLive: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}:live`,
   /** String written by each API server's health probe: Redis is SERVING only while it takes writes. */
   health: () => `${PREFIX}:health`,
   /** Set of queue names that have ever been used. */

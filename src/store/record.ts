@@ -43,6 +43,12 @@ export interface TaskRecord {
   retryOn?: string[];
   /** W3C traceparent of the span that started the task (the API's), for the worker's logs. */
   traceparent?: string;
+  /** The workflow this task belongs to. */
+  parentId?: string;
+  /** A workflow: true. */
+  workflow?: boolean;
+  /** A workflow's tasks, in the order they were created (read apart from the record). */
+  children?: string[];
 }
 
 export type Hash = Record<string, string>;
@@ -94,6 +100,8 @@ export function parseRecord(h: Hash): TaskRecord {
   rec.maxBackoffMs = num(h.backoff_max);
   if (h.retry_on) rec.retryOn = json(h.retry_on);
   if (h.traceparent) rec.traceparent = h.traceparent;
+  if (h.parent) rec.parentId = h.parent;
+  if (h.workflow) rec.workflow = true;
   return rec;
 }
 

@@ -1,14 +1,15 @@
 /**
  * The Lua scripts in ./scripts, loaded once per process and called by name.
  * A file `name-N.lua` takes N keys. Each script is prefixed with the state machine
- * (states.ts) and the shared helpers (lib.lua), so every writer enforces one table.
+ * (states.ts) and the shared helpers (lib.lua, then workflow.lua: a file without the `-N`
+ * suffix is a library), so every writer enforces one table.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { luaPrelude } from './states.js';
 
-export type ScriptName = 'enqueue' | 'enqueue_batch' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap';
+export type ScriptName = 'enqueue' | 'enqueue_batch' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap' | 'workflow_start';
 
 interface ScriptSource {
   numberOfKeys: number;
@@ -20,7 +21,7 @@ let sources: Map<ScriptName, ScriptSource> | undefined;
 
 function loadSources(): Map<ScriptName, ScriptSource> {
   if (sources) return sources;
-  const lib = luaPrelude() + readFileSync(`${dir}lib.lua`, 'utf8');
+  const lib = luaPrelude() + readFileSync(`${dir}lib.lua`, 'utf8') + readFileSync(`${dir}workflow.lua`, 'utf8');
   sources = new Map();
   for (const file of readdirSync(dir)) {
     const m = /^([a-z_]+)-(\d+)\.lua$/.exec(file);

@@ -14,6 +14,7 @@ import { channels, keys, taskKeyParts } from './keys.js';
 import { newRecordFields, pairsToHash, parseRecord, type Hash, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
 import type { State } from './states.js';
+import { WorkflowStore } from './workflowStore.js';
 
 export interface StartInput {
   name: string;
@@ -87,11 +88,13 @@ export interface StoreLimits {
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the pattern exists to refuse control characters
-const KEY_TEXT = /^[^\x00-\x1f\x7f]{1,200}$/;
+export const KEY_TEXT = /^[^\x00-\x1f\x7f]{1,200}$/;
 
 export class TaskStore {
   private readonly guard: ExclusiveGuard;
   private readonly batcher: EnqueueBatcher;
+  /** Workflows: their records are task records, read and cancelled through this store. */
+  readonly workflows: WorkflowStore;
 
   constructor(
     private readonly redis: Redis,
@@ -100,6 +103,7 @@ export class TaskStore {
   ) {
     this.guard = new ExclusiveGuard(redis);
     this.batcher = new EnqueueBatcher(redis, limits);
+    this.workflows = new WorkflowStore(redis, limits, (input) => this.prepare(input), (id) => this.get(id));
   }
 
   /** Check a Start before anything reaches Redis; returns the record to create. */
@@ -331,6 +335,13 @@ export class TaskStore {
     )) as [string, string[]?];
     if (reply[0] === 'missing') {
       throw notFound(`no task with id ${id} (unknown, or its record expired after the result TTL)`, { task_id: id });
+    }
+    if (reply[0] === 'workflow') {
+      // The workflow is REVOKED, so nothing more of it starts: now its tasks that have not
+      // finished (each ends REVOKED, or is told to stop if it runs).
+      const live = await this.workflows.live(queue, id);
+      await Promise.all(live.map((child) => this.cancel(child, terminate, reason).catch(() => undefined)));
+      return { outcome: 'revoked', task: parseRecord(pairsToHash(reply[1]!)) };
     }
     // The record as the cancel left it: what this request did, not what happened after.
     return { outcome: reply[0] as CancelOutcome, task: parseRecord(pairsToHash(reply[1]!)) };

@@ -72,3 +72,19 @@ export const progress = defineTask<[steps?: number], { steps?: number; interval?
     return { steps };
   },
 );
+
+/** `add(x, y)` → x + y (Celery's canvas example: `chain(add(2, 2), add(4), add(8))` → 16). */
+export const add = defineTask<[x: number, y: number], Record<string, never>, number>('add', ({ args: [x, y] }) => {
+  if (typeof x !== 'number' || typeof y !== 'number') {
+    throw Object.assign(new Error(`add takes two numbers, got ${JSON.stringify([x, y])}`), { name: 'TypeError' });
+  }
+  return x + y;
+});
+
+/** `tsum(list)` → the sum of a list of numbers (a chord's body: `chord(add(k, k)…, tsum)`). */
+export const tsum = defineTask<[numbers: number[]], Record<string, never>, number>('tsum', ({ args: [numbers] }) => {
+  if (!Array.isArray(numbers) || numbers.some((n) => typeof n !== 'number')) {
+    throw Object.assign(new Error('tsum takes a list of numbers'), { name: 'TypeError' });
+  }
+  return numbers.reduce((sum, n) => sum + n, 0);
+});

@@ -1,5 +1,5 @@
 /** The bundled task registry: the examples. Point TASKWIRE_TASKS at your own module. */
 import { createRegistry } from './define.js';
-import { fail, hello, progress, sleepTask, spin, unserializable } from './examples.js';
+import { add, fail, hello, progress, sleepTask, spin, tsum, unserializable } from './examples.js';
 
-export default createRegistry(hello, sleepTask, spin, fail, unserializable, progress);
+export default createRegistry(hello, sleepTask, spin, fail, unserializable, progress, add, tsum);

@@ -131,6 +131,78 @@ function apply(task, source) {
   }
   tasks.set(task.id, task);
   render(task);
+  // An open workflow shows its tasks as they change, and the tasks it starts.
+  if (task.parentId && openWorkflows.has(task.parentId)) showChildrenSoon(task.parentId);
+  if (openWorkflows.has(task.id)) showChildrenSoon(task.id);
+}
+
+// ---- workflows ---------------------------------------------------------------------------
+
+const CHILDREN_SHOWN = 100;
+const openWorkflows = new Set(); // ids of workflows whose tasks are shown under their row
+const childrenPending = new Set();
+const isWorkflow = (t) => t.name === 'workflow' && !t.parentId;
+
+/** Show (or hide) a workflow's tasks in a row under its own. */
+function toggleChildren(id) {
+  if (openWorkflows.delete(id)) {
+    document.querySelector(`tr.children-of[data-workflow-id="${CSS.escape(id)}"]`)?.remove();
+    return;
+  }
+  openWorkflows.add(id);
+  showChildrenSoon(id);
+}
+
+function showChildrenSoon(id) {
+  if (childrenPending.has(id)) return;
+  childrenPending.add(id);
+  setTimeout(() => {
+    childrenPending.delete(id);
+    showChildren(id).catch((err) => refused(err, `tasks of ${shortId(id)}`));
+  }, 100);
+}
+
+/** The workflow's tasks, in the order they were created (GetStatus), with their states. */
+async function showChildren(id) {
+  const { task } = await unary('GetStatus', { id });
+  const owner = rows.get(id);
+  if (!openWorkflows.has(id) || !owner) return;
+  const ids = task.children || [];
+  const unknown = ids.slice(0, CHILDREN_SHOWN).filter((c) => !tasks.has(c));
+  // A task of another queue is not in the table: read it.
+  const read = await Promise.all(unknown.map((c) => unary('GetStatus', { id: c }).then((r) => r.task, () => undefined)));
+  const extra = new Map(read.filter(Boolean).map((t) => [t.id, t]));
+  let tr = document.querySelector(`tr.children-of[data-workflow-id="${CSS.escape(id)}"]`);
+  if (!tr) {
+    tr = document.createElement('tr');
+    tr.className = 'children-of';
+    tr.dataset.workflowId = id;
+    const td = document.createElement('td');
+    td.colSpan = 9;
+    tr.append(td);
+  }
+  owner.after(tr);
+  const list = document.createElement('ol');
+  list.className = 'children';
+  for (const c of ids.slice(0, CHILDREN_SHOWN)) {
+    const t = tasks.get(c) ?? extra.get(c);
+    const li = document.createElement('li');
+    li.dataset.taskId = c;
+    li.dataset.state = t ? stateOf(t) : '';
+    const result = t && t.result !== undefined ? `  → ${JSON.stringify(t.result)}` : '';
+    li.textContent = `${shortId(c)}  ${t?.name ?? ''}  ${t ? stateOf(t) : ''}${result}`;
+    if (t?.error) li.title = `${t.error.type}: ${t.error.message}`;
+    list.append(li);
+  }
+  const td = tr.firstElementChild;
+  td.replaceChildren(list);
+  if (ids.length > CHILDREN_SHOWN) {
+    const more = document.createElement('p');
+    more.textContent = `and ${ids.length - CHILDREN_SHOWN} more`;
+    td.append(more);
+  } else if (ids.length === 0) {
+    td.append('no task started yet');
+  }
 }
 
 // ---- rendering ---------------------------------------------------------------------------
@@ -202,6 +274,13 @@ function newRow(id) {
   kill.addEventListener('click', () => cancelTask(id, true));
   tr.querySelector('.actions').append(cancel, kill);
   tr.querySelector('.name').addEventListener('mouseenter', () => fetchArguments(id));
+  const toggle = document.createElement('button');
+  toggle.className = 'children-toggle';
+  toggle.textContent = 'Tasks';
+  toggle.title = "Show or hide the workflow's tasks";
+  toggle.hidden = true;
+  toggle.addEventListener('click', () => toggleChildren(id));
+  tr.childrenToggle = toggle;
   return tr;
 }
 
@@ -213,17 +292,26 @@ function render(task) {
     // newest first: before the first row created earlier than this one
     const created = ms(task.createdAt) ?? 0;
     const body = $('#tasks tbody');
-    const before = [...body.children].find((r) => (ms(tasks.get(r.dataset.taskId)?.createdAt) ?? 0) < created);
+    const before = [...body.children].find((r) => r.dataset.taskId && (ms(tasks.get(r.dataset.taskId)?.createdAt) ?? 0) < created);
     body.insertBefore(tr, before ?? null);
   }
   const state = stateOf(task);
   const cell = (name) => tr.querySelector(`.${name}`);
   cell('id').textContent = shortId(task.id);
   cell('id').title = task.id;
-  cell('name').textContent = task.name || '';
+  cell('name').textContent = task.parentId ? `↳ ${task.name || ''}` : task.name || '';
+  if (task.parentId) tr.dataset.parentId = task.parentId;
+  if (isWorkflow(task)) {
+    tr.childrenToggle.hidden = false;
+    cell('name').append(' ', tr.childrenToggle);
+  }
   const args = task.args?.length ? JSON.stringify(task.args) : '';
   const kwargs = task.kwargs && Object.keys(task.kwargs).length ? JSON.stringify(task.kwargs) : '';
-  cell('name').title = task.args === undefined ? '' : [args, kwargs].filter(Boolean).join(' ') || 'no arguments';
+  cell('name').title = task.parentId
+    ? `a task of workflow ${task.parentId}`
+    : task.args === undefined
+      ? ''
+      : [args, kwargs].filter(Boolean).join(' ') || 'no arguments';
   cell('state').textContent = task.cancelRequested && !TERMINAL.has(state) ? `${state} (cancelling)` : state;
   cell('state').dataset.state = state;
   cell('state').title = task.error ? `${task.error.type}: ${task.error.message}` : task.result !== undefined ? `result: ${JSON.stringify(task.result)}` : '';
@@ -451,6 +539,7 @@ function fillExample() {
 }
 
 function forget(id) {
+  if (openWorkflows.delete(id)) document.querySelector(`tr.children-of[data-workflow-id="${CSS.escape(id)}"]`)?.remove();
   tasks.delete(id);
   rows.get(id)?.remove();
   rows.delete(id);

@@ -145,7 +145,7 @@ local function terminal(id, msg, record, events, exclusive, state, etype, emsg)
 end
 
 local function claim(id, msg, token, record, events, exclusive)
-  local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress')
+  local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress', 'wf_plan')
   local state = f[1]
   if not state then ack(msg) return {'gone'} end
   if is_terminal(state) then ack(msg) return {'finished', state} end
@@ -174,6 +174,8 @@ local function claim(id, msg, token, record, events, exclusive)
   if state == 'RETRY' or f[8] then
     redis.call('HDEL', record, 'next_at', 'err_type', 'err_msg', 'err_tb', 'progress')
   end
+  -- A task of a workflow: the workflow is STARTED from its first task's first attempt.
+  if f[9] then wf.started(f[9], now) end
   return {'run', (log_change(record, events, channel, maxlen, version, RUN_FIELDS))}
 end
 

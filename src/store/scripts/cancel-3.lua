@@ -15,13 +15,20 @@
 -- Returns {outcome, record}: the outcome 'revoked', 'requested' or 'finished', and the record
 -- as this step left it (a flat list of name, value), so the caller reports the state its
 -- cancel produced, not a later one (a terminated task's worker may write REVOKED at once);
--- or {'missing'}.
+-- or {'missing'}; or {'workflow', record} for a workflow, now REVOKED (workflow.lua).
 local id, now, mode, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local record, events = KEYS[1], KEYS[2]
-local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel')
+local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel', 'workflow')
 local state = f[1]
 if not state then return {'missing'} end
 if is_terminal(state) then return {'finished', redis.call('HGETALL', record)} end
+
+if f[4] then
+  -- A workflow: REVOKED at once, so that nothing more of it starts; the caller then cancels
+  -- its tasks that have not finished.
+  wf.revoke(f[4], reason, now)
+  return {'workflow', redis.call('HGETALL', record)}
+end
 
 if state == 'STARTED' then
   -- Escalate abort → terminate, never the other way.

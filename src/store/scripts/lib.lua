@@ -47,9 +47,15 @@ local function may_move(record, to)
   return from
 end
 
+-- Workflows (chain, group, chord): the functions of workflow.lua, which is loaded after this
+-- file and uses its helpers.
+local wf = {}
+
 -- What every terminal write does besides the state: free the exclusive key (if this task
--- holds it) and start the result TTL of the record and its log. `ekey`: the record's
--- exclusive key when the caller has read it (false: it has none), nil to read it here.
+-- holds it), start the result TTL of the record and its log, and, for a task of a workflow
+-- (its record names the workflow's plan), advance the workflow: what comes next is started
+-- by the same step that ends this task. `ekey`: the record's exclusive key when the caller
+-- has read it (false: it has none), nil to read it here.
 local function finalize(record, events, exclusive, id, ttl, ekey)
   if ekey == nil then ekey = redis.call('HGET', record, 'ekey') end
   if ekey and redis.call('GET', exclusive) == id then
@@ -57,6 +63,8 @@ local function finalize(record, events, exclusive, id, ttl, ekey)
   end
   redis.call('PEXPIRE', record, ttl)
   redis.call('PEXPIRE', events, ttl)
+  local plan = redis.call('HGET', record, 'wf_plan')
+  if plan then wf.advance(record, id, plan) end
 end
 
 -- Sort `fields` (a flat list of name, value) into `set` (name, value pairs to HSET) and

@@ -1,0 +1,76 @@
+-- workflow_start: create a workflow's record and plan and start its first tasks, atomically,
+-- or refuse. The checks of the idempotency and exclusive keys are enqueue-10.lua's: a
+-- workflow is created like a task, only never queued itself.
+--
+-- KEYS[1] record              taskwire:{q}:t:<id>
+-- KEYS[2] events              taskwire:{q}:t:<id>:events
+-- KEYS[3] index               taskwire:{q}:index
+-- KEYS[4] latest              taskwire:{q}:latest
+-- KEYS[5] exclusive           taskwire:{q}:excl:<key>     (unused when ARGV[6] is '')
+-- KEYS[6] latest for key      taskwire:{q}:latest:<key>   (unused when ARGV[6] is '')
+-- KEYS[7] idempotency         taskwire:{q}:idem:<key>     (unused when ARGV[7] is '')
+-- KEYS[8] holder record       the record of ARGV[8]       (unused when ARGV[8] is '')
+-- KEYS[9] plan                taskwire:{q}:t:<id>:plan
+-- The tasks' keys (of any queue) are named in the plan's meta (see workflow.lua).
+-- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] events channel   ARGV[4] event log cap
+-- ARGV[5] result TTL (ms)   ARGV[6] exclusive key or ''   ARGV[7] idempotency key or ''
+-- ARGV[8] id the caller saw holding the exclusive key, or ''
+-- ARGV[9] n, then n values: the record's fields as name, value pairs
+-- then the plan's meta (JSON), then its nodes (JSON), from node 0 on
+--
+-- Returns {'created', version}; {'duplicate', id}; {'exists', id}; {'moved'} (as enqueue-10.lua).
+local id, now = ARGV[1], tonumber(ARGV[2])
+local ekey, ikey, expected = ARGV[6], ARGV[7], ARGV[8]
+
+if ikey ~= '' then
+  local existing = redis.call('GET', KEYS[7])
+  if existing then return {'duplicate', existing} end
+end
+
+if ekey ~= '' then
+  local holder = redis.call('GET', KEYS[5]) or ''
+  if holder ~= expected then return {'moved'} end
+  if holder ~= '' then
+    local state = redis.call('HGET', KEYS[8], 'state')
+    if state and not is_terminal(state) then return {'exists', holder} end
+  end
+end
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('ERR task id ' .. id .. ' already exists')
+end
+
+local n = tonumber(ARGV[9])
+local meta = ARGV[10 + n]
+local plan, first = KEYS[9], 11 + n
+local fields = {'meta', meta}
+-- In slices: a Lua call takes a bounded number of arguments.
+for j = first, #ARGV do
+  fields[#fields + 1] = tostring(j - first)
+  fields[#fields + 1] = ARGV[j]
+  if #fields >= 1000 then
+    redis.call('HSET', plan, unpack(fields))
+    fields = {}
+  end
+end
+if #fields > 0 then redis.call('HSET', plan, unpack(fields)) end
+
+local given = {}
+for j = 10, 9 + n do given[#given + 1] = ARGV[j] end
+create_record(KEYS[1], KEYS[2], ARGV[3], ARGV[4], given)
+
+local ttl = tonumber(ARGV[5])
+redis.call('ZADD', KEYS[3], now, id)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
+redis.call('SET', KEYS[4], id)
+if ekey ~= '' then
+  redis.call('SET', KEYS[5], id)
+  redis.call('SET', KEYS[6], id)
+end
+if ikey ~= '' then
+  redis.call('SET', KEYS[7], id, 'PX', ttl)
+end
+
+wf.metas[plan] = cjson.decode(meta)
+wf.start(plan, wf.metas[plan], 0, nil, now)
+return {'created', 1}

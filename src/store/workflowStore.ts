@@ -1,0 +1,187 @@
+/**
+ * Workflows in Redis: StartWorkflow (check and compile the tree, then one script writes the
+ * workflow's record and plan and creates its first tasks), the workflow's tasks for
+ * GetStatus, and the tasks a cancel of the workflow must reach. Advancing a workflow is not
+ * done here: the scripts that end a task do it (workflow.lua).
+ */
+import type { Redis } from 'ioredis';
+import { invalid, quote, TaskwireError } from '../errors.js';
+import { DEFAULT_QUEUE, isValidQueueName, newTaskId } from '../ids.js';
+import { ExclusiveGuard } from './exclusiveGuard.js';
+import { channels, keys, taskKeyParts } from './keys.js';
+import { newRecordFields, type TaskRecord } from './record.js';
+import { runScript } from './scripts.js';
+import { KEY_TEXT, type StartInput, type StartResult, type StoreLimits } from './taskStore.js';
+import { compilePlan, type StepInput } from './workflowPlan.js';
+
+export interface WorkflowInput {
+  root?: StepInput;
+  /** The queue of the workflow's own record (default "default"). */
+  queue?: string;
+  idempotencyKey?: string;
+  exclusiveKey?: string;
+  /** W3C traceparent for the workflow's tasks. */
+  traceparent?: string;
+}
+
+/** The name of every workflow's record. */
+export const WORKFLOW_NAME = 'workflow';
+
+export class WorkflowStore {
+  private readonly guard: ExclusiveGuard;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly limits: StoreLimits,
+    private readonly prepare: (input: StartInput) => TaskRecord,
+    private readonly get: (id: string) => Promise<TaskRecord>,
+  ) {
+    this.guard = new ExclusiveGuard(redis);
+  }
+
+  async start(input: WorkflowInput, signal?: AbortSignal): Promise<StartResult> {
+    const queue = input.queue || DEFAULT_QUEUE;
+    if (!isValidQueueName(queue)) {
+      throw invalid('queue', `${quote(queue)} is not a queue name: use 1 to 64 letters, digits, '_', '.', '-'`);
+    }
+    for (const [field, value] of [
+      ['exclusive_key', input.exclusiveKey],
+      ['idempotency_key', input.idempotencyKey],
+    ] as const) {
+      if (value && !KEY_TEXT.test(value)) throw invalid(field, 'must be 1 to 200 characters without control characters');
+    }
+    const plan = compilePlan(input.root, (task) => this.prepare({ ...task, traceparent: input.traceparent }));
+    const now = Date.now();
+    const workflow: TaskRecord = {
+      id: newTaskId(queue),
+      name: WORKFLOW_NAME,
+      queue,
+      state: 'PENDING',
+      args: [],
+      kwargs: {},
+      attempt: 0,
+      maxAttempts: 1,
+      version: 0,
+      exclusiveKey: input.exclusiveKey || undefined,
+      idempotencyKey: input.idempotencyKey || undefined,
+      createdAt: now,
+      updatedAt: now,
+      progress: { done: 0, total: plan.tasks },
+      traceparent: input.traceparent,
+    };
+    const id = workflow.id;
+    const qs: Record<string, Record<string, string>> = {};
+    for (const q of plan.queues) {
+      const parts = taskKeyParts(q);
+      qs[q] = {
+        t: parts.task,
+        ev: parts.eventsSuffix,
+        s: keys.stream(q),
+        z: keys.scheduled(q),
+        x: keys.index(q),
+        c: channels.events(q),
+        o: channels.control(q),
+      };
+    }
+    const meta = JSON.stringify({
+      id,
+      r: keys.task(queue, id),
+      e: keys.events(queue, id),
+      c: channels.events(queue),
+      xp: taskKeyParts(queue).exclusive,
+      res: keys.workflowResults(queue, id),
+      kids: keys.workflowChildren(queue, id),
+      live: keys.workflowLive(queue, id),
+      cap: String(this.limits.eventLogCap),
+      ttl: String(this.limits.resultTtlMs),
+      n: plan.tasks,
+      qs,
+    });
+    const fields = [
+      ...newRecordFields(workflow),
+      'progress',
+      JSON.stringify(workflow.progress),
+      'workflow',
+      keys.workflowPlan(queue, id),
+    ];
+    const nodes = plan.nodes.map((n) => JSON.stringify(n));
+    const send = (holder: string) => this.send(workflow, holder, fields, meta, nodes);
+
+    const key = workflow.exclusiveKey;
+    if (!key) {
+      const result = await send('');
+      if (!result) throw new Error('workflow_start moved without an exclusive key');
+      return result;
+    }
+    return this.guard.run(keys.exclusiveLock(queue, key), async () => {
+      for (let tries = 0; tries < 5; tries++) {
+        const holder = (await this.redis.get(keys.exclusive(queue, key))) ?? '';
+        const result = await send(holder);
+        if (result) return result;
+      }
+      throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
+    }, signal);
+  }
+
+  private async send(wf: TaskRecord, holder: string, fields: string[], meta: string, nodes: string[]): Promise<StartResult | undefined> {
+    const q = wf.queue;
+    const ekey = wf.exclusiveKey ?? '';
+    const ikey = wf.idempotencyKey ?? '';
+    const reply = (await runScript(
+      this.redis,
+      'workflow_start',
+      [
+        keys.task(q, wf.id),
+        keys.events(q, wf.id),
+        keys.index(q),
+        keys.latest(q),
+        keys.exclusive(q, ekey),
+        keys.latestForKey(q, ekey),
+        keys.idempotency(q, ikey),
+        keys.task(q, holder),
+        keys.workflowPlan(q, wf.id),
+      ],
+      [
+        wf.id,
+        wf.createdAt,
+        channels.events(q),
+        this.limits.eventLogCap,
+        this.limits.resultTtlMs,
+        ekey,
+        ikey,
+        holder,
+        fields.length,
+        ...fields,
+        meta,
+        ...nodes,
+      ],
+    )) as [string, string | number];
+    switch (reply[0]) {
+      case 'created':
+        // Read back: its first tasks may have moved it on already.
+        return { task: await this.get(wf.id), created: true };
+      case 'duplicate':
+        return { task: await this.get(String(reply[1])), created: false };
+      case 'exists':
+        throw new TaskwireError(
+          'exists',
+          `a workflow or task with exclusive key ${quote(ekey)} is still running (${reply[1]}); start another when it has finished`,
+          { reason: 'EXCLUSIVE_TASK_RUNNING', metadata: { running_task_id: String(reply[1]), exclusive_key: ekey } },
+        );
+      case 'moved':
+        return undefined;
+      default:
+        throw new Error(`workflow_start script replied ${String(reply[0])}`);
+    }
+  }
+
+  /** The ids of a workflow's tasks, in the order they were created. */
+  children(queue: string, id: string): Promise<string[]> {
+    return this.redis.lrange(keys.workflowChildren(queue, id), 0, -1);
+  }
+
+  /** The ids of a workflow's tasks that have not finished. */
+  live(queue: string, id: string): Promise<string[]> {
+    return this.redis.smembers(keys.workflowLive(queue, id));
+  }
+}
