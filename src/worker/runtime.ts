@@ -10,13 +10,13 @@ import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { renewLeases } from '../broker/lease.js';
 import { reapConsumers } from '../broker/reaper.js';
 import { Reclaimer } from '../broker/reclaimer.js';
+import { requeueUnclaimed } from '../broker/requeue.js';
 import { promoteDue } from '../broker/scheduler.js';
 import { Trimmer } from '../broker/trimmer.js';
 import type { Config } from '../config.js';
 import type { LogFields, Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady, isConnectionError, isPassingRefusal } from '../redis.js';
 import { AttemptStore, type Delivery, type EndFields, type EndState, type Taken } from '../store/attemptStore.js';
-import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import type { RunnableTask } from '../store/record.js';
 import { childSpan, parseTraceparent, traceFields } from '../trace.js';
 import { listenForCancels, type CancelMode } from './canceller.js';
@@ -567,8 +567,7 @@ export class Worker {
    * queue at once rather than leave it for the reclaimer. (Its old entry goes with the next
    * trim.) */
   private async handBackUnclaimed(d: Delivery): Promise<void> {
-    const stream = keys.stream(d.queue);
-    await this.redis.multi().xack(stream, CONSUMER_GROUP, d.msgId).xadd(stream, '*', 'id', d.id, 'k', d.ekey).exec();
+    await requeueUnclaimed(this.redis, d);
     this.trimmer.touch(d.queue);
   }
 }
