@@ -8,11 +8,9 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { renewLeases } from '../broker/lease.js';
-import { reapConsumers } from '../broker/reaper.js';
 import { Reclaimer } from '../broker/reclaimer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import { promoteDue } from '../broker/scheduler.js';
-import { Trimmer } from '../broker/trimmer.js';
 import type { Config } from '../config.js';
 import type { LogFields, Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady, isConnectionError, isPassingRefusal } from '../redis.js';
@@ -20,9 +18,11 @@ import { AttemptStore, type Delivery, type EndFields, type EndState, type Taken 
 import type { RunnableTask } from '../store/record.js';
 import { childSpan, parseTraceparent, traceFields } from '../trace.js';
 import { listenForCancels, type CancelMode } from './canceller.js';
+import { ConsumerReaper } from './consumerReaper.js';
 import { Pool } from './pool.js';
 import { backoffMs, shouldRetry } from './retryPolicy.js';
 import type { Outcome, Slot } from './slot.js';
+import { StreamTrimmer } from './streamTrimmer.js';
 
 interface Running {
   delivery: Delivery;
@@ -32,8 +32,6 @@ interface Running {
 }
 
 const EARLY_CANCEL_MS = 5000;
-/** How often the queues this worker acknowledged messages of are trimmed (trimmer.ts). */
-const TRIM_EVERY_MS = 1000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,7 +63,8 @@ export class Worker {
   private readonly attempts: AttemptStore;
   private readonly consumer: Consumer;
   private readonly reclaimer: Reclaimer;
-  private readonly trimmer: Trimmer;
+  private readonly trimmer: StreamTrimmer;
+  private readonly reaper: ConsumerReaper;
   private stopping = false;
   private stopped: Promise<void> | undefined;
   /** Ends the grace period now (a second signal). */
@@ -90,7 +89,8 @@ export class Worker {
     this.attempts = new AttemptStore(redis, config.workerName, config);
     this.consumer = new Consumer(blocking, config.workerName, config.queues);
     this.reclaimer = new Reclaimer(redis, config.workerName, config.leaseMs);
-    this.trimmer = new Trimmer(redis);
+    this.trimmer = new StreamTrimmer(redis, log);
+    this.reaper = new ConsumerReaper(redis, config.workerName, config.queues, config.leaseMs, log);
   }
 
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
@@ -137,8 +137,8 @@ export class Worker {
     // and a grace period longer than the lease must not let another worker take them.
     every(leaseTick, () => this.renew(), true);
     every(leaseTick, () => this.reclaim());
-    every(TRIM_EVERY_MS, () => this.trimmer.trim());
-    every(this.config.leaseMs, () => this.reapStopped());
+    this.trimmer.start();
+    this.reaper.start();
     this.promoteEveryMs = leaseTick;
     this.promoteAt(Date.now());
     this.loopDone = this.fetchLoop();
@@ -486,14 +486,6 @@ export class Worker {
     }
   }
 
-  /** Remove stopped workers' names from the consumer groups of this worker's queues (reaper.ts). */
-  private async reapStopped(): Promise<void> {
-    for (const queue of this.config.queues) {
-      const removed = await reapConsumers(this.redis, queue, 3 * this.config.leaseMs, this.config.workerName);
-      for (const name of removed) this.log.info(`forgot worker ${name} on queue ${queue}: it holds no task and was not heard from for 3 leases`);
-    }
-  }
-
   /**
    * Move due scheduled tasks at `due` (or sooner if already planned). The timer is set to
    * the next due time the promote script reports, with a quarter-lease fallback (another
@@ -537,6 +529,7 @@ export class Worker {
 
   private async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
+    this.reaper.stop();
     this.consumer.close();
     this.wakeLoop();
     await this.loopDone;
@@ -557,7 +550,7 @@ export class Worker {
     }
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.promoteTimer);
-    await this.trimmer.trim().catch((err: Error) => this.log.warn(`trimming the queues failed: ${err.message}`));
+    await this.trimmer.stop();
     await this.pool.close();
     await Promise.allSettled([this.redis.quit(), this.sub.quit()]);
     this.log.info(`worker ${this.config.workerName} stopped`);
