@@ -7,7 +7,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
-import { renewLeases } from '../broker/lease.js';
 import { Reclaimer } from '../broker/reclaimer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import { promoteDue } from '../broker/scheduler.js';
@@ -19,6 +18,7 @@ import type { RunnableTask } from '../store/record.js';
 import { childSpan, parseTraceparent, traceFields } from '../trace.js';
 import { listenForCancels, type CancelMode } from './canceller.js';
 import { ConsumerReaper } from './consumerReaper.js';
+import { LeaseKeeper, leaseTick } from './leaseKeeper.js';
 import { Pool } from './pool.js';
 import { backoffMs, shouldRetry } from './retryPolicy.js';
 import type { Outcome, Slot } from './slot.js';
@@ -65,6 +65,7 @@ export class Worker {
   private readonly reclaimer: Reclaimer;
   private readonly trimmer: StreamTrimmer;
   private readonly reaper: ConsumerReaper;
+  private readonly leases: LeaseKeeper;
   private stopping = false;
   private stopped: Promise<void> | undefined;
   /** Ends the grace period now (a second signal). */
@@ -90,6 +91,14 @@ export class Worker {
     this.consumer = new Consumer(blocking, config.workerName, config.queues);
     this.reclaimer = new Reclaimer(redis, config.workerName, config.leaseMs);
     this.trimmer = new StreamTrimmer(redis, log);
+    this.leases = new LeaseKeeper(
+      redis,
+      config.workerName,
+      config.leaseMs,
+      () => [...[...this.running.values()].map((r) => r.delivery), ...this.backlog],
+      (id, mode) => this.applyCancel(id, mode),
+      log,
+    );
     this.reaper = new ConsumerReaper(redis, config.workerName, config.queues, config.leaseMs, log);
   }
 
@@ -132,14 +141,12 @@ export class Worker {
       }, ms);
       this.timers.push(t);
     };
-    const leaseTick = Math.max(200, Math.floor(this.config.leaseMs / 4));
-    // Renewal goes on while a stop waits for running tasks: they are still this worker's,
-    // and a grace period longer than the lease must not let another worker take them.
-    every(leaseTick, () => this.renew(), true);
-    every(leaseTick, () => this.reclaim());
+    const tick = leaseTick(this.config.leaseMs);
+    this.leases.start();
+    every(tick, () => this.reclaim());
     this.trimmer.start();
     this.reaper.start();
-    this.promoteEveryMs = leaseTick;
+    this.promoteEveryMs = tick;
     this.promoteAt(Date.now());
     this.loopDone = this.fetchLoop();
   }
@@ -457,12 +464,6 @@ export class Worker {
     }
   }
 
-  private async renew(): Promise<void> {
-    const held = [...[...this.running.values()].map((r) => r.delivery), ...this.backlog];
-    const cancels = await renewLeases(this.redis, this.config.workerName, held);
-    for (const [id, mode] of cancels) this.applyCancel(id, mode);
-  }
-
   private reclaim(): Promise<void> {
     this.reclaiming ??= this.reclaimFree().finally(() => (this.reclaiming = undefined));
     return this.reclaiming;
@@ -549,6 +550,7 @@ export class Worker {
       }
     }
     for (const t of this.timers) clearInterval(t);
+    this.leases.stop();
     clearTimeout(this.promoteTimer);
     await this.trimmer.stop();
     await this.pool.close();
