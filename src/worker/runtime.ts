@@ -9,7 +9,6 @@ import type { Redis } from 'ioredis';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { Reclaimer } from '../broker/reclaimer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
-import { promoteDue } from '../broker/scheduler.js';
 import type { Config } from '../config.js';
 import type { LogFields, Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady, isConnectionError, isPassingRefusal } from '../redis.js';
@@ -20,6 +19,7 @@ import { listenForCancels, type CancelMode } from './canceller.js';
 import { ConsumerReaper } from './consumerReaper.js';
 import { LeaseKeeper, leaseTick } from './leaseKeeper.js';
 import { Pool } from './pool.js';
+import { Promoter } from './promoter.js';
 import { backoffMs, shouldRetry } from './retryPolicy.js';
 import type { Outcome, Slot } from './slot.js';
 import { StreamTrimmer } from './streamTrimmer.js';
@@ -42,9 +42,6 @@ export type WorkerConfig = Pick<
 
 export class Worker {
   private readonly running = new Map<string, Running>();
-  private promoteTimer: NodeJS.Timeout | undefined;
-  private promoteDue = 0;
-  private promoteEveryMs = 1000;
   /** Cancel requests heard for tasks not (yet) running here, by id. */
   private readonly earlyCancels = new Map<string, { mode: CancelMode; at: number }>();
   /** Messages received beyond the free slots (several queues read at once). */
@@ -66,6 +63,7 @@ export class Worker {
   private readonly trimmer: StreamTrimmer;
   private readonly reaper: ConsumerReaper;
   private readonly leases: LeaseKeeper;
+  private readonly promoter: Promoter;
   private stopping = false;
   private stopped: Promise<void> | undefined;
   /** Ends the grace period now (a second signal). */
@@ -99,6 +97,7 @@ export class Worker {
       (id, mode) => this.applyCancel(id, mode),
       log,
     );
+    this.promoter = new Promoter(redis, config.queues, leaseTick(config.leaseMs), log);
     this.reaper = new ConsumerReaper(redis, config.workerName, config.queues, config.leaseMs, log);
   }
 
@@ -118,7 +117,7 @@ export class Worker {
       sub,
       config.queues,
       (id, mode) => worker.applyCancel(id, mode),
-      (due) => worker.promoteAt(due),
+      (due) => worker.promoter.promoteAt(due),
     );
     worker.begin();
     log.info(`worker ${config.workerName} runs queues [${config.queues.join(', ')}] with ${config.concurrency} slots`);
@@ -146,8 +145,7 @@ export class Worker {
     every(tick, () => this.reclaim());
     this.trimmer.start();
     this.reaper.start();
-    this.promoteEveryMs = tick;
-    this.promoteAt(Date.now());
+    this.promoter.start();
     this.loopDone = this.fetchLoop();
   }
 
@@ -334,7 +332,7 @@ export class Worker {
       this.pool.release(slot);
       this.slotFreed();
       const written = await writing;
-      if (written === 'RETRY' && fields.nextAttemptAt) this.promoteAt(fields.nextAttemptAt);
+      if (written === 'RETRY' && fields.nextAttemptAt) this.promoter.promoteAt(fields.nextAttemptAt);
       const ms = Date.now() - began;
       if (written) {
         // The line says what the record says: a cancel requested during the run ends it
@@ -488,33 +486,6 @@ export class Worker {
   }
 
   /**
-   * Move due scheduled tasks at `due` (or sooner if already planned). The timer is set to
-   * the next due time the promote script reports, with a quarter-lease fallback (another
-   * worker may have promoted, a countdown message may have been missed); countdowns
-   * announce themselves on the control channel and retries are known here.
-   */
-  promoteAt(due: number): void {
-    if (this.stopping || (this.promoteTimer && this.promoteDue <= due)) return;
-    clearTimeout(this.promoteTimer);
-    this.promoteDue = due;
-    this.promoteTimer = setTimeout(() => void this.promote(), Math.max(0, due - Date.now()));
-  }
-
-  private async promote(): Promise<void> {
-    this.promoteTimer = undefined;
-    let next = Date.now() + this.promoteEveryMs;
-    try {
-      for (const queue of this.config.queues) {
-        const due = await promoteDue(this.redis, queue);
-        if (due !== undefined) next = Math.min(next, due);
-      }
-    } catch (err) {
-      this.log.warn(`promoting scheduled tasks failed: ${(err as Error).message}`);
-    }
-    this.promoteAt(next);
-  }
-
-  /**
    * Stop: take no new work, give running tasks `graceMs` to finish, then stop the rest by
    * force and hand them back to the queue for another worker. A call with no grace while a
    * stop waits (the second signal) ends the wait at once: the tasks are handed back all the same.
@@ -531,6 +502,7 @@ export class Worker {
   private async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
     this.reaper.stop();
+    this.promoter.stop();
     this.consumer.close();
     this.wakeLoop();
     await this.loopDone;
@@ -551,7 +523,6 @@ export class Worker {
     }
     for (const t of this.timers) clearInterval(t);
     this.leases.stop();
-    clearTimeout(this.promoteTimer);
     await this.trimmer.stop();
     await this.pool.close();
     await Promise.allSettled([this.redis.quit(), this.sub.quit()]);
