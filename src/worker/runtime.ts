@@ -15,7 +15,7 @@ import { checkEvictionPolicy, connectReady, isConnectionError, isPassingRefusal 
 import { AttemptStore, type Delivery, type EndFields, type EndState, type Taken } from '../store/attemptStore.js';
 import type { RunnableTask } from '../store/record.js';
 import { childSpan, parseTraceparent, traceFields } from '../trace.js';
-import { listenForCancels, type CancelMode } from './canceller.js';
+import { type CancelMode, Canceller } from './canceller.js';
 import { ConsumerReaper } from './consumerReaper.js';
 import { LeaseKeeper, leaseTick } from './leaseKeeper.js';
 import { Pool } from './pool.js';
@@ -31,7 +31,6 @@ interface Running {
   cancel?: CancelMode;
 }
 
-const EARLY_CANCEL_MS = 5000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -42,8 +41,6 @@ export type WorkerConfig = Pick<
 
 export class Worker {
   private readonly running = new Map<string, Running>();
-  /** Cancel requests heard for tasks not (yet) running here, by id. */
-  private readonly earlyCancels = new Map<string, { mode: CancelMode; at: number }>();
   /** Messages received beyond the free slots (several queues read at once). */
   private readonly backlog: Delivery[] = [];
   /** Which queue gets the larger share of the free slots in the next takeNow. */
@@ -64,6 +61,7 @@ export class Worker {
   private readonly reaper: ConsumerReaper;
   private readonly leases: LeaseKeeper;
   private readonly promoter: Promoter;
+  private readonly canceller: Canceller;
   private stopping = false;
   private stopped: Promise<void> | undefined;
   /** Ends the grace period now (a second signal). */
@@ -82,7 +80,7 @@ export class Worker {
     private readonly log: Logger,
     private readonly redis: Redis,
     blocking: Redis,
-    private readonly sub: Redis,
+    sub: Redis,
     private readonly pool: Pool,
   ) {
     this.attempts = new AttemptStore(redis, config.workerName, config);
@@ -94,10 +92,17 @@ export class Worker {
       config.workerName,
       config.leaseMs,
       () => [...[...this.running.values()].map((r) => r.delivery), ...this.backlog],
-      (id, mode) => this.applyCancel(id, mode),
+      (id, mode) => this.canceller.apply(id, mode),
       log,
     );
     this.promoter = new Promoter(redis, config.queues, leaseTick(config.leaseMs), log);
+    this.canceller = new Canceller(
+      sub,
+      config.queues,
+      (id) => this.running.get(id),
+      (due) => this.promoter.promoteAt(due),
+      log,
+    );
     this.reaper = new ConsumerReaper(redis, config.workerName, config.queues, config.leaseMs, log);
   }
 
@@ -113,12 +118,7 @@ export class Worker {
     await ensureGroups(redis, config.queues);
     const pool = await Pool.create(config.concurrency, config.tasksModule, log);
     const worker = new Worker(config, log, redis, blocking, sub, pool);
-    await listenForCancels(
-      sub,
-      config.queues,
-      (id, mode) => worker.applyCancel(id, mode),
-      (due) => worker.promoter.promoteAt(due),
-    );
+    await worker.canceller.start();
     worker.begin();
     log.info(`worker ${config.workerName} runs queues [${config.queues.join(', ')}] with ${config.concurrency} slots`);
     return worker;
@@ -376,11 +376,7 @@ export class Worker {
         },
       );
       // A cancel pushed while the claim was in flight found nothing running: apply it now.
-      const early = this.earlyCancels.get(task.id);
-      if (early) {
-        this.earlyCancels.delete(task.id);
-        this.applyCancel(task.id, early.mode);
-      }
+      this.canceller.began(task.id);
       return await outcome;
     } finally {
       clearTimeout(limit);
@@ -438,27 +434,6 @@ export class Worker {
         }
         await sleep(wait);
       }
-    }
-  }
-
-  applyCancel(id: string, mode: CancelMode): void {
-    const run = this.running.get(id);
-    if (!run) {
-      // Maybe its claim is in flight here: remember the request for a few seconds (the
-      // lease renewal would catch it too, but only a quarter lease later).
-      const now = Date.now();
-      for (const [k, v] of this.earlyCancels) if (now - v.at > EARLY_CANCEL_MS) this.earlyCancels.delete(k);
-      const prev = this.earlyCancels.get(id)?.mode;
-      this.earlyCancels.set(id, { mode: prev === 'terminate' ? prev : mode, at: now });
-      return;
-    }
-    if (run.cancel === 'terminate' || run.cancel === mode) return;
-    run.cancel = mode;
-    if (mode === 'terminate') {
-      this.log.info(`task ${id}: terminating on request`);
-      void run.slot.kill('terminate');
-    } else {
-      run.slot.abort(id, 'the task was cancelled');
     }
   }
 
@@ -525,7 +500,7 @@ export class Worker {
     this.leases.stop();
     await this.trimmer.stop();
     await this.pool.close();
-    await Promise.allSettled([this.redis.quit(), this.sub.quit()]);
+    await Promise.allSettled([this.redis.quit(), this.canceller.stop()]);
     this.log.info(`worker ${this.config.workerName} stopped`);
   }
 
