@@ -7,7 +7,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
-import { Reclaimer } from '../broker/reclaimer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import type { Config } from '../config.js';
 import type { LogFields, Logger } from '../log.js';
@@ -20,6 +19,7 @@ import { ConsumerReaper } from './consumerReaper.js';
 import { LeaseKeeper, leaseTick } from './leaseKeeper.js';
 import { Pool } from './pool.js';
 import { Promoter } from './promoter.js';
+import { Recoverer } from './recoverer.js';
 import { backoffMs, shouldRetry } from './retryPolicy.js';
 import type { Outcome, Slot } from './slot.js';
 import { StreamTrimmer } from './streamTrimmer.js';
@@ -53,10 +53,9 @@ export class Worker {
   private drained = false;
   /** Why the last take failed, for the fetch loop to report. */
   private takeFailed: Error | undefined;
-  private readonly timers: NodeJS.Timeout[] = [];
   private readonly attempts: AttemptStore;
   private readonly consumer: Consumer;
-  private readonly reclaimer: Reclaimer;
+  private readonly recoverer: Recoverer;
   private readonly trimmer: StreamTrimmer;
   private readonly reaper: ConsumerReaper;
   private readonly leases: LeaseKeeper;
@@ -70,10 +69,6 @@ export class Worker {
   private wake: (() => void) | undefined;
   private loopDone: Promise<void> = Promise.resolve();
   private idleWaiters: (() => void)[] = [];
-  /** A reclaim found every slot busy: the next free slot looks for abandoned tasks before
-   * new ones, so a dead worker's tasks do not wait behind the whole queue. */
-  private reclaimWhenFree = false;
-  private reclaiming: Promise<void> | undefined;
 
   private constructor(
     private readonly config: WorkerConfig,
@@ -85,7 +80,14 @@ export class Worker {
   ) {
     this.attempts = new AttemptStore(redis, config.workerName, config);
     this.consumer = new Consumer(blocking, config.workerName, config.queues);
-    this.reclaimer = new Reclaimer(redis, config.workerName, config.leaseMs);
+    this.recoverer = new Recoverer(
+      redis,
+      config.workerName,
+      config.queues,
+      config.leaseMs,
+      this,
+      log,
+    );
     this.trimmer = new StreamTrimmer(redis, log);
     this.leases = new LeaseKeeper(
       redis,
@@ -129,20 +131,8 @@ export class Worker {
   }
 
   private begin(): void {
-    const every = (ms: number, fn: () => Promise<void>, whileStopping = false) => {
-      let busy = false;
-      const t = setInterval(() => {
-        if (busy || (this.stopping && !whileStopping)) return;
-        busy = true;
-        fn()
-          .catch((err: Error) => this.log.warn(err.message))
-          .finally(() => (busy = false));
-      }, ms);
-      this.timers.push(t);
-    };
-    const tick = leaseTick(this.config.leaseMs);
     this.leases.start();
-    every(tick, () => this.reclaim());
+    this.recoverer.start();
     this.trimmer.start();
     this.reaper.start();
     this.promoter.start();
@@ -165,13 +155,13 @@ export class Worker {
         await this.readFailed(err);
         continue;
       }
-      if (this.freeSlots <= 0 || (this.drained && this.takes.size > 0)) {
+      if (this.free <= 0 || (this.drained && this.takes.size > 0)) {
         await this.nextWake();
         continue;
       }
-      if (this.reclaimWhenFree) {
-        this.reclaimWhenFree = false;
-        await this.reclaim().catch((err: Error) => this.log.warn(err.message));
+      const look = this.recoverer.lookFirst();
+      if (look) {
+        await look.catch((err: Error) => this.log.warn(err.message));
         continue;
       }
       if (!this.drained) {
@@ -181,7 +171,7 @@ export class Worker {
         continue;
       }
       try {
-        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(this.freeSlots / queues)), 2000);
+        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(this.free / queues)), 2000);
         this.drained = false;
         // Read as a stop began: not claimed, so handed straight back (stop() does it).
         if (this.stopping) this.backlog.push(...deliveries);
@@ -235,7 +225,7 @@ export class Worker {
    * stop began since the take was planned: it begins nothing new).
    */
   private async takeNow(): Promise<number | undefined> {
-    const free = this.freeSlots;
+    const free = this.free;
     if (free <= 0 || this.stopping) return undefined;
     const { queues } = this.config;
     const calls: Promise<void>[] = [];
@@ -274,11 +264,15 @@ export class Worker {
   }
 
   /** Slots neither running a task, nor promised to a message waiting here or to a takeNow in flight. */
-  private get freeSlots(): number {
+  get free(): number {
     return this.pool.free - this.backlog.length - this.reserved;
   }
 
   /** Runs a delivery in a free slot (`taken`: already begun by takeNow), or keeps it for the next free one. */
+  deliver(d: Delivery): void {
+    this.dispatch(d);
+  }
+
   private dispatch(d: Delivery, taken?: Taken): void {
     const slot = this.pool.take();
     if (!slot) {
@@ -437,29 +431,6 @@ export class Worker {
     }
   }
 
-  private reclaim(): Promise<void> {
-    this.reclaiming ??= this.reclaimFree().finally(() => (this.reclaiming = undefined));
-    return this.reclaiming;
-  }
-
-  private async reclaimFree(): Promise<void> {
-    for (const queue of this.config.queues) {
-      const free = this.freeSlots;
-      if (free <= 0) {
-        this.reclaimWhenFree = true;
-        return;
-      }
-      const taken = await this.reclaimer.reclaim(queue, free);
-      for (const d of taken) {
-        this.log.info(`task ${d.id}: taken over from a worker that stopped renewing its lease`);
-        this.dispatch(d);
-      }
-      // There may be more (a dead worker held several): the next free slot looks again
-      // before new work, until a look finds none.
-      if (taken.length > 0) this.reclaimWhenFree = true;
-    }
-  }
-
   /**
    * Stop: take no new work, give running tasks `graceMs` to finish, then stop the rest by
    * force and hand them back to the queue for another worker. A call with no grace while a
@@ -478,6 +449,7 @@ export class Worker {
     this.stopping = true;
     this.reaper.stop();
     this.promoter.stop();
+    this.recoverer.stop();
     this.consumer.close();
     this.wakeLoop();
     await this.loopDone;
@@ -496,7 +468,6 @@ export class Worker {
         await idle;
       }
     }
-    for (const t of this.timers) clearInterval(t);
     this.leases.stop();
     await this.trimmer.stop();
     await this.pool.close();
