@@ -9,28 +9,17 @@ import type { Redis } from 'ioredis';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import type { Config } from '../config.js';
-import type { LogFields, Logger } from '../log.js';
-import { checkEvictionPolicy, connectReady, isConnectionError, isPassingRefusal } from '../redis.js';
-import { AttemptStore, type Delivery, type EndFields, type EndState, type Taken } from '../store/attemptStore.js';
-import type { RunnableTask } from '../store/record.js';
-import { childSpan, parseTraceparent, traceFields } from '../trace.js';
-import { type CancelMode, Canceller } from './canceller.js';
+import type { Logger } from '../log.js';
+import { checkEvictionPolicy, connectReady } from '../redis.js';
+import { AttemptStore, type Delivery } from '../store/attemptStore.js';
+import { Canceller } from './canceller.js';
 import { ConsumerReaper } from './consumerReaper.js';
 import { LeaseKeeper, leaseTick } from './leaseKeeper.js';
 import { Pool } from './pool.js';
 import { Promoter } from './promoter.js';
 import { Recoverer } from './recoverer.js';
-import { backoffMs, shouldRetry } from './retryPolicy.js';
-import type { Outcome, Slot } from './slot.js';
+import { Runner } from './runner.js';
 import { StreamTrimmer } from './streamTrimmer.js';
-
-interface Running {
-  delivery: Delivery;
-  token: string;
-  slot: Slot;
-  cancel?: CancelMode;
-}
-
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -40,13 +29,9 @@ export type WorkerConfig = Pick<
 >;
 
 export class Worker {
-  private readonly running = new Map<string, Running>();
-  /** Messages received beyond the free slots (several queues read at once). */
-  private readonly backlog: Delivery[] = [];
+  private readonly runner: Runner;
   /** Which queue gets the larger share of the free slots in the next takeNow. */
   private takeTurn = 0;
-  /** Slots promised to the takes in flight: what they begin must find a slot. */
-  private reserved = 0;
   /** The takes in flight (takeNow), each until it answered. */
   private readonly takes = new Set<Promise<number | undefined>>();
   /** A take found the queues empty: read them blocking (once no take is in flight). */
@@ -68,7 +53,6 @@ export class Worker {
   private forced = false;
   private wake: (() => void) | undefined;
   private loopDone: Promise<void> = Promise.resolve();
-  private idleWaiters: (() => void)[] = [];
 
   private constructor(
     private readonly config: WorkerConfig,
@@ -80,32 +64,22 @@ export class Worker {
   ) {
     this.attempts = new AttemptStore(redis, config.workerName, config);
     this.consumer = new Consumer(blocking, config.workerName, config.queues);
-    this.recoverer = new Recoverer(
-      redis,
-      config.workerName,
-      config.queues,
-      config.leaseMs,
-      this,
-      log,
-    );
+    const { workerName: self, queues, leaseMs } = config;
     this.trimmer = new StreamTrimmer(redis, log);
-    this.leases = new LeaseKeeper(
-      redis,
-      config.workerName,
-      config.leaseMs,
-      () => [...[...this.running.values()].map((r) => r.delivery), ...this.backlog],
-      (id, mode) => this.canceller.apply(id, mode),
+    this.promoter = new Promoter(redis, queues, leaseTick(leaseMs), log);
+    this.canceller = new Canceller(sub, queues, (id) => this.runner.running.get(id), (due) => this.promoter.promoteAt(due), log);
+    this.runner = new Runner({
+      attempts: this.attempts,
+      pool,
+      canceller: this.canceller,
+      trimmer: this.trimmer,
+      promoter: this.promoter,
       log,
-    );
-    this.promoter = new Promoter(redis, config.queues, leaseTick(config.leaseMs), log);
-    this.canceller = new Canceller(
-      sub,
-      config.queues,
-      (id) => this.running.get(id),
-      (due) => this.promoter.promoteAt(due),
-      log,
-    );
-    this.reaper = new ConsumerReaper(redis, config.workerName, config.queues, config.leaseMs, log);
+      slotFreed: () => this.wakeLoop(),
+    });
+    this.recoverer = new Recoverer(redis, self, queues, leaseMs, this.runner, log);
+    this.leases = new LeaseKeeper(redis, self, leaseMs, () => this.runner.held(), (id, mode) => this.canceller.apply(id, mode), log);
+    this.reaper = new ConsumerReaper(redis, self, queues, leaseMs, log);
   }
 
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
@@ -155,7 +129,7 @@ export class Worker {
         await this.readFailed(err);
         continue;
       }
-      if (this.free <= 0 || (this.drained && this.takes.size > 0)) {
+      if (this.runner.free <= 0 || (this.drained && this.takes.size > 0)) {
         await this.nextWake();
         continue;
       }
@@ -171,11 +145,13 @@ export class Worker {
         continue;
       }
       try {
-        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(this.free / queues)), 2000);
+        const deliveries = await this.consumer.read(Math.max(1, Math.ceil(this.runner.free / queues)), 2000);
         this.drained = false;
         // Read as a stop began: not claimed, so handed straight back (stop() does it).
-        if (this.stopping) this.backlog.push(...deliveries);
-        else for (const d of deliveries) this.dispatch(d);
+        for (const d of deliveries) {
+          if (this.stopping) this.runner.keep(d);
+          else this.runner.deliver(d);
+        }
       } catch (err) {
         if (this.stopping) break;
         await this.readFailed(err as Error);
@@ -225,7 +201,7 @@ export class Worker {
    * stop began since the take was planned: it begins nothing new).
    */
   private async takeNow(): Promise<number | undefined> {
-    const free = this.free;
+    const free = this.runner.free;
     if (free <= 0 || this.stopping) return undefined;
     const { queues } = this.config;
     const calls: Promise<void>[] = [];
@@ -234,7 +210,7 @@ export class Worker {
     // which also fill free slots, must not take them meanwhile. Each is let go as a task
     // begun takes it, the rest once the calls answered (a task begun by a part that answers
     // after another part failed takes a slot as any other would).
-    this.reserved += free;
+    this.runner.reserve(free);
     let held = free;
     let settled = false;
     for (let i = 0; i < queues.length; i++) {
@@ -247,188 +223,17 @@ export class Worker {
       // calls). Begun already, so it runs even if a stop began meanwhile (the stop waits).
       calls.push(
         this.attempts.take(queues[q]!, tokens, (t) => {
-          if (!settled) {
-            this.reserved--;
-            held--;
-          }
-          this.dispatch(t.d, t);
+          if (!settled) held--;
+          this.runner.begin(t, !settled);
         }),
       );
     }
     const answers = await Promise.allSettled(calls);
     settled = true;
-    this.reserved -= held;
+    this.runner.unreserve(held);
     const failed = answers.find((a) => a.status === 'rejected');
     if (failed) throw failed.reason;
     return free - held;
-  }
-
-  /** Slots neither running a task, nor promised to a message waiting here or to a takeNow in flight. */
-  get free(): number {
-    return this.pool.free - this.backlog.length - this.reserved;
-  }
-
-  /** Runs a delivery in a free slot (`taken`: already begun by takeNow), or keeps it for the next free one. */
-  deliver(d: Delivery): void {
-    this.dispatch(d);
-  }
-
-  private dispatch(d: Delivery, taken?: Taken): void {
-    const slot = this.pool.take();
-    if (!slot) {
-      // takeNow takes no more than the slots it holds, so a begun task always finds one.
-      if (taken) this.log.error(`task ${d.id}: begun with no free slot; it runs again when its lease runs out`);
-      else this.backlog.push(d);
-      return;
-    }
-    void this.execute(d, slot, taken);
-  }
-
-  private slotFreed = () => {
-    const next = this.backlog.shift();
-    if (next) this.dispatch(next);
-    this.wakeLoop();
-    if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-  };
-
-  private async execute(d: Delivery, slot: Slot, taken?: Taken): Promise<void> {
-    const token = taken?.token ?? randomUUID();
-    let released = false;
-    try {
-      // A task begun by takeNow is not awaited: it is `running` (its lease renewed, a stop
-      // waits for it) from the moment it is dispatched.
-      const claim = taken ? taken.claim : await this.attempts.claim(d, token);
-      if (claim instanceof Error) throw claim;
-      if (!claim.run) return;
-      const task = claim.task;
-      // Each attempt is a span of the trace the Start request began (see src/trace.ts).
-      const parent = parseTraceparent(task.traceparent);
-      // The fields every line about this attempt carries (passed per line: a child logger
-      // per task would cost more than the one line it writes).
-      const about: LogFields = {
-        task_id: task.id,
-        task: task.name,
-        attempt: task.attempt,
-        ...(parent ? traceFields(childSpan(parent)) : {}),
-      };
-      this.log.debug('task started', about);
-      const run: Running = { delivery: d, token, slot };
-      this.running.set(d.id, run);
-      const began = Date.now();
-      const outcome = await this.runInSlot(task, run);
-      const [state, fields] = this.decide(task, outcome);
-      // The handler is done: the slot is free once its finish is queued. The finish goes in
-      // this turn's script call, before the claims and reads of the same turn (AttemptStore),
-      // so the next task shares its round trip and still never runs ahead of a free slot in
-      // Redis. (The task stays in `running`, its lease renewed, until the finish is written.)
-      const writing = this.finish(d, token, state, fields);
-      released = true;
-      this.pool.release(slot);
-      this.slotFreed();
-      const written = await writing;
-      if (written === 'RETRY' && fields.nextAttemptAt) this.promoter.promoteAt(fields.nextAttemptAt);
-      const ms = Date.now() - began;
-      if (written) {
-        // The line says what the record says: a cancel requested during the run ends it
-        // REVOKED whatever the handler threw (its AbortError is not what the task shows).
-        const revoked = written === 'REVOKED';
-        const error = revoked ? { error_type: 'TaskRevokedError' } : { error_type: fields.errorType, error_message: fields.errorMessage };
-        this.log.info(`task ${written.toLowerCase()} in ${ms}ms`, { ...about, state: written, ms, ...error });
-        if (!revoked && fields.traceback) this.log.debug('task traceback', { ...about, traceback: fields.traceback });
-      }
-    } catch (err) {
-      // The message stays pending; when its lease runs out it is reclaimed and retried.
-      this.log.error(`task ${d.id}: ${(err as Error).message}`);
-    } finally {
-      // Its message was acknowledged (by the claim or the finish), or will be by another
-      // worker: either way the stream may be trimmed.
-      this.trimmer.touch(d.queue);
-      this.running.delete(d.id);
-      if (!released) this.pool.release(slot);
-      this.slotFreed();
-    }
-  }
-
-  private async runInSlot(task: RunnableTask, run: Running): Promise<Outcome> {
-    const limit = task.timeLimitMs
-      ? setTimeout(() => void run.slot.kill('time_limit'), task.timeLimitMs)
-      : undefined;
-    try {
-      const outcome = run.slot.run(
-        {
-          type: 'run',
-          id: task.id,
-          name: task.name,
-          args: task.argsJson,
-          kwargs: task.kwargsJson,
-          attempt: task.attempt,
-        },
-        (json) => {
-          this.attempts.progress(run.delivery, run.token, json).catch((err: Error) => {
-            this.log.warn(`task ${task.id}: progress not recorded: ${err.message}`);
-          });
-        },
-      );
-      // A cancel pushed while the claim was in flight found nothing running: apply it now.
-      this.canceller.began(task.id);
-      return await outcome;
-    } finally {
-      clearTimeout(limit);
-    }
-  }
-
-  /** The state an attempt ends in. A cancel request overrides it in the finish script. */
-  private decide(task: RunnableTask, outcome: Outcome): [EndState, EndFields] {
-    switch (outcome.kind) {
-      case 'returned':
-        return ['SUCCESS', { result: outcome.result }];
-      case 'killed':
-        if (outcome.why === 'shutdown') return ['PENDING', {}];
-        if (outcome.why === 'terminate') {
-          return ['REVOKED', { errorType: 'TaskRevokedError', errorMessage: 'terminated by a cancel request' }];
-        }
-        return [
-          'FAILURE',
-          {
-            errorType: 'TimeLimitExceeded',
-            errorMessage: `the task ran past its hard time limit of ${(task.timeLimitMs ?? 0) / 1000}s and was stopped`,
-          },
-        ];
-      case 'crashed':
-        return this.failOrRetry(task, { type: 'WorkerLostError', message: `the handler thread died: ${outcome.message}` });
-      case 'threw':
-        return this.failOrRetry(task, outcome.error);
-    }
-  }
-
-  private failOrRetry(task: RunnableTask, error: { type: string; message: string; traceback?: string }): [EndState, EndFields] {
-    const fields: EndFields = { errorType: error.type, errorMessage: error.message, traceback: error.traceback };
-    if (!shouldRetry(task, error.type)) return ['FAILURE', fields];
-    return ['RETRY', { ...fields, nextAttemptAt: Date.now() + backoffMs(task) }];
-  }
-
-  /**
-   * Write the end of an attempt, riding out a Redis outage or a Redis that refuses writes
-   * for a while (out of memory, failover): tried again until it is written or the script
-   * says the attempt is stale (its lease was lost). Returns the state written, or undefined
-   * when the attempt was stale. The first try is queued for this turn by the time this
-   * returns its promise.
-   */
-  private async finish(d: Delivery, token: string, state: EndState, fields: EndFields): Promise<string | undefined> {
-    for (let wait = 100, warned = false; ; wait = Math.min(wait * 2, 2000)) {
-      try {
-        const r = await this.attempts.finish(d, token, state, fields);
-        if (!r.written) this.log.warn(`task ${d.id}: result of a stale attempt discarded (task is ${r.state})`);
-        return r.written ? r.state : undefined;
-      } catch (err) {
-        if (!isConnectionError(err) && !isPassingRefusal(err)) throw err;
-        if (!warned && isPassingRefusal(err)) {
-          this.log.warn(`task ${d.id}: Redis refused its ${state} (${(err as Error).message}); trying again until it is written`);
-          warned = true;
-        }
-        await sleep(wait);
-      }
-    }
   }
 
   /**
@@ -453,18 +258,19 @@ export class Worker {
     this.consumer.close();
     this.wakeLoop();
     await this.loopDone;
-    for (const d of this.backlog.splice(0)) await this.handBackUnclaimed(d);
-    if (this.running.size > 0) {
-      this.log.info(`waiting up to ${graceMs}ms for ${this.running.size} running task(s)`);
-      const idle = new Promise<void>((r) => this.idleWaiters.push(r));
+    for (const d of this.runner.takeWaiting()) await this.handBackUnclaimed(d);
+    const { running } = this.runner;
+    if (running.size > 0) {
+      this.log.info(`waiting up to ${graceMs}ms for ${running.size} running task(s)`);
+      const idle = this.runner.idle();
       const timeout = new Promise<'timeout'>((r) => {
         this.forceStop = () => r('timeout');
         if (this.forced) r('timeout');
         setTimeout(() => r('timeout'), graceMs).unref();
       });
       if ((await Promise.race([idle, timeout])) === 'timeout') {
-        this.log.info(`handing ${this.running.size} unfinished task(s) back to the queue`);
-        for (const run of this.running.values()) void run.slot.kill('shutdown');
+        this.log.info(`handing ${running.size} unfinished task(s) back to the queue`);
+        this.runner.handBackRunning();
         await idle;
       }
     }
