@@ -43,7 +43,7 @@ export interface RunnerParts {
 }
 
 export class Runner {
-  readonly running = new Map<string, Running>();
+  private readonly runs = new Map<string, Running>();
   /** Messages handed over beyond the free slots (several queues read at once, a reclaim). */
   private readonly waiting: Delivery[] = [];
   /** Slots promised to begins in flight: what they begin must find a slot. */
@@ -55,6 +55,11 @@ export class Runner {
 
   constructor(private readonly parts: RunnerParts) {
     ({ attempts: this.attempts, pool: this.pool, log: this.log } = parts);
+  }
+
+  /** The tasks running here, by id. */
+  get running(): ReadonlyMap<string, Running> {
+    return this.runs;
   }
 
   /** Slots neither running a task, nor promised to a message waiting here or to a begin in flight. */
@@ -108,18 +113,18 @@ export class Runner {
 
   /** Every message this worker holds: those of running tasks, and those waiting here. */
   held(): Delivery[] {
-    return [...[...this.running.values()].map((r) => r.delivery), ...this.waiting];
+    return [...[...this.runs.values()].map((r) => r.delivery), ...this.waiting];
   }
 
   /** Resolves once no task runs here. */
   idle(): Promise<void> {
-    if (this.running.size === 0) return Promise.resolve();
+    if (this.runs.size === 0) return Promise.resolve();
     return new Promise<void>((r) => this.idleWaiters.push(r));
   }
 
   /** Stop every running task by force; each ends PENDING, handed back to its queue. */
   handBackRunning(): void {
-    for (const run of this.running.values()) void run.slot.kill('shutdown');
+    for (const run of this.runs.values()) void run.slot.kill('shutdown');
   }
 
   private beginWaiting(): void {
@@ -129,7 +134,7 @@ export class Runner {
   private slotFreed(): void {
     this.beginWaiting();
     this.parts.slotFreed();
-    if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (this.runs.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private async run({ d, token, claim }: Taken, slot: Slot): Promise<void> {
@@ -151,7 +156,7 @@ export class Runner {
       this.log.debug('task started', about);
       // Running (its lease renewed, a stop waits for it) from the moment it has a slot.
       const run: Running = { delivery: d, token, slot };
-      this.running.set(d.id, run);
+      this.runs.set(d.id, run);
       const began = Date.now();
       const outcome = await this.runInSlot(task, run);
       const [state, fields] = endOf(task, outcome);
@@ -181,7 +186,7 @@ export class Runner {
       // Its message was acknowledged (by the claim or the finish), or will be by another
       // worker: either way the stream may be trimmed.
       this.parts.trimmer.touch(d.queue);
-      this.running.delete(d.id);
+      this.runs.delete(d.id);
       if (!released) this.pool.release(slot);
       this.slotFreed();
     }
