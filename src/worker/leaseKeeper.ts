@@ -16,7 +16,8 @@ import type { Delivery } from '../store/attemptStore.js';
 import type { CancelMode } from './canceller.js';
 import { Every } from './every.js';
 
-/** How often leases are renewed and abandoned tasks looked for: a quarter lease, no less than this. */
+/** How often leases are renewed and abandoned tasks looked for, and the longest the
+ * promoter sleeps: a quarter lease, with a floor for very short leases. */
 export function leaseTick(leaseMs: number): number {
   return Math.max(200, Math.floor(leaseMs / 4));
 }
