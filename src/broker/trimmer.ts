@@ -1,10 +1,10 @@
 /**
  * Trimming the queue streams. Acknowledging a message leaves its entry in the stream (one
  * XDEL per task made Redis rescan the deleted entries at the head of the stream every
- * time); a worker that acknowledged anything trims its queues about once a second,
- * removing in one step every entry the consumer group is done with (trim-1.lua). So the
- * length of a queue stream is no longer the number of tasks waiting: that is the group's
- * `lag` (XINFO GROUPS, Redis 7), see queueBacklog().
+ * time); a worker that acknowledged anything trims its queues about once a second
+ * (src/worker/streamTrimmer.ts), removing in one step every entry the consumer group is
+ * done with (trim-1.lua). So the length of a queue stream is no longer the number of tasks
+ * waiting: that is the group's `lag` (XINFO GROUPS, Redis 7), see queueBacklog().
  */
 import type { Redis } from 'ioredis';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
@@ -13,30 +13,4 @@ import { runScript } from '../store/scripts.js';
 /** Remove the entries of `queue`'s stream that every consumer is done with; returns how many. */
 export async function trimQueue(redis: Redis, queue: string): Promise<number> {
   return Number(await runScript(redis, 'trim', [keys.stream(queue)], [CONSUMER_GROUP]));
-}
-
-/** Trims the queues a worker acknowledged messages of, at most once per interval. */
-export class Trimmer {
-  private readonly touched = new Set<string>();
-
-  constructor(private readonly redis: Redis) {}
-
-  /** A message of `queue` was (or is being) acknowledged. */
-  touch(queue: string): void {
-    this.touched.add(queue);
-  }
-
-  /** Trim every queue touched since the last call (a queue whose trim failed stays touched). */
-  async trim(): Promise<void> {
-    const queues = [...this.touched];
-    this.touched.clear();
-    await Promise.all(
-      queues.map((q) =>
-        trimQueue(this.redis, q).catch((err: unknown) => {
-          this.touched.add(q);
-          throw err;
-        }),
-      ),
-    );
-  }
 }

@@ -6,7 +6,7 @@
  * handed back to be run elsewhere. A dead thread is never reused.
  */
 import { Worker } from 'node:worker_threads';
-import type { TaskErrorInfo } from '../store/record.js';
+import type { Job, KillReason } from './job.js';
 import {
   cellValue,
   clock,
@@ -20,29 +20,11 @@ import {
   WITHDRAWN,
   type FromThread,
   packRun,
-  type RunMessage,
   type RunsMessage,
 } from './protocol.js';
+import { ThreadLoad } from './threadLoad.js';
 
-export type KillReason = 'terminate' | 'time_limit' | 'shutdown';
-
-export type Outcome =
-  | { kind: 'returned'; result: string }
-  | { kind: 'threw'; error: TaskErrorInfo }
-  | { kind: 'killed'; why: KillReason }
-  | { kind: 'crashed'; message: string };
-
-/** A task to run: what the thread gets, and where its outcome goes. */
-export interface Job {
-  message: Omit<RunMessage, 'cell' | 'tag'>;
-  onProgress: (json: string) => void;
-  settle: (o: Outcome) => void;
-  /** The thread it is posted to, while it is. */
-  thread?: HandlerThread;
-  killedWith?: KillReason;
-  /** Order of submission, so jobs handed back keep their turn. */
-  seq: number;
-}
+export type { KillReason, Outcome } from './job.js';
 
 interface Posted {
   job: Job;
@@ -62,8 +44,7 @@ export class HandlerThread {
   private exited = false;
   /** A task on it is being killed: it takes no more work. */
   private dying = false;
-  /** Average handler time (ms) of its recent tasks. */
-  private avgMs = 0;
+  private readonly gauge = new ThreadLoad();
   /** When it last had nothing to do (ms), for retiring idle threads. */
   idleSince = Date.now();
 
@@ -123,59 +104,39 @@ export class HandlerThread {
 
   /** How long a job posted now would wait, going by the recent handler times. */
   get expectedWaitMs(): number {
-    return this.posted.size * this.avgMs;
+    return this.posted.size * this.gauge.averageMs;
   }
 
   /** Recent handler time per task (ms); a new thread starts from its pool's figure. */
   get averageMs(): number {
-    return this.avgMs;
+    return this.gauge.averageMs;
   }
 
   set averageMs(ms: number) {
-    this.avgMs = ms;
+    this.gauge.averageMs = ms;
   }
 
-  /** Share of the recent time (last ~250 ms window) this thread spent running tasks. A
-   * queue on a thread that is mostly idle comes from a burst it will clear faster than a
-   * new thread could start; a queue on a busy one is worth another thread. */
+  /** Share of the recent time this thread spent running tasks (ThreadLoad). */
   get utilization(): number {
-    const now = performance.now();
-    const span = now - this.windowStart;
-    const current = span >= 50 ? this.busyMs / span : this.lastUtilization;
-    if (span >= 250) {
-      this.lastUtilization = current;
-      this.windowStart = now;
-      this.busyMs = 0;
-    }
-    return Math.max(current, this.lastUtilization);
+    return this.gauge.utilization;
   }
-
-  private busyMs = 0;
-  private windowStart = performance.now();
-  private lastUtilization = 0;
 
   /** The task running now has run longer than the pool's limit at two checks in a row:
    * the tasks queued behind it should go elsewhere, and no more should come here. */
-  stuck = false;
-  /** The tag of the task seen running too long at the last check. */
-  private suspect: number | undefined;
+  get stuck(): boolean {
+    return this.gauge.stuck;
+  }
 
   /** The pool's periodic check: is the task running now running longer than `limitMs`?
-   * Once is not enough (a busy machine stalls a thread for a moment); the same task at two
-   * checks in a row makes the thread `stuck`, until that task ends. */
+   * Twice in a row for the same task makes the thread `stuck` (ThreadLoad.sawOverdue). */
   checkStuck(limitMs: number): boolean {
     const first = this.posted.entries().next();
     const head = first.done ? undefined : first.value;
-    const running =
+    const overdue =
       head !== undefined &&
       Atomics.load(this.shared, CELLS + head[0]) === cellValue(head[1].tag, RUNNING) &&
       clockDiff(clock(), Atomics.load(this.shared, STARTED_AT)) > limitMs;
-    if (!running) {
-      this.suspect = undefined;
-      this.stuck = false;
-    } else if (this.suspect === head[1].tag) this.stuck = true;
-    else this.suspect = head[1].tag;
-    return this.stuck;
+    return this.gauge.sawOverdue(overdue ? head[1].tag : undefined);
   }
 
   post(job: Job): void {
@@ -260,12 +221,7 @@ export class HandlerThread {
     const p = this.posted.get(m.cell);
     if (!p || p.tag !== m.tag) return;
     if (m.type === 'progress') return p.job.onProgress(m.progress);
-    this.avgMs = this.avgMs * 0.8 + m.ms * 0.2;
-    this.busyMs += m.ms;
-    if (m.tag === this.suspect) {
-      this.suspect = undefined;
-      this.stuck = false;
-    }
+    this.gauge.ended(m.tag, m.ms);
     this.release(m.cell);
     p.job.thread = undefined;
     p.job.settle(m.error ? { kind: 'threw', error: m.error } : { kind: 'returned', result: m.result ?? 'null' });

@@ -4,11 +4,11 @@
  * task (terminate, hard time limit, shutdown) stops that task by force, even a busy loop,
  * and touches no other task; the slot itself lives on.
  */
-import type { KillReason, Outcome } from './handlerThread.js';
+import type { KillReason, Outcome } from './job.js';
 import type { RunMessage } from './protocol.js';
 import type { HandlerThreads, Run } from './threads.js';
 
-export type { KillReason, Outcome } from './handlerThread.js';
+export type { KillReason, Outcome } from './job.js';
 
 export class Slot {
   private current: { id: string; run: Run } | undefined;

@@ -16,7 +16,8 @@
  * - threads idle for `idleMs` are retired, down to `min`.
  */
 import type { Logger } from '../log.js';
-import { HandlerThread, type Job, type KillReason, type Outcome } from './handlerThread.js';
+import { HandlerThread } from './handlerThread.js';
+import type { Job, KillReason, Outcome } from './job.js';
 import type { RunMessage } from './protocol.js';
 
 export interface ThreadOptions {
