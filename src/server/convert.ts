@@ -60,6 +60,7 @@ export function taskToWire(rec: TaskRecord): Task {
     notBefore: ts(rec.notBefore),
     expiresAt: ts(rec.expiresAt),
     nextAttemptAt: ts(rec.nextAttemptAt),
+    scheduleId: rec.scheduleId ?? '',
   });
 }
 

@@ -35,6 +35,8 @@ import { watchTask, type WatchDeps } from './watchTask.js';
 import { callEndOf, throwEndStatus } from './callEnd.js';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
 import { isTerminal } from '../store/states.js';
+import type { ScheduleStore } from '../beat/scheduleStore.js';
+import { scheduleMethods } from './schedules.js';
 
 export interface ServiceDeps {
   store: TaskStore;
@@ -47,6 +49,8 @@ export interface ServiceDeps {
   onStarted?: (task: TaskRecord) => void;
   /** Tells whether any worker has read a queue, for Start's hint when none has. */
   readers?: QueueReaders;
+  /** Periodic schedules; without it the schedule RPCs answer UNIMPLEMENTED. */
+  schedules?: ScheduleStore;
 }
 
 const OUTCOME = {
@@ -63,7 +67,7 @@ export const HINT_HEADER = 'taskwire-hint';
 /** The event a quiet stream carries so that proxies keep it open. */
 const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSchema, { time: timestampNow() }) });
 
-export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted, readers }: ServiceDeps): ServiceImpl<typeof TaskService> {
+export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted, readers, schedules }: ServiceDeps): ServiceImpl<typeof TaskService> {
   // Shared by every WatchStatus stream: a watcher allocates no closures of its own.
   // WatchStatus and Run stream the same messages (a task, or a heartbeat).
   const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema> & MessageInitShape<typeof RunResponseSchema>> = {
@@ -262,12 +266,16 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
 
     // Served by the store's later parts; until then a clear UNIMPLEMENTED, never UNKNOWN.
     startWorkflow: notYet('StartWorkflow'),
-    createSchedule: notYet('CreateSchedule'),
-    getSchedule: notYet('GetSchedule'),
-    listSchedules: notYet('ListSchedules'),
-    deleteSchedule: notYet('DeleteSchedule'),
-    pauseSchedule: notYet('PauseSchedule'),
-    resumeSchedule: notYet('ResumeSchedule'),
+    ...(schedules
+      ? scheduleMethods(schedules, guard)
+      : {
+          createSchedule: notYet('CreateSchedule'),
+          getSchedule: notYet('GetSchedule'),
+          listSchedules: notYet('ListSchedules'),
+          deleteSchedule: notYet('DeleteSchedule'),
+          pauseSchedule: notYet('PauseSchedule'),
+          resumeSchedule: notYet('ResumeSchedule'),
+        }),
   };
 }
 

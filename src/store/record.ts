@@ -43,6 +43,8 @@ export interface TaskRecord {
   retryOn?: string[];
   /** W3C traceparent of the span that started the task (the API's), for the worker's logs. */
   traceparent?: string;
+  /** The schedule whose tick started the task. */
+  scheduleId?: string;
 }
 
 export type Hash = Record<string, string>;
@@ -94,6 +96,7 @@ export function parseRecord(h: Hash): TaskRecord {
   rec.maxBackoffMs = num(h.backoff_max);
   if (h.retry_on) rec.retryOn = json(h.retry_on);
   if (h.traceparent) rec.traceparent = h.traceparent;
+  if (h.schedule) rec.scheduleId = h.schedule;
   return rec;
 }
 
@@ -157,5 +160,6 @@ export function newRecordFields(rec: TaskRecord): string[] {
   put('backoff_max', rec.maxBackoffMs);
   if (rec.retryOn?.length) put('retry_on', JSON.stringify(rec.retryOn));
   put('traceparent', rec.traceparent);
+  put('schedule', rec.scheduleId);
   return out;
 }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { luaPrelude } from './states.js';
 
-export type ScriptName = 'enqueue' | 'enqueue_batch' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap';
+export type ScriptName = 'enqueue' | 'enqueue_batch' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap' | 'fire' | 'schedule_edit';
 
 interface ScriptSource {
   numberOfKeys: number;
