@@ -25,7 +25,7 @@ export async function startBeat(config: BeatConfig, log: Logger, options: { decl
     if (options.declare) {
       for (const def of registry.schedules()) {
         const { outcome } = await store.put(declaredSpec(def), { replace: true, keepPaused: true });
-        if (outcome !== 'unchanged') log.info(`schedule ${def.id} ${outcome} from the tasks module`, { schedule_id: def.id });
+        log.info(`schedule ${def.id} from the tasks module: ${outcome}`, { schedule_id: def.id });
       }
     }
     const ticker = new Ticker(store, log.child('beat'));

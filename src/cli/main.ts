@@ -24,6 +24,9 @@ Client (talks to --server / TASKWIRE_SERVER, default http://127.0.0.1:50051):
   taskwire watch  [ID] [--exclusive KEY] [--queue Q] [--json]   exit code: 0 SUCCESS, 1 FAILURE, 3 REVOKED
   taskwire cancel [ID] [--exclusive KEY] [--queue Q] [--terminate] [--reason TEXT]
   Without an ID, status/watch/cancel act on the latest task started (for --exclusive KEY if given).
+  taskwire schedule create ID (--every 10s | --cron '0 3 * * *') --task NAME [--args JSON] [--kwargs JSON]
+                    [--queue Q] [--timezone TZ] [--overlap skip|allow] [--replace]
+  taskwire schedule list | get ID | pause ID | resume ID | delete ID   [--json]
 
 Settings (flag / environment variable, default):
   --redis / REDIS_URL                         (dev: a private redis-server)
@@ -96,6 +99,12 @@ const OPTIONS = {
   json: { type: 'boolean' },
   terminate: { type: 'boolean' },
   reason: { type: 'string' },
+  every: { type: 'string' },
+  cron: { type: 'string' },
+  task: { type: 'string' },
+  timezone: { type: 'string' },
+  overlap: { type: 'string' },
+  replace: { type: 'boolean' },
 } as const;
 
 function parse(argv: string[]) {
@@ -132,6 +141,8 @@ async function main(argv: string[]): Promise<number> {
       return (await clientCommands()).watchCommand(rest, flags);
     case 'cancel':
       return (await clientCommands()).cancelCommand(rest, flags);
+    case 'schedule':
+      return (await clientCommands()).scheduleCommand(rest, flags);
     default:
       throw new UsageError(`unknown command "${command}"\n\n${HELP}`);
   }
