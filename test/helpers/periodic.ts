@@ -1,6 +1,6 @@
 /** Reading what a schedule did: its runs (tasks whose schedule_id names it), by tick. */
 import { expect } from 'vitest';
-import type { Task, TaskwireClient } from '../../src/client/index.js';
+import { Code, ConnectError, type Task, type TaskwireClient } from '../../src/client/index.js';
 
 export interface Run {
   id: string;
@@ -32,11 +32,15 @@ export async function runsOf(client: TaskwireClient, id: string, queue = 'defaul
   return runs.sort((a, b) => a.tick - b.tick);
 }
 
-/** Poll (every 100 ms) until `check` returns a value; that value. */
+/** Poll (every 100 ms) until `check` returns a value; that value. UNAVAILABLE (the API
+ * server's Redis away for a moment) is a reason to look again. */
 export async function eventually<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    const value = await check();
+    const value = await check().catch((err: unknown) => {
+      if (err instanceof ConnectError && err.code === Code.Unavailable) return undefined;
+      throw err;
+    });
     if (value) return value;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
