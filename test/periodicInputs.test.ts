@@ -74,6 +74,27 @@ describe('bad input', () => {
   });
 });
 
+describe('replace', () => {
+  it('to another queue moves the schedule: one schedule, in the new queue only', async () => {
+    const c = stack.client;
+    await c.createSchedule('mover', 'hello', { cron: '0 3 * * *', queue: 'q-one' });
+    const moved = await c.createSchedule('mover', 'hello', { cron: '0 4 * * *', queue: 'q-two', replace: true });
+    expect(moved.task?.queue).toBe('q-two');
+    expect((await c.getSchedule('mover')).when).toEqual({ case: 'cron', value: '0 4 * * *' });
+    expect((await c.listSchedules()).filter((s) => s.id === 'mover')).toHaveLength(1);
+    const redis = redisClient(stack.redis.url);
+    try {
+      expect(await redis.exists(keys.schedule('q-one', 'mover'))).toBe(0);
+      expect(await redis.zscore(keys.schedules('q-one'), 'mover')).toBeNull();
+      expect(await redis.zscore(keys.schedules('q-two'), 'mover')).not.toBeNull();
+    } finally {
+      redis.disconnect();
+    }
+    await c.deleteSchedule('mover');
+    expect(await c.listSchedules()).toEqual([]);
+  });
+});
+
 describe('the CLI', () => {
   const env = () => ({ TASKWIRE_SERVER: stack.baseUrl });
   const taskwire = (...args: string[]) => runTaskwire(args, env());
@@ -129,6 +150,13 @@ describe('schedules declared in code', () => {
       await w2.waitFor('schedule declared-in-code from the tasks module: unchanged');
       expect((await stack.client.getSchedule('declared-in-code')).paused).toBe(true);
       await w2.stop();
+      // Code that changed it: replaced, still paused.
+      const w3 = await stack.startWorker({ env: { ...env, DECLARED_EVERY_MS: '5000' } });
+      await w3.waitFor('schedule declared-in-code from the tasks module: replaced');
+      const changed = await stack.client.getSchedule('declared-in-code');
+      expect(changed.when).toEqual({ case: 'every', value: expect.objectContaining({ seconds: 5n }) });
+      expect(changed.paused).toBe(true);
+      await w3.stop();
     } finally {
       await w1.stop();
       await api.stop();

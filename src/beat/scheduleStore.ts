@@ -48,7 +48,7 @@ export interface Schedule {
   skipped: number;
 }
 
-export type FireOutcome = 'created' | 'skipped' | 'stale';
+export type FireOutcome = 'created' | 'skipped' | 'stale' | 'early';
 
 const SCHEDULE_ID = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
 

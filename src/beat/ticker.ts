@@ -9,6 +9,8 @@ import type { Logger } from '../log.js';
 import type { ScheduleStore } from './scheduleStore.js';
 
 export const POLL_MS = 1000;
+/** Due schedules read at a time. */
+const BATCH = 100;
 
 export class Ticker {
   private stopped = false;
@@ -61,9 +63,15 @@ export class Ticker {
   private async pass(): Promise<number> {
     const queues = await this.store.queues();
     for (const queue of queues) {
-      for (const { id } of await this.store.due(queue, Date.now())) {
-        if (this.stopped) return 0;
-        await this.fireOne(queue, id);
+      for (;;) {
+        const due = await this.store.due(queue, Date.now(), BATCH);
+        let moved = 0;
+        for (const { id } of due) {
+          if (this.stopped) return 0;
+          if (await this.fireOne(queue, id)) moved++;
+        }
+        // A full batch that all moved on: more may be due behind it.
+        if (due.length < BATCH || moved < due.length) break;
       }
     }
     const earliest = await this.store.earliest(queues);
@@ -72,17 +80,20 @@ export class Ticker {
     return wait <= 0 ? POLL_MS : Math.min(wait, POLL_MS);
   }
 
-  private async fireOne(queue: string, id: string): Promise<void> {
+  /** Fire one due schedule; whether its tick was dealt with (by this process or another). */
+  private async fireOne(queue: string, id: string): Promise<boolean> {
     try {
       const outcome = await this.store.fire(queue, id);
-      if (outcome !== 'stale') this.log.debug(`schedule ${id}: ${outcome === 'created' ? 'run started' : 'tick skipped, the last run has not finished'}`, { schedule_id: id, queue });
+      if (outcome === 'created' || outcome === 'skipped') this.log.debug(`schedule ${id}: ${outcome === 'created' ? 'run started' : 'tick skipped, the last run has not finished'}`, { schedule_id: id, queue });
       this.cannot.delete(id);
+      return outcome !== 'early';
     } catch (err) {
       if ((err as { kind?: string }).kind === undefined) throw err;
       if (!this.cannot.has(id)) {
         this.cannot.add(id);
         this.log.warn(`schedule ${id}: this process cannot start its run: ${(err as Error).message}`, { schedule_id: id, queue });
       }
+      return false;
     }
   }
 }

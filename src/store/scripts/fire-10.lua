@@ -17,7 +17,8 @@
 -- ARGV[9] event log cap   ARGV[10] result TTL (ms)   ARGV[11] control channel
 -- ARGV[12] idempotency key   ARGV[13..] the new record's fields, as name, value pairs
 --
--- Returns {'stale'} when the schedule is gone, paused, or no longer at tick T (another
+-- Returns {'early'} when T is still ahead by Redis's clock (the caller's clock runs fast):
+-- nothing is written, a process whose clock is right fires it. {'stale'} when the schedule is gone, paused, or no longer at tick T (another
 -- process fired it, or it was changed): nothing is written. {'skipped', last id} when
 -- overlap is skip and the last run is not terminal: the tick is counted as skipped and the
 -- schedule moves on. {'created', id} when the run was started.
@@ -30,6 +31,8 @@ if not s[1] then
   return {'stale'}
 end
 if s[1] ~= tick or s[2] == '1' or (s[3] or '') ~= last then return {'stale'} end
+local t = redis.call('TIME')
+if tonumber(tick) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return {'early'} end
 
 local function advance()
   redis.call('HSET', KEYS[1], 'next_run_at', nxt)
