@@ -39,7 +39,7 @@ export function checkWhen(when: When): void {
   const cron = when.cron!.trim();
   const fields = cron.split(/\s+/).length;
   if (!cron.startsWith('@') && fields !== 5 && fields !== 6) {
-    throw invalid('schedule.cron', `${quote(cron)} has ${fields} fields; give 5 (minute hour day month weekday) or 6 (seconds first)`);
+    throw invalid('schedule.cron', `${quote(cron)} has ${fields} field${fields === 1 ? '' : 's'}; give 5 (minute hour day month weekday) or 6 (seconds first)`);
   }
   try {
     CronExpressionParser.parse(cron, { tz, currentDate: new Date() }).next();

@@ -31,12 +31,20 @@ function requireRedis(config: Config, command: string): string {
 export async function serve(config: Config): Promise<void> {
   requireRedis(config, 'serve');
   const api = await startApiServer(config, createLogger('api', config.log));
-  const beat = await startBeat(config, createLogger('api', config.log), { declare: false });
+  // Signals are handled from the ready line on, while the ticker starts.
+  let beat: Promise<Beat> | undefined;
   const stop = async () => {
-    await beat.stop();
+    await (await beat?.catch(() => undefined))?.stop();
     await api.stop();
   };
   onShutdown(stop, stop, WRITES_BOUND_MS);
+  beat = startBeat(config, createLogger('api', config.log), { declare: false });
+  try {
+    await beat;
+  } catch (err) {
+    await api.stop();
+    throw err;
+  }
 }
 
 export async function worker(config: Config): Promise<void> {
