@@ -107,3 +107,19 @@ describe('fire', () => {
     expect(await conns[0]!.keys(keys.task('default', '*'))).toEqual([]);
   });
 });
+
+describe('put', () => {
+  it('a replacement that changes nothing keeps the next run; one that ends a pause starts at the next tick', async () => {
+    const spec = { id: 'same', everyMs: 60_000, task: { name: 'hello' } };
+    const { schedule } = await stores[0]!.put(spec);
+    const again = await stores[0]!.put(spec, { replace: true });
+    expect(again.outcome).toBe('unchanged');
+    expect(again.schedule.nextRunAt).toBe(schedule.nextRunAt);
+    // Paused with a next run in the past: replacing it unpaused must not fire the missed tick.
+    await stores[0]!.pause('same');
+    await conns[0]!.hset(keys.schedule('default', 'same'), 'next_run_at', '60000');
+    const resumed = await stores[0]!.put(spec, { replace: true });
+    expect(resumed.schedule.paused).toBe(false);
+    expect(resumed.schedule.nextRunAt).toBeGreaterThan(Date.now());
+  });
+});

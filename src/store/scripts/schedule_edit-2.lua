@@ -6,7 +6,7 @@
 -- put:    ARGV[3] '1' to replace an existing one   ARGV[4] next run (ms) for a new or
 --         changed definition   ARGV[5] paused: '1', '0', or '' to keep (new: '0')
 --         ARGV[6..] the definition's fields, as name, value pairs (including 'def', the
---         definition as one text: equal texts keep the next run)
+--         definition as one text: equal texts keep the next run, unless the put ends a pause)
 -- resume: ARGV[3] next run (ms)
 --
 -- put returns {'exists'} (replace not asked), else {'created' | 'replaced' | 'unchanged',
@@ -36,7 +36,8 @@ if op == 'put' then
   if exists then
     local old = redis.call('HMGET', h, 'def', 'next_run_at', 'paused')
     if paused == '' then paused = old[3] or '0' end
-    if old[1] == def and old[2] then
+    -- A schedule coming out of a pause starts at the next tick, as resume does.
+    if old[1] == def and old[2] and not (old[3] == '1' and paused == '0') then
       outcome, nxt = 'unchanged', old[2]
     else
       outcome = 'replaced'
