@@ -5,7 +5,6 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { connectReady } from '../redis.js';
-import { TaskStore } from '../store/taskStore.js';
 import { loadRegistry, type ScheduleDefinition } from '../tasks/define.js';
 import { ScheduleStore, type ScheduleSpec } from './scheduleStore.js';
 import { Ticker } from './ticker.js';
@@ -21,7 +20,8 @@ export async function startBeat(config: BeatConfig, log: Logger, options: { decl
   const registry = await loadRegistry(config.tasksModule);
   const redis = await connectReady(config.redisUrl!, 'beat');
   try {
-    const store = new ScheduleStore(redis, new TaskStore(redis, registry, config), config);
+    // The task store (and its exclusive-key lock) loads with the first schedule to fire.
+    const store = new ScheduleStore(redis, async () => new (await import('../store/taskStore.js')).TaskStore(redis, registry, config), config);
     if (options.declare) {
       for (const def of registry.schedules()) {
         const { outcome } = await store.put(declaredSpec(def), { replace: true, keepPaused: true });

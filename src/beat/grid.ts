@@ -3,8 +3,14 @@
  * Unix epoch, as cron ticks on its fields, so every process computes the same grid from the
  * definition alone, with nothing stored to agree on.
  */
-import { CronExpressionParser } from 'cron-parser';
+import { createRequire } from 'node:module';
+import type { CronExpressionParser as Parser } from 'cron-parser';
 import { invalid, quote } from '../errors.js';
+
+// Loaded on first use: a process that meets no cron schedule (most workers) never holds it.
+const load = createRequire(import.meta.url);
+let parser: typeof Parser | undefined;
+const cron = (): typeof Parser => (parser ??= (load('cron-parser') as { CronExpressionParser: typeof Parser }).CronExpressionParser);
 
 export const MIN_EVERY_MS = 1000;
 export const MAX_EVERY_MS = 366 * 24 * 3600 * 1000;
@@ -36,21 +42,20 @@ export function checkWhen(when: When): void {
   } catch {
     throw invalid('schedule.timezone', `${quote(tz)} is not an IANA time zone name (such as UTC or Europe/Paris)`);
   }
-  const cron = when.cron!.trim();
-  const fields = cron.split(/\s+/).length;
-  if (!cron.startsWith('@') && fields !== 5 && fields !== 6) {
-    throw invalid('schedule.cron', `${quote(cron)} has ${fields} field${fields === 1 ? '' : 's'}; give 5 (minute hour day month weekday) or 6 (seconds first)`);
+  const expr = when.cron!.trim();
+  const fields = expr.split(/\s+/).length;
+  if (!expr.startsWith('@') && fields !== 5 && fields !== 6) {
+    throw invalid('schedule.cron', `${quote(expr)} has ${fields} field${fields === 1 ? '' : 's'}; give 5 (minute hour day month weekday) or 6 (seconds first)`);
   }
   try {
-    CronExpressionParser.parse(cron, { tz, currentDate: new Date() }).next();
+    cron().parse(expr, { tz, currentDate: new Date() }).next();
   } catch (err) {
-    throw invalid('schedule.cron', `${quote(cron)} is not a cron expression: ${(err as Error).message}`);
+    throw invalid('schedule.cron', `${quote(expr)} is not a cron expression: ${(err as Error).message}`);
   }
 }
 
 /** The first tick strictly after `after` (ms). */
 export function nextTick(when: When, after: number): number {
   if (when.everyMs !== undefined) return (Math.floor(after / when.everyMs) + 1) * when.everyMs;
-  const expr = CronExpressionParser.parse(when.cron!.trim(), { tz: when.timezone || 'UTC', currentDate: new Date(after) });
-  return expr.next().getTime();
+  return cron().parse(when.cron!.trim(), { tz: when.timezone || 'UTC', currentDate: new Date(after) }).next().getTime();
 }

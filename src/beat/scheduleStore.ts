@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import { invalid, quote, TaskwireError } from '../errors.js';
 import { newTaskId } from '../ids.js';
 import { channels, keys } from '../store/keys.js';
-import { newRecordFields, pairsToHash, type Hash } from '../store/record.js';
+import { newRecordFields, pairsToHash, type Hash, type TaskRecord } from '../store/record.js';
 import { runScript } from '../store/scripts.js';
 import type { StartInput, StoreLimits, TaskStore } from '../store/taskStore.js';
 import { checkWhen, nextTick } from './grid.js';
@@ -54,15 +54,28 @@ const SCHEDULE_ID = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
 
 const ID_RULE = "use 1 to 128 letters, digits, '_', '.', ':', '-', starting with a letter, digit or '_'";
 
+/** What a schedule needs of the task store: the checks and defaults of a Start. */
+type Preparer = Pick<TaskStore, 'prepare'>;
+
 export class ScheduleStore {
+  private preparer: Promise<Preparer> | undefined;
+
+  /** `tasks`: the task store, or how to make it when first needed (a worker's ticker loads
+   * it only once there is a schedule to fire). */
   constructor(
     private readonly redis: Redis,
-    private readonly tasks: TaskStore,
+    private readonly tasks: Preparer | (() => Promise<Preparer>),
     private readonly limits: StoreLimits,
   ) {}
 
+  private prepare(input: StartInput, now?: number): Promise<TaskRecord> {
+    const tasks = this.tasks;
+    this.preparer ??= typeof tasks === 'function' ? tasks() : Promise.resolve(tasks);
+    return this.preparer.then((t) => t.prepare(input, now));
+  }
+
   /** Check a definition before anything reaches Redis; returns it normalized, with its queue. */
-  check(spec: ScheduleSpec): { spec: ScheduleSpec; queue: string } {
+  async check(spec: ScheduleSpec): Promise<{ spec: ScheduleSpec; queue: string }> {
     if (!spec.id) throw invalid('schedule.id', `is required: the schedule's name (${ID_RULE})`);
     if (!SCHEDULE_ID.test(spec.id)) throw invalid('schedule.id', `${quote(spec.id)} is not a schedule id: ${ID_RULE}`);
     checkWhen(spec);
@@ -78,7 +91,7 @@ export class ScheduleStore {
     }
     let queue: string;
     try {
-      queue = this.tasks.prepare(task).queue;
+      queue = (await this.prepare(task)).queue;
     } catch (err) {
       const field = err instanceof TaskwireError ? err.details.violations?.[0]?.field : undefined;
       if (err instanceof TaskwireError && err.kind === 'invalid' && field) {
@@ -108,7 +121,7 @@ export class ScheduleStore {
    * `keepPaused`: a replacement keeps the stored paused flag (code-declared schedules).
    */
   async put(input: ScheduleSpec, options: { replace?: boolean; keepPaused?: boolean } = {}): Promise<{ schedule: Schedule; outcome: string }> {
-    const { spec, queue } = this.check(input);
+    const { spec, queue } = await this.check(input);
     const registered = await this.redis.hget(keys.scheduleRegistry(), spec.id);
     if (registered && !options.replace && (await this.redis.exists(keys.schedule(registered, spec.id)))) {
       throw exists(spec.id);
@@ -212,7 +225,7 @@ export class ScheduleStore {
     // The next grid point after the later of the tick and now: one catch-up run after a
     // downtime, then back on the grid.
     const next = nextTick(schedule, Math.max(tick, now));
-    const task = this.tasks.prepare({ ...schedule.task, queue }, now);
+    const task = await this.prepare({ ...schedule.task, queue }, now);
     const record = {
       ...task,
       id: newTaskId(queue),
