@@ -11,6 +11,9 @@ import type { ScheduleStore } from './scheduleStore.js';
 export const POLL_MS = 1000;
 /** Due schedules read at a time. */
 const BATCH = 100;
+/** How soon to look again at a tick that is not due yet by Redis's clock (this machine's
+ * clock runs ahead of it). */
+const EARLY_RETRY_MS = 50;
 
 export class Ticker {
   private stopped = false;
@@ -19,6 +22,8 @@ export class Ticker {
   /** Schedules this process cannot start (say, a task its registry lacks), warned once. */
   private readonly cannot = new Set<string>();
   private redisDown = false;
+  /** A tick of this pass was early by Redis's clock. */
+  private early = false;
 
   constructor(
     private readonly store: ScheduleStore,
@@ -61,6 +66,7 @@ export class Ticker {
 
   /** Fire what is due; returns how long to sleep. */
   private async pass(): Promise<number> {
+    this.early = false;
     const queues = await this.store.queues();
     for (const queue of queues) {
       for (;;) {
@@ -76,6 +82,7 @@ export class Ticker {
     }
     const earliest = await this.store.earliest(queues);
     const wait = earliest === undefined ? POLL_MS : earliest - Date.now();
+    if (this.early) return EARLY_RETRY_MS;
     // Still due after the pass: what this process cannot fire; another may.
     return wait <= 0 ? POLL_MS : Math.min(wait, POLL_MS);
   }
@@ -86,6 +93,7 @@ export class Ticker {
       const outcome = await this.store.fire(queue, id);
       if (outcome === 'created' || outcome === 'skipped') this.log.debug(`schedule ${id}: ${outcome === 'created' ? 'run started' : 'tick skipped, the last run has not finished'}`, { schedule_id: id, queue });
       this.cannot.delete(id);
+      if (outcome === 'early') this.early = true;
       return outcome !== 'early';
     } catch (err) {
       if ((err as { kind?: string }).kind === undefined) throw err;
