@@ -2,6 +2,7 @@
  * The fire script alone against a private Redis, no taskwire process: many callers racing
  * for one tick start one run, it touches only the keys it names, a tick ahead of Redis's
  * clock is left alone, and overlap skip counts a tick whose last run has not finished.
+ * No taskwire process is started, so this suite is part of the fast tier (`npm run test:fast`).
  */
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
