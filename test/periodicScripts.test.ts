@@ -1,5 +1,5 @@
 /**
- * The fire script alone against a private Redis, no taskwire process: many callers racing
+ * The fire script alone against a private Redis: many callers racing
  * for one tick start one run, it touches only the keys it names, a tick ahead of Redis's
  * clock is left alone, and overlap skip counts a tick whose last run has not finished.
  * No taskwire process is started, so this suite is part of the fast tier (`npm run test:fast`).
