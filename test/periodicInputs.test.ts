@@ -120,6 +120,12 @@ describe('the CLI', () => {
     expect((await taskwire('schedule', 'resume', 'cli-nightly')).stdout).toContain('  next ');
     expect((await taskwire('schedule', 'get', 'cli-nightly', '--json')).stdout).toContain('"paused":false');
 
+    // A schedule on a queue no worker reads: created, with a hint on stderr.
+    const lonely = await taskwire('schedule', 'create', 'cli-lonely', '--every', '1h', '--task', 'hello', '--queue', 'nobody-reads');
+    expect(lonely.code).toBe(0);
+    expect(lonely.stderr).toMatch(/^hint: .*nobody-reads/);
+    expect((await taskwire('schedule', 'delete', 'cli-lonely')).code).toBe(0);
+
     const bad = await taskwire('schedule', 'create', 'cli-bad', '--cron', 'nope', '--task', 'hello');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('InvalidArgument: schedule.cron');

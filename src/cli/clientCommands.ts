@@ -195,6 +195,7 @@ export async function scheduleCommand(positionals: string[], flags: Flags): Prom
           kwargs: jsonFlag<JsonObject>(flags, 'kwargs', (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a JSON object'),
           queue: str(flags, 'queue'),
           replace: flags.replace === true,
+          onHint: (hint: string) => process.stderr.write(`hint: ${hint}\n`),
         }),
       );
       return 0;

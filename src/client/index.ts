@@ -121,6 +121,8 @@ export interface ScheduleOptions extends Pick<StartOptions, 'args' | 'kwargs' | 
   paused?: boolean;
   /** Replace a schedule with the same id instead of failing with ALREADY_EXISTS. */
   replace?: boolean;
+  /** Told the server's advice, such as that no worker has read the schedule's queue yet. */
+  onHint?: (hint: string) => void;
 }
 
 export interface TaskRef {
@@ -399,7 +401,7 @@ export class TaskwireClient {
         paused: options.paused,
       },
       replace: options.replace ?? false,
-    });
+    }, { onHeader: hintListener(options.onHint) });
     return res.schedule!;
   }
 

@@ -14,7 +14,7 @@ import {
   type Schedule as WireSchedule,
   type TaskService,
 } from '../../gen/taskwire/v1/task_service_pb.js';
-import type { ServiceImpl } from '@connectrpc/connect';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import type { Schedule, ScheduleSpec, ScheduleStore } from '../beat/scheduleStore.js';
 import { invalid } from '../errors.js';
 import { startInputFromWire } from './convert.js';
@@ -25,12 +25,18 @@ type ScheduleMethods = Pick<
   'createSchedule' | 'getSchedule' | 'listSchedules' | 'deleteSchedule' | 'pauseSchedule' | 'resumeSchedule'
 >;
 
-export function scheduleMethods(schedules: ScheduleStore, guard: Guard): ScheduleMethods {
+/** `hint`: tells the caller, in a response header, when no worker reads the schedule's queue. */
+export function scheduleMethods(
+  schedules: ScheduleStore,
+  guard: Guard,
+  hint?: (queue: string, ctx: HandlerContext) => Promise<void>,
+): ScheduleMethods {
   return {
-    createSchedule: (req) =>
+    createSchedule: (req, ctx) =>
       guard(async () => {
         if (!req.schedule) throw invalid('schedule', 'is required');
         const { schedule } = await schedules.put(scheduleFromWire(req.schedule), { replace: req.replace });
+        await hint?.(schedule.queue, ctx);
         return create(CreateScheduleResponseSchema, { schedule: scheduleToWire(schedule) });
       }),
     getSchedule: (req) =>

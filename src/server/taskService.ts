@@ -267,7 +267,9 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
     // Served by the store's later parts; until then a clear UNIMPLEMENTED, never UNKNOWN.
     startWorkflow: notYet('StartWorkflow'),
     ...(schedules
-      ? scheduleMethods(schedules, guard)
+      ? scheduleMethods(schedules, guard, async (queue, ctx) => {
+          if (readers && !(await readers.hasReader(queue))) ctx.responseHeader.set(HINT_HEADER, unreadQueueHint(queue));
+        })
       : {
           createSchedule: notYet('CreateSchedule'),
           getSchedule: notYet('GetSchedule'),
