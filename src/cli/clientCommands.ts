@@ -3,7 +3,8 @@ import { fromJson } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { StepSchema } from '../../gen/taskwire/v1/task_service_pb.js';
 import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
-import { TaskState, TaskwireClient, argsOf, resultOf, type Task } from '../client/index.js';
+import { timestampMs, durationMs } from '@bufbuild/protobuf/wkt';
+import { TaskState, TaskwireClient, argsOf, resultOf, type Schedule, type Task } from '../client/index.js';
 import type { Flags } from '../config.js';
 import { parseDuration } from '../config.js';
 import type { JsonObject, JsonValue } from '../json.js';
@@ -164,4 +165,86 @@ export async function workflowCommand(positionals: string[], flags: Flags): Prom
     return 0;
   }
   return watchLoop(c, { id: task.id, exclusiveKey: '', queue: '' }, flags);
+}
+
+const SCHEDULE_USAGE = `usage:
+  taskwire schedule create ID (--every 10s | --cron '0 3 * * *') --task NAME [--args JSON] [--kwargs JSON]
+                           [--queue Q] [--timezone TZ] [--overlap skip|allow] [--replace]
+  taskwire schedule list [--json]
+  taskwire schedule get|pause|resume|delete ID [--json]`;
+
+const when = (s: Schedule) =>
+  s.when.case === 'every' ? `every ${durationMs(s.when.value) / 1000}s` : `cron '${s.when.value}' ${s.timezone}`;
+const iso = (t: Schedule['nextRunAt']) => (t ? new Date(timestampMs(t)).toISOString() : '-');
+
+function scheduleJson(s: Schedule): string {
+  return JSON.stringify({
+    id: s.id,
+    every_ms: s.when.case === 'every' ? durationMs(s.when.value) : null,
+    cron: s.when.case === 'cron' ? s.when.value : null,
+    timezone: s.timezone || null,
+    task: s.task?.name ?? '',
+    queue: s.task?.queue ?? '',
+    overlap: s.overlap === 1 ? 'allow' : 'skip',
+    paused: s.paused,
+    next_run_at: s.nextRunAt ? iso(s.nextRunAt) : null,
+    last_run_at: s.lastRunAt ? iso(s.lastRunAt) : null,
+    last_task_id: s.lastTaskId || null,
+  });
+}
+
+function describeSchedule(s: Schedule): string {
+  const next = s.paused ? 'paused' : `next ${iso(s.nextRunAt)}`;
+  const last = s.lastRunAt ? `last ${iso(s.lastRunAt)} ${s.lastTaskId}` : 'never run';
+  return `${s.id}  ${when(s)}  ${s.task?.name ?? ''}@${s.task?.queue ?? ''}  ${s.overlap === 1 ? 'allow' : 'skip'}  ${next}  ${last}`;
+}
+
+export async function scheduleCommand(positionals: string[], flags: Flags): Promise<number> {
+  const [sub, id] = positionals;
+  const c = client(flags);
+  const show = (s: Schedule) => process.stdout.write(`${flags.json ? scheduleJson(s) : describeSchedule(s)}\n`);
+  if (sub === 'list') {
+    for (const s of await c.listSchedules()) show(s);
+    return 0;
+  }
+  if (!id || !['create', 'get', 'pause', 'resume', 'delete'].includes(sub ?? '')) throw new UsageError(SCHEDULE_USAGE);
+  switch (sub) {
+    case 'create': {
+      const task = str(flags, 'task');
+      if (!task) throw new UsageError(`--task NAME is required\n${SCHEDULE_USAGE}`);
+      const every = str(flags, 'every');
+      if (every !== undefined && flags.cron !== undefined) throw new UsageError('give --every or --cron, not both');
+      const everyMs = every === undefined ? undefined : parseDuration(every);
+      if (every !== undefined && everyMs === undefined) throw new UsageError(`--every must be a duration such as 10s; got ${every}`);
+      const overlap = str(flags, 'overlap');
+      if (overlap !== undefined && overlap !== 'skip' && overlap !== 'allow') throw new UsageError(`--overlap must be skip or allow; got ${overlap}`);
+      show(
+        await c.createSchedule(id, task, {
+          everyMs,
+          cron: str(flags, 'cron'),
+          timezone: str(flags, 'timezone'),
+          overlap,
+          args: jsonFlag<JsonValue[]>(flags, 'args', Array.isArray, 'a JSON list'),
+          kwargs: jsonFlag<JsonObject>(flags, 'kwargs', (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a JSON object'),
+          queue: str(flags, 'queue'),
+          replace: flags.replace === true,
+          onHint: (hint: string) => process.stderr.write(`hint: ${hint}\n`),
+        }),
+      );
+      return 0;
+    }
+    case 'get':
+      show(await c.getSchedule(id));
+      return 0;
+    case 'pause':
+      show(await c.pauseSchedule(id));
+      return 0;
+    case 'resume':
+      show(await c.resumeSchedule(id));
+      return 0;
+    default:
+      await c.deleteSchedule(id);
+      process.stdout.write(`schedule ${id} deleted\n`);
+      return 0;
+  }
 }

@@ -28,6 +28,9 @@ Client (talks to --server / TASKWIRE_SERVER, default http://127.0.0.1:50051):
   taskwire workflow STEP_JSON [--queue Q] [--exclusive KEY] [--idempotency-key K] [--wait]
                       e.g. '{"chain":{"steps":[{"task":{"name":"add","args":[2,2]}},{"task":{"name":"add","args":[4]}}]}}'
   Without an ID, status/watch/cancel act on the latest task started (for --exclusive KEY if given).
+  taskwire schedule create ID (--every 10s | --cron '0 3 * * *') --task NAME [--args JSON] [--kwargs JSON]
+                    [--queue Q] [--timezone TZ] [--overlap skip|allow] [--replace]
+  taskwire schedule list | get ID | pause ID | resume ID | delete ID   [--json]
 
 Settings (flag / environment variable, default):
   --redis / REDIS_URL                         (dev: a private redis-server)
@@ -101,6 +104,12 @@ const OPTIONS = {
   json: { type: 'boolean' },
   terminate: { type: 'boolean' },
   reason: { type: 'string' },
+  every: { type: 'string' },
+  cron: { type: 'string' },
+  task: { type: 'string' },
+  timezone: { type: 'string' },
+  overlap: { type: 'string' },
+  replace: { type: 'boolean' },
 } as const;
 
 function parse(argv: string[]) {
@@ -139,6 +148,8 @@ async function main(argv: string[]): Promise<number> {
       return (await clientCommands()).cancelCommand(rest, flags);
     case 'workflow':
       return (await clientCommands()).workflowCommand(rest, flags);
+    case 'schedule':
+      return (await clientCommands()).scheduleCommand(rest, flags);
     default:
       throw new UsageError(`unknown command "${command}"\n\n${HELP}`);
   }

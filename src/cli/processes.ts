@@ -3,6 +3,7 @@
  * processes it runs: a worker never loads the API server (Connect, HTTP/2, reflection…),
  * which keeps ~11 MB off every worker process.
  */
+import type { Beat } from '../beat/beat.js';
 import type { Config } from '../config.js';
 import { createLogger } from '../log.js';
 import { startRedisServer, type RedisServer } from '../redisServer.js';
@@ -13,6 +14,8 @@ import { onShutdown } from './signals.js';
 const startApiServer: typeof import('../server/index.js').startApiServer = async (...args) =>
   (await import('../server/index.js')).startApiServer(...args);
 const startWorker: typeof Worker.start = async (...args) => (await import('../worker/runtime.js')).Worker.start(...args);
+/** Every process ticks the periodic schedules (no leader): see src/beat/ticker.ts. */
+const startBeat: typeof import('../beat/beat.js').startBeat = async (...args) => (await import('../beat/beat.js')).startBeat(...args);
 
 /** How long a shutdown may wait on Redis for its last writes (hand-backs, closing
  * connections) past the grace period before it stops by force. */
@@ -28,7 +31,20 @@ function requireRedis(config: Config, command: string): string {
 export async function serve(config: Config): Promise<void> {
   requireRedis(config, 'serve');
   const api = await startApiServer(config, createLogger('api', config.log));
-  onShutdown(() => api.stop(), () => api.stop(), WRITES_BOUND_MS);
+  // Signals are handled from the ready line on, while the ticker starts.
+  let beat: Promise<Beat> | undefined;
+  const stop = async () => {
+    await (await beat?.catch(() => undefined))?.stop();
+    await api.stop();
+  };
+  onShutdown(stop, stop, WRITES_BOUND_MS);
+  beat = startBeat(config, createLogger('api', config.log), { declare: false });
+  try {
+    await beat;
+  } catch (err) {
+    await api.stop();
+    throw err;
+  }
 }
 
 export async function worker(config: Config): Promise<void> {
@@ -36,12 +52,21 @@ export async function worker(config: Config): Promise<void> {
   // Signals are handled from the start: the ready line may be read (and a SIGTERM sent) the
   // moment it is written.
   const starting = startWorker(config, createLogger('worker', config.log));
-  onShutdown(
-    async () => (await starting).stop(config.shutdownGraceMs),
-    async () => (await starting).stop(0),
-    config.shutdownGraceMs + WRITES_BOUND_MS,
-  );
+  let beat: Promise<Beat> | undefined;
+  const stop = async (grace: number) => {
+    await (await beat?.catch(() => undefined))?.stop();
+    await (await starting).stop(grace);
+  };
+  onShutdown(() => stop(config.shutdownGraceMs), () => stop(0), config.shutdownGraceMs + WRITES_BOUND_MS);
   await starting;
+  beat = startBeat(config, createLogger('worker', config.log), { declare: true });
+  try {
+    await beat;
+  } catch (err) {
+    // A declared schedule the store refuses: the worker does not run without it.
+    await (await starting).stop(0);
+    throw err;
+  }
 }
 
 /** API server + one worker; a private redis-server under the data dir when REDIS_URL is unset. */
@@ -50,7 +75,9 @@ export async function dev(config: Config): Promise<void> {
   let redis: RedisServer | undefined;
   let api: ApiServer | undefined;
   let w: Worker | undefined;
+  let beat: Beat | undefined;
   const stopAll = async (grace: number) => {
+    await beat?.stop();
     await w?.stop(grace);
     await api?.stop();
     await redis?.stop();
@@ -63,6 +90,7 @@ export async function dev(config: Config): Promise<void> {
     }
     api = await startApiServer(config, createLogger('api', config.log));
     w = await startWorker(config, createLogger('worker', config.log));
+    beat = await startBeat(config, createLogger('dev', config.log), { declare: true });
   } catch (err) {
     await stopAll(0);
     throw err;

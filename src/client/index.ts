@@ -16,7 +16,7 @@ import { create, fromJson, toJson, type MessageInitShape } from '@bufbuild/proto
 import { durationFromMs, ListValueSchema, timestampFromMs, ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import { TaskState, type Task } from '../../gen/taskwire/v1/task_pb.js';
-import { CancelOutcome, StartRequestSchema, TaskService } from '../../gen/taskwire/v1/task_service_pb.js';
+import { CancelOutcome, OverlapPolicy, StartRequestSchema, TaskService, type Schedule } from '../../gen/taskwire/v1/task_service_pb.js';
 import { clientDefaults } from '../config.js';
 import type { JsonObject, JsonValue } from '../json.js';
 import type { TaskArgs, TaskDefinition, TaskKwargs } from '../tasks/define.js';
@@ -24,8 +24,8 @@ import { createTaskwireTransport } from './grpcTransport.js';
 import { StartBatcher } from './startBatcher.js';
 import { type Canvas, canvasBuilders, setClientClass, startWorkflow, type WorkflowOptions } from './workflow.js';
 
-export { TaskState, CancelOutcome, Code, ConnectError, createTaskwireTransport };
-export type { Task, JsonValue, JsonObject };
+export { TaskState, CancelOutcome, OverlapPolicy, Code, ConnectError, createTaskwireTransport };
+export type { Task, Schedule, JsonValue, JsonObject };
 export type { TaskwireTransport, TaskwireTransportOptions } from './grpcTransport.js';
 export { chain, chord, group, sig, signature, Chain, Chord, Group, Signature } from './workflow.js';
 export type { Canvas, SignatureOptions, WorkflowOptions } from './workflow.js';
@@ -108,6 +108,23 @@ export type TypedStartOptions<A extends TaskArgs, K extends TaskKwargs> = Omit<S
 declare const RESULT: unique symbol;
 /** A task record that remembers the type of its result, for `wait` and `resultOf`. */
 export type TypedTask<R> = Task & { readonly [RESULT]?: R };
+
+/** A periodic schedule to create: when it ticks, and the task each tick starts. */
+export interface ScheduleOptions extends Pick<StartOptions, 'args' | 'kwargs' | 'queue' | 'countdownMs' | 'timeLimitMs' | 'maxAttempts' | 'retryOn' | 'initialBackoffMs' | 'maxBackoffMs'> {
+  /** A period (at least 1000 ms); ticks fall on its multiples since the Unix epoch. */
+  everyMs?: number;
+  /** Cron: 5 fields, or 6 with seconds first. */
+  cron?: string;
+  /** IANA time zone name for cron (default UTC). */
+  timezone?: string;
+  /** 'skip' (default): no run while the previous one has not finished; 'allow': overlap. */
+  overlap?: 'allow' | 'skip';
+  paused?: boolean;
+  /** Replace a schedule with the same id instead of failing with ALREADY_EXISTS. */
+  replace?: boolean;
+  /** Told the server's advice, such as that no worker has read the schedule's queue yet. */
+  onHint?: (hint: string) => void;
+}
 
 export interface TaskRef {
   id?: string;
@@ -376,6 +393,51 @@ export class TaskwireClient {
    * (server restarted, connection lost, stream ended early) is resumed from the last
    * version seen, so every version is seen exactly once, in order.
    */
+  /** Create a periodic schedule `id` that starts `task` on each tick. */
+  async createSchedule(id: string, task: string | TaskDefinition<any, any, any>, options: ScheduleOptions): Promise<Schedule> {
+    const name = typeof task === 'string' ? task : task.name;
+    const overlap = { allow: OverlapPolicy.ALLOW, skip: OverlapPolicy.SKIP, '': OverlapPolicy.UNSPECIFIED }[options.overlap ?? ''];
+    const res = await this.rpc.createSchedule({
+      schedule: {
+        id,
+        when:
+          options.everyMs !== undefined
+            ? { case: 'every', value: durationFromMs(options.everyMs) }
+            : options.cron !== undefined
+              ? { case: 'cron', value: options.cron }
+              : { case: undefined },
+        task: TaskwireClient.startRequest(name, options),
+        timezone: options.timezone,
+        overlap,
+        paused: options.paused,
+      },
+      replace: options.replace ?? false,
+    }, { onHeader: hintListener(options.onHint) });
+    return res.schedule!;
+  }
+
+  async getSchedule(id: string): Promise<Schedule> {
+    return (await this.rpc.getSchedule({ id })).schedule!;
+  }
+
+  async listSchedules(): Promise<Schedule[]> {
+    return (await this.rpc.listSchedules({})).schedules;
+  }
+
+  /** When this resolves, the schedule starts no more runs. */
+  async deleteSchedule(id: string): Promise<void> {
+    await this.rpc.deleteSchedule({ id });
+  }
+
+  async pauseSchedule(id: string): Promise<Schedule> {
+    return (await this.rpc.pauseSchedule({ id })).schedule!;
+  }
+
+  /** Resumes on the grid, from the next tick after now. */
+  async resumeSchedule(id: string): Promise<Schedule> {
+    return (await this.rpc.resumeSchedule({ id })).schedule!;
+  }
+
   async *watch<R = JsonValue>(task?: string | TaskRef | TypedTask<R>, options: WatchOptions = {}): AsyncGenerator<TypedTask<R>> {
     // Connect's stream iterators ignore return(): a watch left early (a `break`) ends its
     // stream through a signal of its own, or the stream (and the process) would stay open.

@@ -64,6 +64,7 @@ export function taskToWire(rec: TaskRecord): Task {
     nextAttemptAt: ts(rec.nextAttemptAt),
     parentId: rec.parentId ?? '',
     children: rec.children ?? [],
+    scheduleId: rec.scheduleId ?? '',
   });
 }
 

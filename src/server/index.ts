@@ -24,6 +24,7 @@ import { createReflection } from './reflection.js';
 import { createTaskService } from './taskService.js';
 import { WatchHub } from './watchHub.js';
 import { QueueReaders, unreadQueueHint } from '../store/queueReaders.js';
+import { ScheduleStore } from '../beat/scheduleStore.js';
 
 export type ServerConfig = Pick<
   Config,
@@ -67,6 +68,9 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
   const limits = new StreamLimits(config);
   const metrics = new ApiMetrics(redis, hub, config.queues, () => limits.open);
 
+  const schedules = new ScheduleStore(redis, store, config);
+  metrics.countSchedules(() => schedules.list());
+
   const interceptors = [auth.interceptor(), limits.interceptor()];
   const onStarted = (t: Parameters<ApiMetrics['taskStarted']>[0]) => metrics.taskStarted(t);
   const taskService = createTaskService({
@@ -77,6 +81,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     maxStreamBacklog: config.maxStreamBacklog,
     onStarted,
     readers: new QueueReaders(redis, (queue) => log.warn(unreadQueueHint(queue), { queue })),
+    schedules,
   });
   const healthService = createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs);
   // The same implementations and interceptors behind both: gRPC calls go the native path,

@@ -179,6 +179,30 @@ export class ApiMetrics {
     return value;
   }
 
+  /** Runs started and ticks skipped per schedule, from the counters in each schedule's hash
+   * (any process's fires count): read from Redis when scraped, cluster-wide. */
+  countSchedules(list: () => Promise<{ id: string; queue: string; task: { name: string }; runs: number; skipped: number }[]>): void {
+    let read: Promise<Awaited<ReturnType<typeof list>>> | undefined;
+    const registers = [this.registry];
+    const perSchedule = (name: string, help: string, pick: (s: Awaited<ReturnType<typeof list>>[number]) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['schedule', 'queue', 'task'] as const,
+        registers,
+        async collect() {
+          // One read per scrape, shared by both counters.
+          read ??= list().finally(() => setImmediate(() => (read = undefined)));
+          const all = await read.catch(() => undefined);
+          if (!all) return;
+          this.reset();
+          for (const s of all) this.inc({ schedule: s.id, queue: s.queue, task: s.task.name }, pick(s));
+        },
+      });
+    perSchedule('taskwire_schedule_runs_total', 'Runs started by each periodic schedule (cluster-wide, kept in Redis).', (s) => s.runs);
+    perSchedule('taskwire_schedule_skipped_total', 'Ticks each schedule skipped because its last run had not finished (overlap skip).', (s) => s.skipped);
+  }
+
   async render(): Promise<{ contentType: string; body: string }> {
     let body: string;
     this.queueState = undefined;

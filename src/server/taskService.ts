@@ -37,6 +37,8 @@ import { callEndOf, throwEndStatus } from './callEnd.js';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
 import { isTerminal } from '../store/states.js';
 import { stepFromWire } from './workflowWire.js';
+import type { ScheduleStore } from '../beat/scheduleStore.js';
+import { scheduleMethods } from './schedules.js';
 
 export interface ServiceDeps {
   store: TaskStore;
@@ -49,6 +51,8 @@ export interface ServiceDeps {
   onStarted?: (task: TaskRecord) => void;
   /** Tells whether any worker has read a queue, for Start's hint when none has. */
   readers?: QueueReaders;
+  /** Periodic schedules; without it the schedule RPCs answer UNIMPLEMENTED. */
+  schedules?: ScheduleStore;
 }
 
 const OUTCOME = {
@@ -65,7 +69,7 @@ export const HINT_HEADER = 'taskwire-hint';
 /** The event a quiet stream carries so that proxies keep it open. */
 const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSchema, { time: timestampNow() }) });
 
-export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted, readers }: ServiceDeps): ServiceImpl<typeof TaskService> {
+export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted, readers, schedules }: ServiceDeps): ServiceImpl<typeof TaskService> {
   // Shared by every WatchStatus stream: a watcher allocates no closures of its own.
   // WatchStatus and Run stream the same messages (a task, or a heartbeat).
   const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema> & MessageInitShape<typeof RunResponseSchema>> = {
@@ -264,7 +268,6 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
       yield* watchTask(watchDeps, { id: task.id }, task.version, callEndOf(ctx));
     },
 
-    // Served by the store's later parts; until then a clear UNIMPLEMENTED, never UNKNOWN.
     // A workflow is a task record of its own: followed, cancelled and listed as a task is.
     startWorkflow: (req, ctx) =>
       guard(async () => {
@@ -286,12 +289,18 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
         task.children = await store.workflows.children(task.queue, task.id);
         return create(StartWorkflowResponseSchema, { task: taskToWire(task) });
       }),
-    createSchedule: notYet('CreateSchedule'),
-    getSchedule: notYet('GetSchedule'),
-    listSchedules: notYet('ListSchedules'),
-    deleteSchedule: notYet('DeleteSchedule'),
-    pauseSchedule: notYet('PauseSchedule'),
-    resumeSchedule: notYet('ResumeSchedule'),
+    ...(schedules
+      ? scheduleMethods(schedules, guard, async (queue, ctx) => {
+          if (readers && !(await readers.hasReader(queue))) ctx.responseHeader.set(HINT_HEADER, unreadQueueHint(queue));
+        })
+      : {
+          createSchedule: notYet('CreateSchedule'),
+          getSchedule: notYet('GetSchedule'),
+          listSchedules: notYet('ListSchedules'),
+          deleteSchedule: notYet('DeleteSchedule'),
+          pauseSchedule: notYet('PauseSchedule'),
+          resumeSchedule: notYet('ResumeSchedule'),
+        }),
   };
 }
 

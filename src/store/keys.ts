@@ -51,6 +51,13 @@ export const keys = {
   health: () => `${PREFIX}:health`,
   /** Set of queue names that have ever been used. */
   queues: () => `${PREFIX}:queues`,
+  /** Hash: one periodic schedule (its definition, next and last run, counters), kept in the
+   * queue of the task it starts so that a tick's check and its run are one script. */
+  schedule: (queue: string, id: string) => `${queuePrefix(queue)}schedule:${id}`,
+  /** Sorted set of the queue's schedule ids that take part in ticking; score = next run (ms). */
+  schedules: (queue: string) => `${queuePrefix(queue)}schedules`,
+  /** Hash: schedule id → its queue, to find a schedule by id and to list them all. */
+  scheduleRegistry: () => `${PREFIX}:schedules`,
 } as const;
 
 /**

@@ -49,6 +49,8 @@ export interface TaskRecord {
   workflow?: boolean;
   /** A workflow's tasks, in the order they were created (read apart from the record). */
   children?: string[];
+  /** The schedule whose tick started the task. */
+  scheduleId?: string;
 }
 
 export type Hash = Record<string, string>;
@@ -102,6 +104,7 @@ export function parseRecord(h: Hash): TaskRecord {
   if (h.traceparent) rec.traceparent = h.traceparent;
   if (h.parent) rec.parentId = h.parent;
   if (h.workflow) rec.workflow = true;
+  if (h.schedule) rec.scheduleId = h.schedule;
   return rec;
 }
 
@@ -165,5 +168,6 @@ export function newRecordFields(rec: TaskRecord): string[] {
   put('backoff_max', rec.maxBackoffMs);
   if (rec.retryOn?.length) put('retry_on', JSON.stringify(rec.retryOn));
   put('traceparent', rec.traceparent);
+  put('schedule', rec.scheduleId);
   return out;
 }

@@ -9,7 +9,18 @@ import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { luaPrelude } from './states.js';
 
-export type ScriptName = 'enqueue' | 'enqueue_batch' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap' | 'workflow_start';
+export type ScriptName =
+  | 'enqueue'
+  | 'enqueue_batch'
+  | 'attempt'
+  | 'progress'
+  | 'cancel'
+  | 'promote'
+  | 'trim'
+  | 'reap'
+  | 'workflow_start'
+  | 'fire'
+  | 'schedule_edit';
 
 interface ScriptSource {
   numberOfKeys: number;

@@ -82,6 +82,54 @@ export function defineTask<A extends TaskArgs, K extends TaskKwargs, R>(
   return Object.freeze({ ...options, name, run });
 }
 
+/** When a declared schedule ticks: a period in ms, or a cron expression (5 fields, or 6
+ * with seconds first) in a time zone (IANA name, default UTC). */
+export type ScheduleWhen = { everyMs: number } | { cron: string; timezone?: string };
+
+export interface ScheduleOptions {
+  args?: JsonValue[];
+  kwargs?: JsonObject;
+  /** The queue of the runs (default: the task's). */
+  queue?: string;
+  /** 'skip' (default): no run while the previous one has not finished; 'allow': runs may overlap. */
+  overlap?: 'allow' | 'skip';
+  /** Each run's hard time limit and attempts (default: the task's). */
+  timeLimitMs?: number;
+  maxAttempts?: number;
+}
+
+const SCHEDULE = Symbol.for('taskwire.ScheduleDefinition');
+
+/** A schedule declared in code, upserted by every worker at start (see defineSchedule). */
+export interface ScheduleDefinition {
+  readonly [SCHEDULE]: true;
+  readonly id: string;
+  readonly when: ScheduleWhen;
+  readonly task: string;
+  readonly options: ScheduleOptions;
+}
+
+/**
+ * A periodic schedule declared beside the tasks, as Celery's beat_schedule: list it in
+ * createRegistry(...) and every worker creates it at start, or replaces the stored one when
+ * the code changed it (keeping its next run and pause when it did not). The code is then
+ * the source of truth for it.
+ *
+ *   export const nightly = defineSchedule('nightly', { cron: '0 3 * * *' }, cleanup, { args: [30] });
+ */
+export function defineSchedule(
+  id: string,
+  when: ScheduleWhen,
+  task: TaskDefinition<any, any, any> | string,
+  options: ScheduleOptions = {},
+): ScheduleDefinition {
+  return Object.freeze({ [SCHEDULE]: true as const, id, when, task: typeof task === 'string' ? task : task.name, options });
+}
+
+function isSchedule(value: unknown): value is ScheduleDefinition {
+  return typeof value === 'object' && value !== null && (value as Partial<ScheduleDefinition>)[SCHEDULE] === true;
+}
+
 /** Marks a registry across copies of this module: a tasks module written in TypeScript
  * imports the TypeScript source (through tsx) while a built taskwire runs dist/. */
 const REGISTRY = Symbol.for('taskwire.TaskRegistry');
@@ -91,9 +139,15 @@ const REGISTRY = Symbol.for('taskwire.TaskRegistry');
 export class TaskRegistry {
   readonly [REGISTRY] = true;
   private readonly byName = new Map<string, TaskDefinition<any, any, any>>();
+  private readonly declared = new Map<string, ScheduleDefinition>();
 
-  constructor(definitions: Iterable<TaskDefinition<any, any, any>>) {
+  constructor(definitions: Iterable<TaskDefinition<any, any, any> | ScheduleDefinition>) {
     for (const def of definitions) {
+      if (isSchedule(def)) {
+        if (this.declared.has(def.id)) throw new Error(`schedule "${def.id}" is defined twice`);
+        this.declared.set(def.id, def);
+        continue;
+      }
       if (this.byName.has(def.name)) throw new Error(`task "${def.name}" is defined twice`);
       this.byName.set(def.name, def);
     }
@@ -106,9 +160,14 @@ export class TaskRegistry {
   names(): string[] {
     return [...this.byName.keys()].sort();
   }
+
+  /** The schedules declared with defineSchedule, which workers upsert at start. */
+  schedules(): ScheduleDefinition[] {
+    return [...this.declared.values()];
+  }
 }
 
-export function createRegistry(...definitions: TaskDefinition<any, any, any>[]): TaskRegistry {
+export function createRegistry(...definitions: (TaskDefinition<any, any, any> | ScheduleDefinition)[]): TaskRegistry {
   return new TaskRegistry(definitions);
 }
 

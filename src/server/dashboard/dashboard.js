@@ -565,6 +565,71 @@ setInterval(() => {
   summary();
 }, 1000);
 
+// ---- schedules ---------------------------------------------------------------------------
+
+// Schedules change rarely and no event announces a tick: the list is read every few seconds.
+const SCHEDULES_EVERY_MS = 3000;
+
+const whenOf = (s) => (s.every !== undefined ? `every ${s.every}` : `cron ${s.cron} (${s.timezone || 'UTC'})`);
+const at = (ts) => (ts ? `${new Date(ts).toLocaleDateString()} ${clock(ms(ts))}` : '—');
+
+function renderSchedules(list) {
+  const body = $('#schedules tbody');
+  body.replaceChildren(
+    ...list.map((s) => {
+      const tr = document.createElement('tr');
+      tr.dataset.id = s.id;
+      const cells = [
+        s.id,
+        whenOf(s),
+        `${s.task?.name ?? ''}@${s.task?.queue ?? ''}`,
+        s.overlap === 'OVERLAP_POLICY_ALLOW' ? 'allow' : 'skip',
+        s.paused ? 'paused' : at(s.nextRunAt),
+        s.lastRunAt ? `${at(s.lastRunAt)} ${shortId(s.lastTaskId || '')}` : 'never',
+      ];
+      for (const [i, text] of cells.entries()) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        if (i === 4) td.className = s.paused ? 'next paused' : 'next';
+        tr.append(td);
+      }
+      const td = document.createElement('td');
+      td.className = 'actions';
+      const button = document.createElement('button');
+      button.className = s.paused ? 'resume' : 'pause';
+      button.textContent = s.paused ? 'Resume' : 'Pause';
+      button.addEventListener('click', () => toggleSchedule(s.id, s.paused ? 'ResumeSchedule' : 'PauseSchedule'));
+      td.append(button);
+      tr.append(td);
+      return tr;
+    }),
+  );
+  $('#schedule-count').textContent = list.length ? `(${list.length})` : '';
+  $('#no-schedules').hidden = list.length > 0;
+}
+
+async function loadSchedules() {
+  try {
+    const { schedules = [] } = await unary('ListSchedules', {});
+    renderSchedules(schedules);
+  } catch {
+    // the connection indicator already tells when the server is away
+  }
+}
+
+async function toggleSchedule(id, method) {
+  try {
+    await unary(method, { id });
+    say(`${id}: ${method === 'PauseSchedule' ? 'paused' : 'resumed'}`);
+  } catch (err) {
+    refused(err, `${method === 'PauseSchedule' ? 'pause' : 'resume'} ${id}`);
+  }
+  await loadSchedules();
+}
+
+setInterval(loadSchedules, SCHEDULES_EVERY_MS);
+loadSchedules();
+
 $('#start-form').addEventListener('submit', startTask);
 $('#task-name').addEventListener('change', fillExample);
 $('#queue').value = queue;
