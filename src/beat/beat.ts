@@ -9,6 +9,9 @@ import { loadRegistry, type ScheduleDefinition } from '../tasks/define.js';
 import { ScheduleStore, type ScheduleSpec } from './scheduleStore.js';
 import { Ticker } from './ticker.js';
 
+/** How long a stop waits for the ticker's pass in progress before dropping its connection. */
+const STOP_WAIT_MS = 1000;
+
 export interface Beat {
   stop(): Promise<void>;
 }
@@ -16,6 +19,29 @@ export interface Beat {
 type BeatConfig = Pick<Config, 'redisUrl' | 'tasksModule' | 'resultTtlMs' | 'eventLogCap' | 'maxPayloadBytes'>;
 
 /** `declare`: create or update the schedules the tasks module declares (workers). */
+/**
+ * Starts the beat in the background for a process that may be told to stop before it has
+ * started (its Redis may be gone): `stop` ends a started beat, and one that starts later is
+ * stopped as soon as it does. `started` settles when the beat has started or failed to.
+ */
+export function backgroundBeat(config: BeatConfig, log: Logger, options: { declare: boolean }): { started: Promise<Beat>; stop(): Promise<void> } {
+  let beat: Beat | undefined;
+  let stopping = false;
+  const started = startBeat(config, log, options).then((b) => {
+    beat = b;
+    if (stopping) void b.stop();
+    return b;
+  });
+  return {
+    started,
+    async stop() {
+      stopping = true;
+      await beat?.stop();
+    },
+  };
+}
+
+
 export async function startBeat(config: BeatConfig, log: Logger, options: { declare: boolean }): Promise<Beat> {
   const registry = await loadRegistry(config.tasksModule);
   const redis = await connectReady(config.redisUrl!, 'beat');
@@ -32,8 +58,12 @@ export async function startBeat(config: BeatConfig, log: Logger, options: { decl
     ticker.start();
     return {
       async stop() {
-        await ticker.stop();
-        await redis.quit().catch(() => redis.disconnect());
+        // A pass waiting on a Redis that is gone must not hold the process: its commands are
+        // dropped with the connection (a tick cut short is fired by another process, once).
+        const stopped = ticker.stop();
+        await Promise.race([stopped, new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
+        redis.disconnect();
+        await stopped.catch(() => {});
       },
     };
   } catch (err) {

@@ -40,20 +40,25 @@ export async function ensureGroups(redis: Redis, queues: readonly string[]): Pro
 export class Consumer {
   private readonly streams: string[];
   private readonly queueByStream = new Map<string, string>();
+  /** Rejects once closed: a read waiting on a Redis that is gone (its command queued for a
+   * reconnect that disconnect() cancels, so never answered) ends with it. */
+  private readonly closed: Promise<never>;
+  private onClose: (err: Error) => void = () => {};
 
   constructor(
     private readonly blocking: Redis,
     private readonly consumer: string,
     queues: readonly string[],
   ) {
+    this.closed = new Promise<never>((_, reject) => (this.onClose = reject));
+    this.closed.catch(() => {});
     this.streams = queues.map((q) => keys.stream(q));
     for (const [i, q] of queues.entries()) this.queueByStream.set(this.streams[i]!, q);
   }
 
   /** Up to `count` new messages per queue, waiting at most blockMs for the first. */
   async read(count: number, blockMs: number): Promise<Delivery[]> {
-    return this.deliveries(
-      (await this.blocking.xreadgroup(
+    const reply = this.blocking.xreadgroup(
         'GROUP',
         CONSUMER_GROUP,
         this.consumer,
@@ -64,8 +69,8 @@ export class Consumer {
         'STREAMS',
         ...this.streams,
         ...this.streams.map(() => '>'),
-      )) as StreamReply | null,
-    );
+    ) as Promise<StreamReply | null>;
+    return this.deliveries(await Promise.race([reply, this.closed]));
   }
 
   private deliveries(reply: StreamReply | null): Delivery[] {
@@ -74,6 +79,7 @@ export class Consumer {
   }
 
   close(): void {
+    this.onClose(new Error('the consumer is closed'));
     this.blocking.disconnect();
   }
 }

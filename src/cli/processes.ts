@@ -16,6 +16,8 @@ const startApiServer: typeof import('../server/index.js').startApiServer = async
 const startWorker: typeof Worker.start = async (...args) => (await import('../worker/runtime.js')).Worker.start(...args);
 /** Every process ticks the periodic schedules (no leader): see src/beat/ticker.ts. */
 const startBeat: typeof import('../beat/beat.js').startBeat = async (...args) => (await import('../beat/beat.js')).startBeat(...args);
+const backgroundBeat = async (...args: Parameters<typeof import('../beat/beat.js').backgroundBeat>) =>
+  (await import('../beat/beat.js')).backgroundBeat(...args);
 
 /** How long a shutdown may wait on Redis for its last writes (hand-backs, closing
  * connections) past the grace period before it stops by force. */
@@ -32,15 +34,14 @@ export async function serve(config: Config): Promise<void> {
   requireRedis(config, 'serve');
   const api = await startApiServer(config, createLogger('api', config.log));
   // Signals are handled from the ready line on, while the ticker starts.
-  let beat: Promise<Beat> | undefined;
+  const beat = backgroundBeat(config, createLogger('api', config.log), { declare: false });
   const stop = async () => {
-    await (await beat?.catch(() => undefined))?.stop();
+    await (await beat).stop();
     await api.stop();
   };
   onShutdown(stop, stop, WRITES_BOUND_MS);
-  beat = startBeat(config, createLogger('api', config.log), { declare: false });
   try {
-    await beat;
+    await (await beat).started;
   } catch (err) {
     await api.stop();
     throw err;
@@ -52,16 +53,16 @@ export async function worker(config: Config): Promise<void> {
   // Signals are handled from the start: the ready line may be read (and a SIGTERM sent) the
   // moment it is written.
   const starting = startWorker(config, createLogger('worker', config.log));
-  let beat: Promise<Beat> | undefined;
+  let beat: ReturnType<typeof backgroundBeat> | undefined;
   const stop = async (grace: number) => {
-    await (await beat?.catch(() => undefined))?.stop();
+    await (await beat)?.stop();
     await (await starting).stop(grace);
   };
   onShutdown(() => stop(config.shutdownGraceMs), () => stop(0), config.shutdownGraceMs + WRITES_BOUND_MS);
   await starting;
-  beat = startBeat(config, createLogger('worker', config.log), { declare: true });
+  beat = backgroundBeat(config, createLogger('worker', config.log), { declare: true });
   try {
-    await beat;
+    await (await beat).started;
   } catch (err) {
     // A declared schedule the store refuses: the worker does not run without it.
     await (await starting).stop(0);

@@ -48,6 +48,8 @@ export class Fetcher {
   private stopping = false;
   private wake: (() => void) | undefined;
   private done: Promise<void> = Promise.resolve();
+  private forceNow: () => void = () => {};
+  private readonly forced = new Promise<void>((r) => (this.forceNow = r));
   private readonly runner: Runner;
   private readonly attempts: AttemptStore;
 
@@ -113,7 +115,15 @@ export class Fetcher {
         await this.readFailed(err as Error);
       }
     }
-    await Promise.allSettled(this.takes);
+    // A take in flight may begin tasks: its answer is waited for, unless the stop is forced
+    // (its Redis may be gone, and the call would wait for it to return).
+    await Promise.race([Promise.allSettled(this.takes), this.forced]);
+  }
+
+  /** A forced stop: stop() no longer waits for the takes in flight. */
+  force(): void {
+    this.stopping = true;
+    this.forceNow();
   }
 
   /** Keep `take` (a takeNow in flight) until it answers; a take that began nothing means the queues are empty. */

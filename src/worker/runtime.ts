@@ -120,6 +120,7 @@ export class Worker {
     if (graceMs <= 0) {
       this.forced = true;
       this.forceStop?.();
+      this.fetcher.force();
     }
     this.stopped ??= this.shutdown(graceMs);
     return this.stopped;
