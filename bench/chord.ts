@@ -129,9 +129,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\nchord of ${N} members, ${ROUNDS} round(s), medians (min–max); worker concurrency ${CONCURRENCY}\n`);
   for (const system of ['taskwire', 'bullmq'] as const) {
     const r = runs[system];
-    process.stdout.write(
-      `${system.padEnd(9)} start ${fmt(r.map((x) => x.startMs))}   start → result ${fmt(r.map((x) => x.totalMs))}\n`,
-    );
+    process.stdout.write(`${system.padEnd(9)} start ${fmt(r.map((x) => x.startMs))}   start → result ${fmt(r.map((x) => x.totalMs))}\n`);
   }
 }
 

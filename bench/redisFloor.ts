@@ -38,10 +38,34 @@ const LOG_CAP = LIMITS.eventLogCap;
 
 /** The fields a new no-op task's record has (as taskwire writes them), for the minimal scripts. */
 const RECORD = [
-  'id', '0190a8c4-1111-7aaa-8bbb-123456789abc', 'name', 'noop', 'queue', QUEUE, 'state', 'PENDING',
-  'version', '1', 'attempt', '0', 'max_attempts', '1', 'created', '1764130000000',
-  'updated', '1764130000000', 'args', '[]', 'kwargs', '{}', 'backoff_initial', '1000',
-  'backoff_max', '60000', 'traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+  'id',
+  '0190a8c4-1111-7aaa-8bbb-123456789abc',
+  'name',
+  'noop',
+  'queue',
+  QUEUE,
+  'state',
+  'PENDING',
+  'version',
+  '1',
+  'attempt',
+  '0',
+  'max_attempts',
+  '1',
+  'created',
+  '1764130000000',
+  'updated',
+  '1764130000000',
+  'args',
+  '[]',
+  'kwargs',
+  '{}',
+  'backoff_initial',
+  '1000',
+  'backoff_max',
+  '60000',
+  'traceparent',
+  '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
 ];
 
 const lua = (s: string) => JSON.stringify(s);

@@ -25,7 +25,7 @@ import { loadRegistry } from '../src/tasks/define.js';
 import { cpuMs, spawnNode, stopAllProcs, type Proc } from './lib/proc.js';
 import { inFlight, latencyPercentiles, spread, type Spread } from './lib/stats.js';
 
-const ROOT = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../" : "../../", import.meta.url));
+const ROOT = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../' : '../../', import.meta.url));
 const HERE = fileURLToPath(new URL('./', import.meta.url));
 const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 /** Compiled (npm run build) or TypeScript through tsx: the same way for both systems. */
@@ -125,7 +125,11 @@ async function startWorker(system: System, concurrency: number, tag: string): Pr
 }
 
 async function startApi(tag: string, env: Record<string, string> = {}): Promise<{ proc: Proc; baseUrl: string }> {
-  const proc = spawnNode('taskwire serve', [...nodeFlags('serve'), ...nodeArgs(CLI, `api-${tag}`), 'serve', '--host', '127.0.0.1', '--port', '0'], twEnv(env));
+  const proc = spawnNode(
+    'taskwire serve',
+    [...nodeFlags('serve'), ...nodeArgs(CLI, `api-${tag}`), 'serve', '--host', '127.0.0.1', '--port', '0'],
+    twEnv(env),
+  );
   const m = await proc.waitFor(/API listening on [^\s]+:(\d+)/);
   return { proc, baseUrl: `http://127.0.0.1:${m[1]}` };
 }
@@ -212,7 +216,7 @@ async function drain(system: System, concurrency: number): Promise<void> {
       first = Math.min(first, Number(started));
       last = Math.max(last, Number(finished));
     }
-    const perSec = n / Math.max(1, last - first) * 1000;
+    const perSec = (n / Math.max(1, last - first)) * 1000;
     record(`drain c=${concurrency} (tasks/s)`, system, perSec);
     record(`worker start → ready, c=${concurrency} (ms)`, system, readyMs);
     if (concurrency !== 16) {
@@ -220,7 +224,9 @@ async function drain(system: System, concurrency: number): Promise<void> {
       record(`drain c=${concurrency}: worker CPU per task (µs)`, system, workerUs);
     }
     if (concurrency === 100) record('worker peak RSS, drain c=100 (MiB)', system, rss / MiB);
-    log(`  ${system} drain c=${concurrency}: ${perSec.toFixed(0)}/s, Redis ${redisUs.toFixed(1)} µs/task, worker ${workerUs.toFixed(1)} µs/task, ready in ${readyMs.toFixed(0)}ms, peak RSS ${(rss / MiB).toFixed(0)} MiB`);
+    log(
+      `  ${system} drain c=${concurrency}: ${perSec.toFixed(0)}/s, Redis ${redisUs.toFixed(1)} µs/task, worker ${workerUs.toFixed(1)} µs/task, ready in ${readyMs.toFixed(0)}ms, peak RSS ${(rss / MiB).toFixed(0)} MiB`,
+    );
   } finally {
     await proc.stop();
     await queue?.close();
@@ -238,7 +244,10 @@ async function enqueueRate(system: System, batch: boolean): Promise<void> {
   const modes: [mode: string, figure: string][] = batch
     ? [[system === 'taskwire' ? 'many' : 'bulk', BATCH_FIGURE]]
     : system === 'taskwire'
-      ? [['start', START_FIGURE], ['single', SINGLE_FIGURE]]
+      ? [
+          ['start', START_FIGURE],
+          ['single', SINGLE_FIGURE],
+        ]
       : [['add', START_FIGURE]];
   for (const [mode, figure] of modes) {
     await redis.flushall();
@@ -251,7 +260,12 @@ async function enqueueRate(system: System, batch: boolean): Promise<void> {
     try {
       const r = await withServerOutput(proc.result<{ perSec: number }>(), api?.proc);
       record(figure, system, r.perSec);
-      if (api && mode !== 'many') record(`${figure === START_FIGURE ? 'Start' : 'one Start RPC per call'}: API CPU per Start (µs)`, system, ((api.proc.cpu() - apiCpu0) * 1000) / params.count);
+      if (api && mode !== 'many')
+        record(
+          `${figure === START_FIGURE ? 'Start' : 'one Start RPC per call'}: API CPU per Start (µs)`,
+          system,
+          ((api.proc.cpu() - apiCpu0) * 1000) / params.count,
+        );
       if (system === 'bullmq' && !batch) record(SINGLE_FIGURE, system, r.perSec);
       const rss = system === 'taskwire' ? api!.proc.peakRss() : proc.peakRss();
       if (mode === 'start' || mode === 'add') record('API peak RSS, Start bench (MiB) [BullMQ: producer]', system, rss / MiB);
@@ -294,7 +308,9 @@ async function endToEnd(system: System, viaRun = false): Promise<void> {
     record(`end-to-end at ${P.e2eRate}/s: p99 (ms)`, system, l.p99);
     record(`${E2E_COLD}: p50 (ms)`, system, c.p50);
     record(`${E2E_COLD}: p99 (ms)`, system, c.p99);
-    log(`  ${system} e2e: p50 ${l.p50.toFixed(2)} p95 ${l.p95.toFixed(2)} p99 ${l.p99.toFixed(2)} ms (n=${l.n}, late ${r.late}); first second p50 ${c.p50.toFixed(2)} p99 ${c.p99.toFixed(2)} ms`);
+    log(
+      `  ${system} e2e: p50 ${l.p50.toFixed(2)} p95 ${l.p95.toFixed(2)} p99 ${l.p99.toFixed(2)} ms (n=${l.n}, late ${r.late}); first second p50 ${c.p50.toFixed(2)} p99 ${c.p99.toFixed(2)} ms`,
+    );
   } finally {
     await proc.stop();
     await worker.stop();
@@ -321,7 +337,9 @@ async function fanout(n: number): Promise<void> {
     const perWatcher = (after - before) / n / 1024;
     record(`fan-out ${n} watchers: memory per watcher (KiB)`, 'taskwire', perWatcher);
     record(`fan-out ${n} watchers: delivery p99 (ms)`, 'taskwire', l.p99);
-    log(`  taskwire fan-out ${n}: ${perWatcher.toFixed(1)} KiB/watcher, delivery p50 ${l.p50} p99 ${l.p99} ms, API peak ${(api.proc.peakRss() / MiB).toFixed(0)} MiB`);
+    log(
+      `  taskwire fan-out ${n}: ${perWatcher.toFixed(1)} KiB/watcher, delivery p50 ${l.p50} p99 ${l.p99} ms, API peak ${(api.proc.peakRss() / MiB).toFixed(0)} MiB`,
+    );
   } finally {
     await proc.stop();
     await worker?.stop();
@@ -357,7 +375,12 @@ function report(rows: Row[]): string {
     lines.push([row.figure, cell(tw), cell(bq), bq.n ? `${ratio.toFixed(2)}×` : '—', row.target ? `${row.target}${verdict}` : '']);
   }
   const widths = lines[0]!.map((_, c) => Math.max(...lines.map((l) => l[c]!.length)));
-  const out = lines.map((l) => l.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ').trimEnd());
+  const out = lines.map((l) =>
+    l
+      .map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!)))
+      .join('  ')
+      .trimEnd(),
+  );
   out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   return out.join('\n');
 }
@@ -428,8 +451,7 @@ async function main(): Promise<void> {
   }
   const table = report(ROWS);
   const header = `taskwire vs BullMQ 6.7.0 — ${P.rounds} round(s), medians (min–max); node ${process.version}, redis ${info}, ${(
-    (Date.now() - began) /
-    1000
+    (Date.now() - began) / 1000
   ).toFixed(0)} s`;
   process.stdout.write(`\n${header}\n\n${table}\n`);
   const file = `${ROOT}bench/results/${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
@@ -444,4 +466,3 @@ main().catch(async (err: Error) => {
   await redisServer?.stop();
   process.exit(1);
 });
-

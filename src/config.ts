@@ -176,7 +176,12 @@ function readFileOption(flags: Flags, env: NodeJS.ProcessEnv, o: Option): Buffer
 function loadTokens(flags: Flags, env: NodeJS.ProcessEnv): string[] {
   const fromEnv = (raw(flags, env, SETTINGS.tokens) ?? '').split(',');
   const file = readFileOption(flags, env, SETTINGS.tokensFile);
-  const fromFile = file ? file.toString('utf8').split(/\r?\n/).filter((l) => !l.trim().startsWith('#')) : [];
+  const fromFile = file
+    ? file
+        .toString('utf8')
+        .split(/\r?\n/)
+        .filter((l) => !l.trim().startsWith('#'))
+    : [];
   const tokens = [...new Set([...fromEnv, ...fromFile].map((t) => t.trim()).filter(Boolean))];
   const bad = tokens.find((t) => t.length < 16 || !/^[\x21-\x7e]+$/.test(t));
   if (bad !== undefined) {
@@ -216,7 +221,14 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
     throw new ConfigError(`--redis / REDIS_URL must look like redis://host:6379 or unix:///path; got "${redisUrl}"`);
   }
   const queuesText = raw(flags, env, SETTINGS.queues) ?? DEFAULT_QUEUE;
-  const queues = [...new Set(queuesText.split(',').map((q) => q.trim()).filter(Boolean))];
+  const queues = [
+    ...new Set(
+      queuesText
+        .split(',')
+        .map((q) => q.trim())
+        .filter(Boolean),
+    ),
+  ];
   const bad = queues.find((q) => !isValidQueueName(q));
   if (queues.length === 0 || bad !== undefined) {
     throw new ConfigError(
@@ -239,7 +251,17 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
   }
   const publicOpt = SETTINGS.public;
   const publicText = raw(flags, env, publicOpt) ?? 'health';
-  const publicEndpoints = publicText === 'none' ? [] : [...new Set(publicText.split(',').map((p) => p.trim()).filter(Boolean))];
+  const publicEndpoints =
+    publicText === 'none'
+      ? []
+      : [
+          ...new Set(
+            publicText
+              .split(',')
+              .map((p) => p.trim())
+              .filter(Boolean),
+          ),
+        ];
   const badPublic = publicEndpoints.find((p) => !PUBLIC_ENDPOINTS.includes(p as PublicEndpoint));
   if (badPublic !== undefined) {
     throw new ConfigError(`${where(publicOpt)} must be 'none' or a comma-separated list of ${PUBLIC_ENDPOINTS.join(', ')}; got "${publicText}"`);
@@ -261,9 +283,7 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
     concurrency: integer(flags, env, SETTINGS.concurrency, cores, 1, 10_000),
     queues,
     tasksModule: raw(flags, env, SETTINGS.tasks) ?? DEFAULT_TASKS_MODULE,
-    workerName:
-      raw(flags, env, SETTINGS.name) ??
-      `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`,
+    workerName: raw(flags, env, SETTINGS.name) ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`,
     resultTtlMs: duration(flags, env, SETTINGS.resultTtl, 86_400_000, 1000),
     leaseMs: duration(flags, env, SETTINGS.lease, 20_000, 1000),
     shutdownGraceMs: duration(flags, env, SETTINGS.grace, 10_000, 0),
@@ -273,14 +293,7 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
     dataDir: raw(flags, env, SETTINGS.dataDir) ?? '.taskwire',
     maxRequestBytes,
     maxConnectionBufferBytes,
-    maxWatchersPerConnection: integer(
-      flags,
-      env,
-      SETTINGS.maxWatchersPerConnection,
-      100,
-      1,
-      100_000,
-    ),
+    maxWatchersPerConnection: integer(flags, env, SETTINGS.maxWatchersPerConnection, 100, 1, 100_000),
     maxStreams: integer(flags, env, SETTINGS.maxStreams, 10_000, 1, 1_000_000),
     maxStreamBacklog: integer(flags, env, SETTINGS.maxStreamBacklog, 10_000, 1, 1_000_000),
     tokens: loadTokens(flags, env),

@@ -66,10 +66,7 @@ function wrap(root: Pino, p: Pino, role: string): Logger {
   };
 }
 
-export function createLogger(
-  role: string,
-  config: LogConfig = defaultLogConfig(),
-): Logger {
+export function createLogger(role: string, config: LogConfig = defaultLogConfig()): Logger {
   const p = pino(
     {
       level: config.level,

@@ -8,15 +8,7 @@
  */
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CancelOutcome,
-  createTaskwireClient,
-  resultOf,
-  TaskState,
-  TERMINAL,
-  type Task,
-  type TaskwireClient,
-} from '../src/client/index.js';
+import { CancelOutcome, createTaskwireClient, resultOf, TaskState, TERMINAL, type Task, type TaskwireClient } from '../src/client/index.js';
 import { CONSUMER_GROUP, keys } from '../src/store/keys.js';
 import { redisClient } from './helpers/redis.js';
 import { startStack, type Stack } from './helpers/stack.js';
@@ -48,41 +40,37 @@ const started = async (id: string, client = tw) => (await watchUntil(id, (t) => 
 const final = async (id: string, client = tw) => (await watchUntil(id, (t) => TERMINAL.has(t.state), client)).at(-1)!;
 
 describe('cancel with terminate', () => {
-  it(
-    'stops a busy loop (spin) at once, REVOKED with the reason, without disturbing the tasks beside it',
-    async () => {
-      const sleeper = await tw.start('sleep', { args: [2] });
-      const greeter = await tw.start('hello', { args: ['Lucy', 2] });
-      const spinner = await tw.start('spin', { args: [30] });
-      const running = await Promise.all([sleeper, greeter, spinner].map((t) => started(t.id)));
-      // All three share the one worker (three slots).
-      expect(new Set(running.map((t) => t.worker)).size).toBe(1);
+  it('stops a busy loop (spin) at once, REVOKED with the reason, without disturbing the tasks beside it', async () => {
+    const sleeper = await tw.start('sleep', { args: [2] });
+    const greeter = await tw.start('hello', { args: ['Lucy', 2] });
+    const spinner = await tw.start('spin', { args: [30] });
+    const running = await Promise.all([sleeper, greeter, spinner].map((t) => started(t.id)));
+    // All three share the one worker (three slots).
+    expect(new Set(running.map((t) => t.worker)).size).toBe(1);
 
-      const res = await tw.cancel(spinner.id, { terminate: true, reason: 'the user pressed stop' });
-      expect(res.outcome).toBe(CancelOutcome.REQUESTED);
-      expect(res.message).toMatch(/running/);
-      expect(res.task?.cancelRequested).toBe(true);
+    const res = await tw.cancel(spinner.id, { terminate: true, reason: 'the user pressed stop' });
+    expect(res.outcome).toBe(CancelOutcome.REQUESTED);
+    expect(res.message).toMatch(/running/);
+    expect(res.task?.cancelRequested).toBe(true);
 
-      // The test's timeout (20s) is well below the 30s the spin would take by itself.
-      const end = await final(spinner.id);
-      expect(end.state).toBe(TaskState.REVOKED);
-      expect(end.error?.type).toBe('TaskRevokedError');
-      expect(end.error?.message).toContain('the user pressed stop');
-      expect(end.error?.message).toContain('terminated by force');
-      expect(end.result).toBeUndefined();
+    // The test's timeout (20s) is well below the 30s the spin would take by itself.
+    const end = await final(spinner.id);
+    expect(end.state).toBe(TaskState.REVOKED);
+    expect(end.error?.type).toBe('TaskRevokedError');
+    expect(end.error?.message).toContain('the user pressed stop');
+    expect(end.error?.message).toContain('terminated by force');
+    expect(end.result).toBeUndefined();
 
-      for (const [t, result] of [
-        [sleeper, { slept: 2 }],
-        [greeter, 'Hello Lucy!'],
-      ] as const) {
-        const done = await final(t.id);
-        expect(done.state).toBe(TaskState.SUCCESS);
-        expect(resultOf(done)).toEqual(result);
-        expect(done.attempt).toBe(1); // ran once, undisturbed: not killed and run again
-      }
-    },
-    20_000,
-  );
+    for (const [t, result] of [
+      [sleeper, { slept: 2 }],
+      [greeter, 'Hello Lucy!'],
+    ] as const) {
+      const done = await final(t.id);
+      expect(done.state).toBe(TaskState.SUCCESS);
+      expect(resultOf(done)).toEqual(result);
+      expect(done.attempt).toBe(1); // ran once, undisturbed: not killed and run again
+    }
+  }, 20_000);
 
   it('leaves the worker with all its slots: three long tasks run at once after it, and it keeps taking work', async () => {
     const worker = stack.workers[0]!;

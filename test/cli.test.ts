@@ -77,7 +77,9 @@ describe('taskwire start, status and watch', { timeout: 60_000 }, () => {
     const start = await taskwire('start', 'hello', '--queue', 'nobody-reads');
     expect(start.code).toBe(0);
     expect(lines(start.stdout)[0]).toMatchObject({ state: 'PENDING' });
-    expect(start.stderr).toMatch(/hint: no worker has read queue "nobody-reads" yet, so the task waits until one does: start one with `taskwire worker --queues nobody-reads`/);
+    expect(start.stderr).toMatch(
+      /hint: no worker has read queue "nobody-reads" yet, so the task waits until one does: start one with `taskwire worker --queues nobody-reads`/,
+    );
   });
 
   it('says NOT_FOUND (exit 2) when no task was ever started', async () => {

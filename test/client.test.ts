@@ -72,9 +72,7 @@ describe('typed per task definition', () => {
     const errorLines = [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)]
       .map((d) => sf.getLineAndCharacterOfPosition(d.start!).line)
       .sort((a, b) => a - b);
-    const wrongLines = source
-      .split('\n')
-      .flatMap((line, i) => (line.endsWith('// WRONG') ? [i] : []));
+    const wrongLines = source.split('\n').flatMap((line, i) => (line.endsWith('// WRONG') ? [i] : []));
     expect(wrongLines).toHaveLength(3);
     expect(errorLines).toEqual(wrongLines);
   }, 60_000);

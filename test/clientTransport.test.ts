@@ -64,7 +64,15 @@ function seen(err: unknown) {
 /** The same failing call through connect-node's transport and ours: what each caller sees. */
 async function sideBySide(call: (c: Client<typeof TaskService>) => Promise<unknown>, o: Options = {}) {
   const out: ReturnType<typeof seen>[] = [];
-  for (const [, t] of transports(o)) out.push(seen(await call(createClient(TaskService, t)).then(() => undefined, (e: unknown) => e)));
+  for (const [, t] of transports(o))
+    out.push(
+      seen(
+        await call(createClient(TaskService, t)).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    );
   expect(out[1]).toEqual(out[0]);
   return out[1]!;
 }
@@ -120,10 +128,7 @@ describe('replies, side by side with connect-node', () => {
     const replies = [];
     for (const [, t] of transports()) {
       const c = createClient(TaskService, t);
-      replies.push([
-        await c.listTasks({ createdAfter: timestampFromMs(Date.now() + 3_600_000) }),
-        await c.getStatus({ id: task.id }),
-      ]);
+      replies.push([await c.listTasks({ createdAfter: timestampFromMs(Date.now() + 3_600_000) }), await c.getStatus({ id: task.id })]);
     }
     expect(replies[1]).toEqual(replies[0]);
     expect(replies[1]![0]).toMatchObject({ tasks: [], nextPageToken: '' });
@@ -189,7 +194,7 @@ describe("a call's signal, as an interceptor sees it, side by side with connect-
     return { interceptor, at };
   };
 
-  it('aborts once a call is over: done (AbortError), failed (its error), aborted by the caller (the caller\'s reason)', async () => {
+  it("aborts once a call is over: done (AbortError), failed (its error), aborted by the caller (the caller's reason)", async () => {
     const task = await stack.client.start(hello, { args: ['signal'] });
     await stack.client.wait(task);
     const seenBy: unknown[] = [];

@@ -84,9 +84,7 @@ describe('the defaults in docs/configuration.md', () => {
     const wrong = documentedSettings()
       .filter((r) => r.env in code)
       .map((r) => ({ env: r.env, documented: r.default, inCode: code[r.env] }))
-      .filter(({ env, documented, inCode }) =>
-        durations.has(env) ? String(parseDuration(documented ?? '')) !== inCode : documented !== inCode,
-      );
+      .filter(({ env, documented, inCode }) => (durations.has(env) ? String(parseDuration(documented ?? '')) !== inCode : documented !== inCode));
     expect(wrong, 'defaults the table gives that config.ts does not use').toEqual([]);
     const documented = new Set(documentedSettings().map((r) => r.env));
     expect(Object.keys(code).filter((env) => !documented.has(env))).toEqual([]);

@@ -29,9 +29,7 @@ function post(path: string, body: Buffer | string, contentType = 'application/js
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode!, httpVersion: res.httpVersion, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
+        res.on('end', () => resolve({ status: res.statusCode!, httpVersion: res.httpVersion, headers: res.headers, body: Buffer.concat(chunks) }));
         res.on('error', reject);
       },
     );

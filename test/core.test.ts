@@ -103,11 +103,7 @@ describe('example tasks', () => {
     const steps = seen.filter((t) => t.state === TaskState.STARTED && t.progress).map((t) => json(t.progress));
     expect(steps).toEqual([1, 2, 3, 4, 5].map((step) => ({ step, of: 5 })));
     // Progress changes the record without changing its state.
-    expect(seen.map((t) => t.state)).toEqual([
-      TaskState.PENDING,
-      ...Array<TaskState>(6).fill(TaskState.STARTED),
-      TaskState.SUCCESS,
-    ]);
+    expect(seen.map((t) => t.state)).toEqual([TaskState.PENDING, ...Array<TaskState>(6).fill(TaskState.STARTED), TaskState.SUCCESS]);
     expect(resultOf(seen.at(-1)!)).toEqual({ steps: 5 });
     expect(json(seen.at(-1)!.progress)).toEqual({ step: 5, of: 5 });
   });
@@ -148,9 +144,11 @@ describe('GetStatus', () => {
     const awkward = 'q"uote\\back\\nslash \\u00e9 \n\t\u0001\u0000 é 日本 😀 {"a":[1,null]} \u2028';
     const kwargs = { [`k${awkward}`]: awkward, n: 12345678901234, big: '9007199254740993' };
     const one = await stack.client.start('hello', { args: [awkward], kwargs: { ...kwargs, seconds: 0 } });
-    const [many] = await stack.client.rpc.startMany({
-      requests: [TaskwireClient.startRequest('hello', { args: [awkward], kwargs: { ...kwargs, seconds: 0 } })],
-    }).then((r) => r.results.map((x) => (x.outcome.case === 'task' ? x.outcome.value : undefined)));
+    const [many] = await stack.client.rpc
+      .startMany({
+        requests: [TaskwireClient.startRequest('hello', { args: [awkward], kwargs: { ...kwargs, seconds: 0 } })],
+      })
+      .then((r) => r.results.map((x) => (x.outcome.case === 'task' ? x.outcome.value : undefined)));
     for (const started of [one, many!]) {
       expect(await stack.client.wait(started.id)).toBe(`Hello ${awkward}!`);
       const t = await stack.client.status(started.id);
@@ -225,7 +223,11 @@ describe('errors', () => {
         expect(err.code, err.message).toBe(code);
       }
       // Through curl-style Connect JSON: args that are not a list, kwargs that are not an object.
-      for (const body of [{ name: 'hello', args: { name: 'Lucy' } }, { name: 'hello', kwargs: ['Lucy'] }, { name: 'hello', args: 'Lucy' }]) {
+      for (const body of [
+        { name: 'hello', args: { name: 'Lucy' } },
+        { name: 'hello', kwargs: ['Lucy'] },
+        { name: 'hello', args: 'Lucy' },
+      ]) {
         const res = await fetch(`http://127.0.0.1:${small.port}/taskwire.v1.TaskService/Start`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },

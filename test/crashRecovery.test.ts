@@ -64,12 +64,7 @@ describe('a worker killed mid-task', () => {
     expect(refused.rawMessage).toContain(task.id);
 
     const seen = await follow.end();
-    expect(seen.map(show)).toEqual([
-      'v1 PENDING#0',
-      `v2 STARTED#1@${victim}`,
-      `v3 STARTED#2@${survivor}`,
-      `v4 SUCCESS#2@${survivor}`,
-    ]);
+    expect(seen.map(show)).toEqual(['v1 PENDING#0', `v2 STARTED#1@${victim}`, `v3 STARTED#2@${survivor}`, `v4 SUCCESS#2@${survivor}`]);
     expect(resultOf(seen.at(-1)!)).toEqual({ slept: 2 });
     expect(procs[survivor].output()).toContain(`task ${task.id}: taken over from a worker that stopped renewing its lease`);
 
@@ -131,9 +126,7 @@ describe('a worker killed mid-task', () => {
     await victim.kill();
     // Started after the kill: the tasks wait for it, PENDING and STARTED on a dead worker.
     await worker(queue, 'many-rescuer', 3);
-    const ends = await Promise.all(
-      follows.map((f) => f.until((t) => t.attempt === 2 && t.state === TaskState.STARTED, 'attempt 2 started')),
-    );
+    const ends = await Promise.all(follows.map((f) => f.until((t) => t.attempt === 2 && t.state === TaskState.STARTED, 'attempt 2 started')));
     for (const t of ends) expect(t.worker).toBe('many-rescuer');
     await Promise.all(tasks.map((t) => stack.client.cancel(t.id, { terminate: true })));
   });
@@ -163,10 +156,7 @@ describe('a long task on a live worker', () => {
     const queue = 'crash-long';
     const procs = await Promise.all([worker(queue, 'long-a'), worker(queue, 'long-b')]);
     // 3 and 2.5 leases; `spin` never yields its thread.
-    const tasks = await Promise.all([
-      stack.client.start('sleep', { args: [6], queue }),
-      stack.client.start('spin', { args: [5], queue }),
-    ]);
+    const tasks = await Promise.all([stack.client.start('sleep', { args: [6], queue }), stack.client.start('spin', { args: [5], queue })]);
     const seen = await Promise.all(tasks.map((t) => new Follow(stack.client, t.id).end()));
     for (const history of seen) {
       expect(states(history)).toEqual(['PENDING', 'STARTED', 'SUCCESS']);

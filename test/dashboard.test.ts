@@ -85,8 +85,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_00
   });
 
   const row = (id: string) => page.locator(`#tasks tbody tr[data-task-id="${id}"]`);
-  const rowInState = (id: string, state: string) =>
-    page.locator(`#tasks tbody tr[data-task-id="${id}"][data-state="${state}"]`).waitFor();
+  const rowInState = (id: string, state: string) => page.locator(`#tasks tbody tr[data-task-id="${id}"][data-state="${state}"]`).waitFor();
 
   /** The task ids of the table's rows, top to bottom, and the state each shows. */
   const rowsShown = () =>
@@ -151,7 +150,9 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_00
     await stack.startWorker();
     await rowInState(id, 'STARTED');
     // Progress arrives live while it runs: a step out of 8, before the end.
-    await row(id).locator('td.progress .progress-label', { hasText: /^[1-7]\/8$/ }).waitFor();
+    await row(id)
+      .locator('td.progress .progress-label', { hasText: /^[1-7]\/8$/ })
+      .waitFor();
     await rowInState(id, 'SUCCESS');
 
     expect(await states()).toEqual(['PENDING', 'STARTED', 'SUCCESS']);
@@ -169,7 +170,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_00
     expect(await page.evaluate(() => window.sameDocument)).toBe(true);
   });
 
-  it('cancels a running task with its row\'s Cancel button, and shows it REVOKED', async () => {
+  it("cancels a running task with its row's Cancel button, and shows it REVOKED", async () => {
     const id = await startFromPage('sleep', '{"seconds": 60}');
     await rowInState(id, 'STARTED');
     expect(await row(id).locator('button.cancel').isEnabled()).toBe(true);
@@ -262,7 +263,9 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_00
     const hello = await startFromPage('hello', '');
     await rowInState(hello, 'SUCCESS');
     const running = await startFromPage('progress', '{"steps": 40, "interval": 250}');
-    await row(running).locator('td.progress .progress-label', { hasText: /^(1[2-9]|2\d)\/40$/ }).waitFor();
+    await row(running)
+      .locator('td.progress .progress-label', { hasText: /^(1[2-9]|2\d)\/40$/ })
+      .waitFor();
 
     await mkdir(join(ROOT, 'test-results'), { recursive: true });
     await page.screenshot({ path: ARTEFACT, fullPage: true });

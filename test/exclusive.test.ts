@@ -11,16 +11,7 @@ import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { ErrorInfoSchema } from '../gen/google/rpc/error_details_pb.js';
 import { ServerReflection } from '../gen/grpc/reflection/v1/reflection_pb.js';
-import {
-  CancelOutcome,
-  Code,
-  ConnectError,
-  createTaskwireClient,
-  TaskState,
-  TERMINAL,
-  type Task,
-  type TaskwireClient,
-} from '../src/client/index.js';
+import { CancelOutcome, Code, ConnectError, createTaskwireClient, TaskState, TERMINAL, type Task, type TaskwireClient } from '../src/client/index.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack;

@@ -105,7 +105,7 @@ describe('the exclusive lock', () => {
     await stack.client.cancel(winner.id);
   });
 
-  it('ends a Start waiting for it with the caller\'s deadline, and writes nothing for that caller afterwards', async () => {
+  it("ends a Start waiting for it with the caller's deadline, and writes nothing for that caller afterwards", async () => {
     const key = 'caller-gone';
     const lockKey = keys.exclusiveLock(QUEUE, key);
     expect(await redis.set(lockKey, randomUUID(), 'PX', 1500)).toBe('OK');
@@ -131,8 +131,7 @@ describe('the exclusive lock', () => {
     // keeps taking and releasing the lock.
     const holder = await startWith(stack.client, key);
 
-    const apiConnections = async () =>
-      ((await redis.client('LIST')) as string).split('\n').filter((l) => / name=taskwire:api /.test(l)).length;
+    const apiConnections = async () => ((await redis.client('LIST')) as string).split('\n').filter((l) => / name=taskwire:api /.test(l)).length;
     const live = await apiConnections(); // the connections of the API servers that stay
     let dead: string | undefined;
     for (let round = 0; round < 5 && !dead; round++) {
@@ -183,9 +182,7 @@ describe('the exclusive lock', () => {
       while (stealing) stolen += await thief.del(lockKey);
     })();
     try {
-      const results = await Promise.allSettled(
-        Array.from({ length: 50 }, (_, i) => startWith(i % 2 ? two : stack.client, key)),
-      );
+      const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => startWith(i % 2 ? two : stack.client, key)));
       expectExactlyOneAdmitted(results);
     } finally {
       stealing = false;

@@ -42,7 +42,12 @@ interface Status {
 }
 
 /** Opens a gRPC call; its status resolves from a trailers-only reply or from the trailers. */
-function open(path: string, token?: string, s = session, contentType = 'application/grpc'): { req: http2.ClientHttp2Stream; status: Promise<Status> } {
+function open(
+  path: string,
+  token?: string,
+  s = session,
+  contentType = 'application/grpc',
+): { req: http2.ClientHttp2Stream; status: Promise<Status> } {
   const req = s.request({
     ':method': 'POST',
     ':path': path,
@@ -205,10 +210,12 @@ describe('a request body is not read further than the call needs', () => {
 describe('TASKWIRE_MAX_CONNECTION_BUFFER_BYTES', () => {
   it('is checked at start: a whole number, not below the largest request', () => {
     expect(loadConfig({}, {}).maxConnectionBufferBytes).toBeGreaterThanOrEqual(loadConfig({}, {}).maxRequestBytes);
-    expect(() => loadConfig({}, { TASKWIRE_MAX_CONNECTION_BUFFER_BYTES: 'lots' })).toThrow(/TASKWIRE_MAX_CONNECTION_BUFFER_BYTES must be a whole number/);
-    expect(() => loadConfig({}, { TASKWIRE_MAX_REQUEST: '65536', TASKWIRE_MAX_PAYLOAD: '1000', TASKWIRE_MAX_CONNECTION_BUFFER_BYTES: '4096' })).toThrow(
-      /TASKWIRE_MAX_CONNECTION_BUFFER_BYTES \(4096\) must not be below --max-request \/ TASKWIRE_MAX_REQUEST \(65536\)/,
+    expect(() => loadConfig({}, { TASKWIRE_MAX_CONNECTION_BUFFER_BYTES: 'lots' })).toThrow(
+      /TASKWIRE_MAX_CONNECTION_BUFFER_BYTES must be a whole number/,
     );
+    expect(() =>
+      loadConfig({}, { TASKWIRE_MAX_REQUEST: '65536', TASKWIRE_MAX_PAYLOAD: '1000', TASKWIRE_MAX_CONNECTION_BUFFER_BYTES: '4096' }),
+    ).toThrow(/TASKWIRE_MAX_CONNECTION_BUFFER_BYTES \(4096\) must not be below --max-request \/ TASKWIRE_MAX_REQUEST \(65536\)/);
     expect(loadConfig({ 'max-connection-buffer': '2000000' }, {}).maxConnectionBufferBytes).toBe(2000000);
   });
 });

@@ -7,11 +7,7 @@
 import http2 from 'node:http2';
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  GetStatusRequestSchema,
-  WatchStatusRequestSchema,
-  WatchStatusResponseSchema,
-} from '../gen/taskwire/v1/task_service_pb.js';
+import { GetStatusRequestSchema, WatchStatusRequestSchema, WatchStatusResponseSchema } from '../gen/taskwire/v1/task_service_pb.js';
 import { rawGrpcCall, type RawCallOptions } from './helpers/rawGrpc.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
@@ -118,7 +114,7 @@ describe('a deadline longer than a timer can hold is no deadline', () => {
   });
 });
 
-describe('WatchStatus from beyond a task\'s final version', () => {
+describe("WatchStatus from beyond a task's final version", () => {
   for (const [path, gzip] of BOTH) {
     it(`answers OUT_OF_RANGE at once, naming the final version (${path})`, async () => {
       const task = await stack.client.start('hello', { args: ['future'] });

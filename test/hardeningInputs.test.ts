@@ -129,7 +129,10 @@ describe('worker log lines at the end of an attempt', () => {
 
   /** The worker's line that ends an attempt of `id` (waits for it). */
   async function endLine(id: string): Promise<Record<string, unknown>> {
-    const pattern = new RegExp(`^\\{[^\\n]*"task_id":"${id}"[^\\n]*"msg":"task (failure|revoked|retry|success) in|^\\{[^\\n]*"msg":"task (failure|revoked|retry|success) in[^\\n]*"task_id":"${id}"`, 'm');
+    const pattern = new RegExp(
+      `^\\{[^\\n]*"task_id":"${id}"[^\\n]*"msg":"task (failure|revoked|retry|success) in|^\\{[^\\n]*"msg":"task (failure|revoked|retry|success) in[^\\n]*"task_id":"${id}"`,
+      'm',
+    );
     await worker.waitFor(pattern);
     const line = worker
       .output()

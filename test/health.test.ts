@@ -27,7 +27,9 @@ afterAll(async () => {
 });
 
 function check(service: string): Promise<{ status: string }> {
-  return new Promise((resolve, reject) => health.check({ service }, (err: Error | null, res: { status: string }) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) =>
+    health.check({ service }, (err: Error | null, res: { status: string }) => (err ? reject(err) : resolve(res))),
+  );
 }
 
 /** The first message of a Watch stream, then the stream is cancelled. */

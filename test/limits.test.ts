@@ -85,9 +85,7 @@ describe('streams', () => {
       const d = createTaskwireClient({ baseUrl: stack.baseUrl });
       const fifth = await refused(d.watch(tasks[4]!.id).next());
       expect(fifth.code).toBe(Code.ResourceExhausted);
-      expect(fifth.rawMessage).toBe(
-        'this server has 4 streams open, its limit (TASKWIRE_MAX_STREAMS); try again later or use another server',
-      );
+      expect(fifth.rawMessage).toBe('this server has 4 streams open, its limit (TASKWIRE_MAX_STREAMS); try again later or use another server');
       // Health checks still answer.
       const health = createClient(Health, createGrpcTransport({ baseUrl: stack.baseUrl }));
       expect((await health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING);

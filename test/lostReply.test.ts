@@ -52,9 +52,7 @@ describe('a worker whose Redis connections keep dropping', () => {
     // Queued first, so that the worker begins them by the take of its script calls.
     const tasks: Task[] = [];
     for (let batch = 0; batch < 15; batch++) {
-      const starts = Array.from({ length: 200 }, (_, i) =>
-        stack.client.start('hello', { args: [`n${batch}-${i}`], queue, maxAttempts: 1 }),
-      );
+      const starts = Array.from({ length: 200 }, (_, i) => stack.client.start('hello', { args: [`n${batch}-${i}`], queue, maxAttempts: 1 }));
       tasks.push(...(await Promise.all(starts)));
     }
     await stack.startWorker({ args: ['-c', '50'], env: { TASKWIRE_QUEUES: queue, TASKWIRE_WORKER_NAME: 'dropped' } });
@@ -73,9 +71,7 @@ describe('a worker whose Redis connections keep dropping', () => {
     await dropper;
 
     expect(drops).toBeGreaterThan(0);
-    const failed = ends
-      .filter((t) => t.state !== TaskState.SUCCESS)
-      .map((t) => `${t.id}: ${TaskState[t.state]} ${t.error?.type ?? ''}`);
+    const failed = ends.filter((t) => t.state !== TaskState.SUCCESS).map((t) => `${t.id}: ${TaskState[t.state]} ${t.error?.type ?? ''}`);
     expect(failed).toEqual([]);
     expect(ends.every((t) => t.attempt === 1)).toBe(true);
     // The replies kept for calls sent again are dropped once answered (the drain made far

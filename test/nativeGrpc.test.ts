@@ -98,7 +98,12 @@ describe('gzipped or plain, a gRPC call gets the same answer', () => {
 
   it('a client that resets a watch with an error code ends that call, and the server serves on', async () => {
     const task = await stack.client.start('hello', { countdownMs: 3_600_000 });
-    const req = session.request({ ':method': 'POST', ':path': '/taskwire.v1.TaskService/WatchStatus', 'content-type': 'application/grpc', te: 'trailers' });
+    const req = session.request({
+      ':method': 'POST',
+      ':path': '/taskwire.v1.TaskService/WatchStatus',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
     req.on('error', () => {});
     const closed = new Promise((resolve) => req.on('close', resolve));
     req.once('data', () => req.close(http2.constants.NGHTTP2_INTERNAL_ERROR));

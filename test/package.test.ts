@@ -30,7 +30,7 @@ describe('the installed package', () => {
     expect(existsSync(join(ROOT, 'dist/src/cli/main.js')), 'dist/ is missing: run `npm run build`').toBe(true);
   });
 
-  it("exports the service and the client as JavaScript a project imports with plain Node", async () => {
+  it('exports the service and the client as JavaScript a project imports with plain Node', async () => {
     mkdirSync(join(scratch, 'node_modules'), { recursive: true });
     symlinkSync(ROOT, join(scratch, 'node_modules', 'taskwire'), 'dir');
     writeFileSync(

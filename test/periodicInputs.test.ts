@@ -100,10 +100,24 @@ describe('the CLI', () => {
   const taskwire = (...args: string[]) => runTaskwire(args, env());
 
   it('schedule create, list, get, pause, resume, delete', async () => {
-    const created = await taskwire('schedule', 'create', 'cli-nightly', '--cron', '0 3 * * *', '--task', 'hello', '--args', '["Lucy"]', '--timezone', 'Europe/Paris');
+    const created = await taskwire(
+      'schedule',
+      'create',
+      'cli-nightly',
+      '--cron',
+      '0 3 * * *',
+      '--task',
+      'hello',
+      '--args',
+      '["Lucy"]',
+      '--timezone',
+      'Europe/Paris',
+    );
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);
-    expect(created.stdout).toMatch(/^cli-nightly {2}cron '0 3 \* \* \*' Europe\/Paris {2}hello@default {2}skip {2}next \d{4}-\d\d-\d\dT0[12]:00:00\.000Z {2}never run\n$/);
+    expect(created.stdout).toMatch(
+      /^cli-nightly {2}cron '0 3 \* \* \*' Europe\/Paris {2}hello@default {2}skip {2}next \d{4}-\d\d-\d\dT0[12]:00:00\.000Z {2}never run\n$/,
+    );
 
     const again = await taskwire('schedule', 'create', 'cli-nightly', '--every', '10s', '--task', 'hello');
     expect(again.code).toBe(2);
@@ -112,7 +126,10 @@ describe('the CLI', () => {
 
     const list = await taskwire('schedule', 'list', '--json');
     expect(list.code).toBe(0);
-    const rows = list.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = list.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows).toEqual([expect.objectContaining({ id: 'cli-nightly', every_ms: 10_000, task: 'hello', paused: false })]);
 
     expect((await taskwire('schedule', 'pause', 'cli-nightly')).stdout).toContain('  paused  ');

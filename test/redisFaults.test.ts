@@ -86,9 +86,7 @@ describe('a Redis restart', () => {
     const follow = new Follow(client, watched.id);
     await follow.until(isState(TaskState.STARTED), 'the watched task started');
     const queued = await Promise.all(Array.from({ length: 8 }, (_, i) => client.start('hello', { args: [`q${i}`, 1] })));
-    const scheduled = await Promise.all(
-      Array.from({ length: 3 }, (_, i) => client.start('hello', { args: [`s${i}`], countdownMs: 2000 })),
-    );
+    const scheduled = await Promise.all(Array.from({ length: 3 }, (_, i) => client.start('hello', { args: [`s${i}`], countdownMs: 2000 })));
 
     await redis.stop();
     await health.next(Serving.NOT_SERVING);
@@ -109,11 +107,7 @@ describe('a Redis restart', () => {
     // The watcher open across the restart saw every version once, in order, to the end.
     const seen = await follow.end();
     expect(versions(seen)).toEqual(oneToN(seen.length));
-    expect(seen.map(show)).toEqual([
-      'v1 PENDING#0',
-      expect.stringMatching(/^v2 STARTED#1@faults-/),
-      expect.stringMatching(/^v3 SUCCESS#1@faults-/),
-    ]);
+    expect(seen.map(show)).toEqual(['v1 PENDING#0', expect.stringMatching(/^v2 STARTED#1@faults-/), expect.stringMatching(/^v3 SUCCESS#1@faults-/)]);
     const lateSeen = await late;
     expect(versions(lateSeen)).toEqual(oneToN(lateSeen.length));
     expect(lateSeen.at(-1)!.state).toBe(TaskState.SUCCESS);

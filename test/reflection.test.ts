@@ -173,8 +173,7 @@ describe.each(VERSIONS)('grpc.reflection.%s.ServerReflection', (version) => {
 });
 
 describe('buf curl, a Go reflection client like grpcurl', () => {
-  const bufCurl = (...args: string[]) =>
-    run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', ...args], { timeout: 20_000 });
+  const bufCurl = (...args: string[]) => run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', ...args], { timeout: 20_000 });
   const base = () => `http://127.0.0.1:${stack.api.port}`;
 
   it('lists the services and the methods through reflection', async () => {

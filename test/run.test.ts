@@ -167,7 +167,10 @@ describe('taskwire start --wait', { timeout: 60_000 }, () => {
     const env = { TASKWIRE_SERVER: stack.baseUrl };
     const ok = await runTaskwire(['start', 'hello', '--args', '["Lucy"]', '--wait', '--json'], env);
     expect(ok.code).toBe(0);
-    const records = ok.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const records = ok.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(records[0]).toMatchObject({ name: 'hello', state: 'PENDING', version: 1 });
     expect(records.at(-1)).toMatchObject({ state: 'SUCCESS', result: 'Hello Lucy!' });
 

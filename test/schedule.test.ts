@@ -97,9 +97,7 @@ describe('expires_at', () => {
 
   it('refuses an expiry in the past or before the countdown ends', async () => {
     await expect(stack.client.start('hello', { expiresAt: new Date(Date.now() - 1000) })).rejects.toThrow(/expires_at/);
-    await expect(stack.client.start('hello', { countdownMs: 5000, expiresAt: new Date(Date.now() + 1000) })).rejects.toThrow(
-      /expires_at/,
-    );
+    await expect(stack.client.start('hello', { countdownMs: 5000, expiresAt: new Date(Date.now() + 1000) })).rejects.toThrow(/expires_at/);
   });
 });
 

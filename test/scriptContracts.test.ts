@@ -639,8 +639,7 @@ describe('cancel', () => {
 
 describe('reap', () => {
   const reap = (idleMs: number, self: string) => runScript(redis, 'reap', [keys.stream(Q)], [GROUP, idleMs, self]) as Promise<string[]>;
-  const consumerNames = async () =>
-    ((await redis.xinfo('CONSUMERS', keys.stream(Q), GROUP)) as string[][]).map((c) => pairsToHash(c).name).sort();
+  const consumerNames = async () => ((await redis.xinfo('CONSUMERS', keys.stream(Q), GROUP)) as string[][]).map((c) => pairsToHash(c).name).sort();
 
   it('removes the idle consumers that hold nothing, never the caller nor one with a pending message', async () => {
     await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM');
@@ -666,9 +665,7 @@ describe('reap', () => {
 describe('the script loader', () => {
   it('refuses a call with the wrong number of keys before it reaches Redis', async () => {
     await redis.zadd(keys.scheduled('contracts'), 1, 'a\n');
-    expect(() => runScript(redis, 'promote', [keys.scheduled('contracts')], [10, 10])).toThrow(
-      'script promote takes 2 keys, got 1',
-    );
+    expect(() => runScript(redis, 'promote', [keys.scheduled('contracts')], [10, 10])).toThrow('script promote takes 2 keys, got 1');
     expect(await redis.zcard(keys.scheduled('contracts'))).toBe(1);
     expect(await redis.exists(keys.stream('contracts'))).toBe(0);
   });

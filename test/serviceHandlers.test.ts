@@ -51,7 +51,10 @@ beforeAll(async () => {
     maxStreamBacklog: 100,
     readers: new QueueReaders(redis),
   });
-  client = createClient(TaskService, createRouterTransport(({ service: serve }) => serve(TaskService, service)));
+  client = createClient(
+    TaskService,
+    createRouterTransport(({ service: serve }) => serve(TaskService, service)),
+  );
   worker = new AttemptStore(redis, 'w-test', { ...LIMITS, leaseMs: 30_000 });
 });
 afterAll(async () => {
@@ -156,9 +159,7 @@ describe('Start', () => {
     const { task: first } = await client.start({ name: 'hello', queue: 'reports', exclusiveKey: 'nightly' });
     const err = await refused(client.start({ name: 'hello', queue: 'reports', exclusiveKey: 'nightly' }));
     expect(err.code).toBe(Code.AlreadyExists);
-    expect(err.rawMessage).toBe(
-      `a task with exclusive key "nightly" is already running (task ${first!.id}); start another when it has finished`,
-    );
+    expect(err.rawMessage).toBe(`a task with exclusive key "nightly" is already running (task ${first!.id}); start another when it has finished`);
     expect(err.findDetails(ErrorInfoSchema)[0]).toMatchObject({
       reason: 'EXCLUSIVE_TASK_RUNNING',
       metadata: { running_task_id: first!.id, exclusive_key: 'nightly' },
@@ -289,7 +290,10 @@ describe('Cancel', () => {
   });
 
   it('refuses a bad id and answers NOT_FOUND for an unknown task, writing nothing', async () => {
-    expect(await refusedUntouched(() => client.cancel({ id: 'nope' }))).toEqual({ code: Code.InvalidArgument, message: 'id: "nope" is not a task id' });
+    expect(await refusedUntouched(() => client.cancel({ id: 'nope' }))).toEqual({
+      code: Code.InvalidArgument,
+      message: 'id: "nope" is not a task id',
+    });
     const unknown = newTaskId('default');
     expect(await refusedUntouched(() => client.cancel({ id: unknown }))).toEqual({
       code: Code.NotFound,

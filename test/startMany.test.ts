@@ -144,13 +144,16 @@ describe('the client sends start() calls made together as one StartMany', () => 
     const holder = await counted.start('hello', { exclusiveKey: 'nightly' });
     const aloneUnknown = await refusal(counted.start('no-such-task'));
     const aloneBusy = await refusal(counted.start('hello', { exclusiveKey: 'nightly' }));
-    expect(aloneBusy.info).toEqual([
-      { reason: 'EXCLUSIVE_TASK_RUNNING', metadata: { running_task_id: holder.id, exclusive_key: 'nightly' } },
-    ]);
+    expect(aloneBusy.info).toEqual([{ reason: 'EXCLUSIVE_TASK_RUNNING', metadata: { running_task_id: holder.id, exclusive_key: 'nightly' } }]);
     expect(aloneUnknown.fields).toEqual(['name']);
 
     calls.length = 0;
-    const together = [counted.start('hello'), counted.start('no-such-task'), counted.start('hello', { exclusiveKey: 'nightly' }), counted.start('hello')];
+    const together = [
+      counted.start('hello'),
+      counted.start('no-such-task'),
+      counted.start('hello', { exclusiveKey: 'nightly' }),
+      counted.start('hello'),
+    ];
     const [ok1, unknown, busy, ok2] = await Promise.allSettled(together);
     expect(calls).toEqual(['StartMany']);
     expect(ok1?.status).toBe('fulfilled');

@@ -29,7 +29,6 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-
 type Phase = 'before' | 'during' | 'after';
 
 interface Watched {
@@ -112,11 +111,7 @@ describe('the watch invariant under races', () => {
       return Promise.all([watchRaw(anyClient(), t.id, undefined).done, watchRaw(anyClient(), t.id, resumeFrom(plans[i]!)).done]);
     });
     await workers;
-    const all = [
-      ...(await Promise.all(before.map((w) => w.done))),
-      ...(await Promise.all(during)),
-      ...(await Promise.all(after)).flat(),
-    ];
+    const all = [...(await Promise.all(before.map((w) => w.done))), ...(await Promise.all(during)), ...(await Promise.all(after)).flat()];
     expect(all).toHaveLength(TASKS * 6);
 
     // The truth: each task's final record, and what every watcher saw at each version.

@@ -88,7 +88,12 @@ describe('workflows', () => {
   });
 
   it('chord(group(add(k, k)…), tsum) → 90', async () => {
-    const wf = await tw.chord(range(10).map((k) => tw.sig('add', k, k)), tw.sig('tsum')).start();
+    const wf = await tw
+      .chord(
+        range(10).map((k) => tw.sig('add', k, k)),
+        tw.sig('tsum'),
+      )
+      .start();
     expect(await tw.wait(wf.id)).toBe(90);
     const end = await tw.status(wf.id);
     expect(end.progress).toEqual({ done: 11, total: 11 });
@@ -105,7 +110,12 @@ describe('workflows', () => {
     expect(await tw.wait(inGroup.id)).toEqual([6, 10]);
 
     // [0, 2, 4] → tsum = 6 → add(6, 100) = 106
-    const body = await tw.chord(range(3).map((k) => tw.sig('add', k, k)), tw.chain(tw.sig('tsum'), tw.sig('add', 100))).start();
+    const body = await tw
+      .chord(
+        range(3).map((k) => tw.sig('add', k, k)),
+        tw.chain(tw.sig('tsum'), tw.sig('add', 100)),
+      )
+      .start();
     expect(await tw.wait(body.id)).toBe(106);
   });
 

@@ -62,11 +62,9 @@ describe.skipIf(!hasChromium)('the dashboard shows a workflow with its tasks', {
 
     await stack.startWorker();
     await page.locator(`#tasks tbody tr[data-task-id="${wf.id}"][data-state="SUCCESS"]`).waitFor();
-    await expect.poll(() => list.evaluateAll((lis) => lis.map((li) => (li as unknown as { dataset: { state: string } }).dataset.state))).toEqual([
-      'SUCCESS',
-      'SUCCESS',
-      'SUCCESS',
-    ]);
+    await expect
+      .poll(() => list.evaluateAll((lis) => lis.map((li) => (li as unknown as { dataset: { state: string } }).dataset.state)))
+      .toEqual(['SUCCESS', 'SUCCESS', 'SUCCESS']);
     expect(await list.last().textContent()).toContain('→ 16');
     // Each task's own row names its workflow.
     const children = (await tw.rpc.getStatus({ id: wf.id })).task!.children;

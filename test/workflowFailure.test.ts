@@ -66,7 +66,9 @@ describe('a failing step fails the workflow, and nothing after it starts', () =>
   });
 
   it('last step of a chain, with its error type', async () => {
-    const wf = await tw.chain(tw.sig('add', 1, 1), tw.sig('add', 2), tw.signature('fail', { args: ['last'], kwargs: { type: 'ValueError' } }).si()).start();
+    const wf = await tw
+      .chain(tw.sig('add', 1, 1), tw.sig('add', 2), tw.signature('fail', { args: ['last'], kwargs: { type: 'ValueError' } }).si())
+      .start();
     await expectFailed(wf, 'ValueError', 'last', 3);
   });
 
@@ -127,7 +129,9 @@ describe('cancel of a workflow', () => {
   });
 
   it('mid-chord: every header member revoked, the body never starts', async () => {
-    const wf = await tw.chord([tw.sig('sleep', 30), tw.sig('sleep', 30), tw.signature('sleep', { args: [30], countdownMs: 60_000 })], tw.sig('tsum')).start();
+    const wf = await tw
+      .chord([tw.sig('sleep', 30), tw.sig('sleep', 30), tw.signature('sleep', { args: [30], countdownMs: 60_000 })], tw.sig('tsum'))
+      .start();
     const kids = await untilChildren(wf.id, 3);
     await new Follow(tw, kids[0]!).until(isState(TaskState.STARTED), 'a header member started');
     await tw.cancel(wf.id);

@@ -41,7 +41,6 @@ export function backgroundBeat(config: BeatConfig, log: Logger, options: { decla
   };
 }
 
-
 export async function startBeat(config: BeatConfig, log: Logger, options: { declare: boolean }): Promise<Beat> {
   const registry = await loadRegistry(config.tasksModule);
   const redis = await connectReady(config.redisUrl!, 'beat');

@@ -45,7 +45,10 @@ export function checkWhen(when: When): void {
   const expr = when.cron!.trim();
   const fields = expr.split(/\s+/).length;
   if (!expr.startsWith('@') && fields !== 5 && fields !== 6) {
-    throw invalid('schedule.cron', `${quote(expr)} has ${fields} field${fields === 1 ? '' : 's'}; give 5 (minute hour day month weekday) or 6 (seconds first)`);
+    throw invalid(
+      'schedule.cron',
+      `${quote(expr)} has ${fields} field${fields === 1 ? '' : 's'}; give 5 (minute hour day month weekday) or 6 (seconds first)`,
+    );
   }
   try {
     cron().parse(expr, { tz, currentDate: new Date() }).next();
@@ -57,5 +60,8 @@ export function checkWhen(when: When): void {
 /** The first tick strictly after `after` (ms). */
 export function nextTick(when: When, after: number): number {
   if (when.everyMs !== undefined) return (Math.floor(after / when.everyMs) + 1) * when.everyMs;
-  return cron().parse(when.cron!.trim(), { tz: when.timezone || 'UTC', currentDate: new Date(after) }).next().getTime();
+  return cron()
+    .parse(when.cron!.trim(), { tz: when.timezone || 'UTC', currentDate: new Date(after) })
+    .next()
+    .getTime();
 }

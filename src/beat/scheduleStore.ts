@@ -132,12 +132,10 @@ export class ScheduleStore {
     await this.redis.hset(keys.scheduleRegistry(), spec.id, queue);
     const fields = definitionFields(spec, queue);
     const paused = options.keepPaused && spec.paused === undefined ? '' : spec.paused ? '1' : '0';
-    const reply = (await this.edit(queue, 'put', spec.id, [
-      options.replace ? '1' : '0',
-      nextTick(spec, Date.now()),
-      paused,
-      ...fields,
-    ])) as [string, string[]?];
+    const reply = (await this.edit(queue, 'put', spec.id, [options.replace ? '1' : '0', nextTick(spec, Date.now()), paused, ...fields])) as [
+      string,
+      string[]?,
+    ];
     if (reply[0] === 'exists') throw exists(spec.id);
     return { schedule: parseSchedule(pairsToHash(reply[1]!)), outcome: reply[0] };
   }

@@ -91,7 +91,11 @@ export class Ticker {
   private async fireOne(queue: string, id: string): Promise<boolean> {
     try {
       const outcome = await this.store.fire(queue, id);
-      if (outcome === 'created' || outcome === 'skipped') this.log.debug(`schedule ${id}: ${outcome === 'created' ? 'run started' : 'tick skipped, the last run has not finished'}`, { schedule_id: id, queue });
+      if (outcome === 'created' || outcome === 'skipped')
+        this.log.debug(`schedule ${id}: ${outcome === 'created' ? 'run started' : 'tick skipped, the last run has not finished'}`, {
+          schedule_id: id,
+          queue,
+        });
       this.cannot.delete(id);
       if (outcome === 'early') this.early = true;
       return outcome !== 'early';

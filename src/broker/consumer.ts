@@ -59,16 +59,16 @@ export class Consumer {
   /** Up to `count` new messages per queue, waiting at most blockMs for the first. */
   async read(count: number, blockMs: number): Promise<Delivery[]> {
     const reply = this.blocking.xreadgroup(
-        'GROUP',
-        CONSUMER_GROUP,
-        this.consumer,
-        'COUNT',
-        count,
-        'BLOCK',
-        blockMs,
-        'STREAMS',
-        ...this.streams,
-        ...this.streams.map(() => '>'),
+      'GROUP',
+      CONSUMER_GROUP,
+      this.consumer,
+      'COUNT',
+      count,
+      'BLOCK',
+      blockMs,
+      'STREAMS',
+      ...this.streams,
+      ...this.streams.map(() => '>'),
     ) as Promise<StreamReply | null>;
     return this.deliveries(await Promise.race([reply, this.closed]));
   }

@@ -10,11 +10,7 @@ import type { Redis } from 'ioredis';
 import type { Delivery } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 
-export async function renewLeases(
-  redis: Redis,
-  consumer: string,
-  held: readonly Delivery[],
-): Promise<Map<string, 'abort' | 'terminate'>> {
+export async function renewLeases(redis: Redis, consumer: string, held: readonly Delivery[]): Promise<Map<string, 'abort' | 'terminate'>> {
   const cancels = new Map<string, 'abort' | 'terminate'>();
   if (held.length === 0) return cancels;
   const byQueue = new Map<string, string[]>();

@@ -25,13 +25,10 @@ export class Reclaimer {
     const stream = keys.stream(queue);
     const idle = (await this.redis.xpending(stream, CONSUMER_GROUP, 'IDLE', this.leaseMs, '-', '+', count)) as [string, string, number, number][];
     if (idle.length === 0) return [];
-    const entries = (await this.redis.xclaim(
-      stream,
-      CONSUMER_GROUP,
-      this.consumer,
-      this.leaseMs,
-      ...idle.map(([msgId]) => msgId),
-    )) as [string, string[] | null][];
+    const entries = (await this.redis.xclaim(stream, CONSUMER_GROUP, this.consumer, this.leaseMs, ...idle.map(([msgId]) => msgId))) as [
+      string,
+      string[] | null,
+    ][];
     return toDeliveries(queue, entries);
   }
 }

@@ -85,7 +85,8 @@ function ref(positionals: string[], flags: Flags) {
 
 export async function startCommand(positionals: string[], flags: Flags): Promise<number> {
   const name = positionals[0];
-  if (!name) throw new UsageError('usage: taskwire start NAME [--args JSON] [--kwargs JSON] [--exclusive KEY] [--queue Q] [--countdown 10s] [--wait]');
+  if (!name)
+    throw new UsageError('usage: taskwire start NAME [--args JSON] [--kwargs JSON] [--exclusive KEY] [--queue Q] [--countdown 10s] [--wait]');
   const countdown = str(flags, 'countdown');
   const countdownMs = countdown === undefined ? undefined : parseDuration(countdown);
   if (countdown !== undefined && countdownMs === undefined) throw new UsageError(`--countdown must be a duration such as 10s; got ${countdown}`);
@@ -150,7 +151,9 @@ export async function workflowCommand(positionals: string[], flags: Flags): Prom
   try {
     root = fromJson(StepSchema, JSON.parse(text) as JsonValue);
   } catch (err) {
-    throw new UsageError(`the workflow must be a Step in JSON, such as {"chain":{"steps":[{"task":{"name":"add","args":[2,2]}}]}}: ${(err as Error).message}\n${WORKFLOW_USAGE}`);
+    throw new UsageError(
+      `the workflow must be a Step in JSON, such as {"chain":{"steps":[{"task":{"name":"add","args":[2,2]}}]}}: ${(err as Error).message}\n${WORKFLOW_USAGE}`,
+    );
   }
   const c = client(flags);
   const res = await c.rpc.startWorkflow({
@@ -173,8 +176,7 @@ const SCHEDULE_USAGE = `usage:
   taskwire schedule list [--json]
   taskwire schedule get|pause|resume|delete ID [--json]`;
 
-const when = (s: Schedule) =>
-  s.when.case === 'every' ? `every ${durationMs(s.when.value) / 1000}s` : `cron '${s.when.value}' ${s.timezone}`;
+const when = (s: Schedule) => (s.when.case === 'every' ? `every ${durationMs(s.when.value) / 1000}s` : `cron '${s.when.value}' ${s.timezone}`);
 const iso = (t: Schedule['nextRunAt']) => (t ? new Date(timestampMs(t)).toISOString() : '-');
 
 function scheduleJson(s: Schedule): string {

@@ -58,7 +58,11 @@ export async function worker(config: Config): Promise<void> {
     await (await beat)?.stop();
     await (await starting).stop(grace);
   };
-  onShutdown(() => stop(config.shutdownGraceMs), () => stop(0), config.shutdownGraceMs + WRITES_BOUND_MS);
+  onShutdown(
+    () => stop(config.shutdownGraceMs),
+    () => stop(0),
+    config.shutdownGraceMs + WRITES_BOUND_MS,
+  );
   await starting;
   beat = backgroundBeat(config, createLogger('worker', config.log), { declare: true });
   try {
@@ -97,5 +101,9 @@ export async function dev(config: Config): Promise<void> {
     throw err;
   }
   log.info(`ready: try  npx taskwire start hello --args '["Lucy"]'  or grpcurl -plaintext localhost:${api.port} list`);
-  onShutdown(() => stopAll(config.shutdownGraceMs), () => stopAll(0), config.shutdownGraceMs + WRITES_BOUND_MS);
+  onShutdown(
+    () => stopAll(config.shutdownGraceMs),
+    () => stopAll(0),
+    config.shutdownGraceMs + WRITES_BOUND_MS,
+  );
 }

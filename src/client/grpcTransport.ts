@@ -104,8 +104,7 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
     }
     return c;
   };
-  const deadline = (timeoutMs: number | undefined) =>
-    timeoutMs === undefined ? options.defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs;
+  const deadline = (timeoutMs: number | undefined) => (timeoutMs === undefined ? options.defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs);
 
   /** The stream for a request, opened on the transport's session. */
   const open = (codec: Codec, url: string, header: Headers): http2.ClientHttp2Stream => {
@@ -130,7 +129,13 @@ export function createTaskwireTransport(options: TaskwireTransportOptions): Task
   };
 
   /** What runUnaryCall and runStreamingCall take, but the message and how to send it. */
-  const call = (method: Method, signal: AbortSignal | undefined, timeoutMs: number | undefined, header: HeaderInit, contextValues?: ContextValues) => {
+  const call = (
+    method: Method,
+    signal: AbortSignal | undefined,
+    timeoutMs: number | undefined,
+    header: HeaderInit,
+    contextValues?: ContextValues,
+  ) => {
     const codec = codecOf(method);
     timeoutMs = deadline(timeoutMs);
     const h = requestHeader(true, timeoutMs, header);
@@ -196,7 +201,12 @@ function nodeError(reason: unknown): ConnectError {
     if (!('cause' in r)) break;
   }
   let code = Code.Internal;
-  if (codes.has('ERR_STREAM_WRITE_AFTER_END') || codes.has('ERR_STREAM_DESTROYED') || codes.has('ERR_HTTP2_INVALID_STREAM') || codes.has('ECONNRESET')) {
+  if (
+    codes.has('ERR_STREAM_WRITE_AFTER_END') ||
+    codes.has('ERR_STREAM_DESTROYED') ||
+    codes.has('ERR_HTTP2_INVALID_STREAM') ||
+    codes.has('ECONNRESET')
+  ) {
     code = Code.Aborted;
   } else if (codes.has('ETIMEDOUT') || codes.has('ENOTFOUND') || codes.has('EAI_AGAIN') || codes.has('ECONNREFUSED')) {
     code = Code.Unavailable;
@@ -209,7 +219,10 @@ function nodeError(reason: unknown): ConnectError {
 /** connect-node's codes for an HTTP/2 stream reset (NO_ERROR and STREAM_CLOSED are none). */
 const RST_CODES = new Map<number, [name: string, code: Code]>();
 for (const [code, names] of [
-  [Code.Internal, ['PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'FRAME_SIZE_ERROR', 'COMPRESSION_ERROR', 'CONNECT_ERROR']],
+  [
+    Code.Internal,
+    ['PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'FRAME_SIZE_ERROR', 'COMPRESSION_ERROR', 'CONNECT_ERROR'],
+  ],
   [Code.Unavailable, ['REFUSED_STREAM']],
   [Code.Canceled, ['CANCEL']],
   [Code.ResourceExhausted, ['ENHANCE_YOUR_CALM']],
@@ -270,11 +283,11 @@ abstract class Exchange<O extends DescMessage, Req extends UnaryRequest | Stream
       this.header = webHeaders(h);
       try {
         let compression: { name: string } | undefined;
-        ({ foundStatus: this.foundStatus, headerError: this.headerError, compression } = validateResponseWithCompression(
-          ACCEPTED,
-          h[':status'] ?? 0,
-          this.header,
-        ));
+        ({
+          foundStatus: this.foundStatus,
+          headerError: this.headerError,
+          compression,
+        } = validateResponseWithCompression(ACCEPTED, h[':status'] ?? 0, this.header));
         this.gzipped = compression?.name === GZIP;
       } catch (err) {
         return this.fail(err);

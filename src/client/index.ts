@@ -110,7 +110,11 @@ declare const RESULT: unique symbol;
 export type TypedTask<R> = Task & { readonly [RESULT]?: R };
 
 /** A periodic schedule to create: when it ticks, and the task each tick starts. */
-export interface ScheduleOptions extends Pick<StartOptions, 'args' | 'kwargs' | 'queue' | 'countdownMs' | 'timeLimitMs' | 'maxAttempts' | 'retryOn' | 'initialBackoffMs' | 'maxBackoffMs'> {
+export interface ScheduleOptions
+  extends Pick<
+    StartOptions,
+    'args' | 'kwargs' | 'queue' | 'countdownMs' | 'timeLimitMs' | 'maxAttempts' | 'retryOn' | 'initialBackoffMs' | 'maxBackoffMs'
+  > {
   /** A period (at least 1000 ms); ticks fall on its multiples since the Unix epoch. */
   everyMs?: number;
   /** Cron: 5 fields, or 6 with seconds first. */
@@ -349,7 +353,12 @@ export class TaskwireClient {
     let ended = false;
     try {
       try {
-        for await (const msg of this.rpc.run(request, { headers, signal: own.signal, timeoutMs: options.timeoutMs, onHeader: hintListener(options.onHint) })) {
+        for await (const msg of this.rpc.run(request, {
+          headers,
+          signal: own.signal,
+          timeoutMs: options.timeoutMs,
+          onHeader: hintListener(options.onHint),
+        })) {
           if (ended || msg.event.case !== 'task') continue;
           last = msg.event.value;
           yield last;
@@ -365,7 +374,10 @@ export class TaskwireClient {
       if (!last) throw new ConnectError('the Run stream ended before the task was started', Code.Unavailable);
       const rest = new AbortController();
       const left = deadline === undefined ? undefined : deadline - Date.now();
-      const timer = left === undefined ? undefined : setTimeout(() => rest.abort(new ConnectError('the run\'s deadline passed', Code.DeadlineExceeded)), Math.max(0, left));
+      const timer =
+        left === undefined
+          ? undefined
+          : setTimeout(() => rest.abort(new ConnectError("the run's deadline passed", Code.DeadlineExceeded)), Math.max(0, left));
       const stop = () => rest.abort(own.signal.reason);
       own.signal.addEventListener('abort', stop);
       try {
@@ -397,22 +409,25 @@ export class TaskwireClient {
   async createSchedule(id: string, task: string | TaskDefinition<any, any, any>, options: ScheduleOptions): Promise<Schedule> {
     const name = typeof task === 'string' ? task : task.name;
     const overlap = { allow: OverlapPolicy.ALLOW, skip: OverlapPolicy.SKIP, '': OverlapPolicy.UNSPECIFIED }[options.overlap ?? ''];
-    const res = await this.rpc.createSchedule({
-      schedule: {
-        id,
-        when:
-          options.everyMs !== undefined
-            ? { case: 'every', value: durationFromMs(options.everyMs) }
-            : options.cron !== undefined
-              ? { case: 'cron', value: options.cron }
-              : { case: undefined },
-        task: TaskwireClient.startRequest(name, options),
-        timezone: options.timezone,
-        overlap,
-        paused: options.paused,
+    const res = await this.rpc.createSchedule(
+      {
+        schedule: {
+          id,
+          when:
+            options.everyMs !== undefined
+              ? { case: 'every', value: durationFromMs(options.everyMs) }
+              : options.cron !== undefined
+                ? { case: 'cron', value: options.cron }
+                : { case: undefined },
+          task: TaskwireClient.startRequest(name, options),
+          timezone: options.timezone,
+          overlap,
+          paused: options.paused,
+        },
+        replace: options.replace ?? false,
       },
-      replace: options.replace ?? false,
-    }, { onHeader: hintListener(options.onHint) });
+      { onHeader: hintListener(options.onHint) },
+    );
     return res.schedule!;
   }
 

@@ -76,7 +76,10 @@ export function runUnaryCall<I extends DescMessage, O extends DescMessage>(
 ): Promise<UnaryResponse<I, O>> {
   const call = callSignal(opt.signal, opt.timeoutMs);
   const req = { ...opt.req, message: create(opt.req.method.input, opt.req.message), signal: call.signal } as UnaryRequest<I, O>;
-  return intercepted(opt.next, opt.interceptors)(req).then((res) => {
+  return intercepted(
+    opt.next,
+    opt.interceptors,
+  )(req).then((res) => {
     call.done();
     return res;
   }, call.fail);
@@ -96,7 +99,10 @@ export function runStreamingCall<I extends DescMessage, O extends DescMessage>(
     it.return?.().catch(() => {});
   });
   const req = { ...opt.req, message: completed(opt.req.method.input, source), signal: call.signal } as StreamRequest<I, O>;
-  return intercepted(opt.next, opt.interceptors)(req).then(
+  return intercepted(
+    opt.next,
+    opt.interceptors,
+  )(req).then(
     (res) => ({
       ...res,
       message: {

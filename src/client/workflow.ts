@@ -159,8 +159,7 @@ export function canvasBuilders(client: TaskwireClient | undefined) {
     chain: (...steps: CanvasNode[]) => new Chain(client, steps),
     group: (...steps: CanvasNode[]) => new Group(client, steps),
     /** A group, then `body` with the group's list of results as its first argument. */
-    chord: (header: CanvasNode[] | Group, body: CanvasNode) =>
-      new Chord(client, header instanceof Group ? header.steps : header, body),
+    chord: (header: CanvasNode[] | Group, body: CanvasNode) => new Chord(client, header instanceof Group ? header.steps : header, body),
   };
 }
 

@@ -50,10 +50,7 @@ export class EnvelopeReader {
         this.flags = head[0]!;
         this.want = head.readUInt32BE(1);
         if (this.want > this.readMaxBytes) {
-          throw new ConnectError(
-            `message size ${this.want} is larger than configured readMaxBytes ${this.readMaxBytes}`,
-            Code.ResourceExhausted,
-          );
+          throw new ConnectError(`message size ${this.want} is larger than configured readMaxBytes ${this.readMaxBytes}`, Code.ResourceExhausted);
         }
       }
       if (this.buffered < this.want) return;

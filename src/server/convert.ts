@@ -46,7 +46,9 @@ export function taskToWire(rec: TaskRecord): Task {
     args: rec.args ? fromJson(ListValueSchema, rec.args) : undefined,
     kwargs: rec.kwargs,
     result: rec.result !== undefined ? fromJson(ValueSchema, rec.result) : undefined,
-    error: rec.error ? create(TaskErrorSchema, { type: rec.error.type, message: rec.error.message, traceback: rec.error.traceback ?? '' }) : undefined,
+    error: rec.error
+      ? create(TaskErrorSchema, { type: rec.error.type, message: rec.error.message, traceback: rec.error.traceback ?? '' })
+      : undefined,
     progress: rec.progress,
     attempt: rec.attempt,
     maxAttempts: rec.maxAttempts,

@@ -61,16 +61,15 @@ export function listen(
 ): Promise<ListeningServer> {
   handler = withSpecGrpcMessage(handler);
   const h2Handler = handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
-  const h2 = tls
-    ? http2.createSecureServer({ ...tls, allowHTTP1: true, handshakeTimeout: HANDSHAKE_MS }, h2Handler)
-    : http2.createServer(h2Handler);
+  const h2 = tls ? http2.createSecureServer({ ...tls, allowHTTP1: true, handshakeTimeout: HANDSHAKE_MS }, h2Handler) : http2.createServer(h2Handler);
   h2.setTimeout(IDLE_MS);
   if (claim) {
     // Node's compatibility layer (the request handler) is a 'stream' listener that wraps
     // every stream in request/response objects; a stream claimed here never reaches it.
     const emit = h2.emit.bind(h2) as (event: string | symbol, ...args: unknown[]) => boolean;
     h2.emit = ((event: string | symbol, ...args: unknown[]) =>
-      (event === 'stream' && claim(args[0] as http2.ServerHttp2Stream, args[1] as http2.IncomingHttpHeaders)) || emit(event, ...args)) as typeof h2.emit;
+      (event === 'stream' && claim(args[0] as http2.ServerHttp2Stream, args[1] as http2.IncomingHttpHeaders)) ||
+      emit(event, ...args)) as typeof h2.emit;
   }
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();

@@ -57,8 +57,7 @@ export class ApiMetrics {
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    const counter = (name: string, help: string) =>
-      new Counter({ name, help, labelNames: ['task', 'queue'] as const, registers });
+    const counter = (name: string, help: string) => new Counter({ name, help, labelNames: ['task', 'queue'] as const, registers });
     this.started = counter('taskwire_tasks_started_total', 'Tasks accepted by Start on this API server.');
     this.ended = {
       SUCCESS: counter('taskwire_tasks_succeeded_total', 'Tasks that ended in SUCCESS (cluster-wide, from the change feed).'),
@@ -138,8 +137,7 @@ export class ApiMetrics {
     }
     if (state === 'SUCCESS' || state === 'FAILURE' || state === 'REVOKED' || state === 'RETRY') this.ended[state].inc(labels);
     if (state === 'SUCCESS' || state === 'FAILURE' || state === 'REVOKED') return;
-    const due =
-      state === 'PENDING' ? Math.max(num(h.updated) ?? 0, num(h.not_before) ?? 0) : state === 'RETRY' ? num(h.next_at) : undefined;
+    const due = state === 'PENDING' ? Math.max(num(h.updated) ?? 0, num(h.not_before) ?? 0) : state === 'RETRY' ? num(h.next_at) : undefined;
     this.seen.set(id, { state, attempt, due });
     if (this.seen.size > REMEMBERED) this.seen.delete(this.seen.keys().next().value!);
   }
@@ -200,7 +198,11 @@ export class ApiMetrics {
         },
       });
     perSchedule('taskwire_schedule_runs_total', 'Runs started by each periodic schedule (cluster-wide, kept in Redis).', (s) => s.runs);
-    perSchedule('taskwire_schedule_skipped_total', 'Ticks each schedule skipped because its last run had not finished (overlap skip).', (s) => s.skipped);
+    perSchedule(
+      'taskwire_schedule_skipped_total',
+      'Ticks each schedule skipped because its last run had not finished (overlap skip).',
+      (s) => s.skipped,
+    );
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
@@ -217,10 +219,7 @@ export class ApiMetrics {
   }
 }
 
-type NodeHandler = (
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-) => void;
+type NodeHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 /** GET /metrics answers from `metrics` (behind the token unless public); the rest goes on. */
 export function withMetrics<H extends NodeHandler>(next: H, metrics: ApiMetrics, auth: TokenAuth): H {

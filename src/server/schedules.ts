@@ -39,19 +39,15 @@ export function scheduleMethods(
         await hint?.(schedule.queue, ctx);
         return create(CreateScheduleResponseSchema, { schedule: scheduleToWire(schedule) });
       }),
-    getSchedule: (req) =>
-      guard(async () => create(GetScheduleResponseSchema, { schedule: scheduleToWire(await schedules.get(req.id)) })),
-    listSchedules: () =>
-      guard(async () => create(ListSchedulesResponseSchema, { schedules: (await schedules.list()).map(scheduleToWire) })),
+    getSchedule: (req) => guard(async () => create(GetScheduleResponseSchema, { schedule: scheduleToWire(await schedules.get(req.id)) })),
+    listSchedules: () => guard(async () => create(ListSchedulesResponseSchema, { schedules: (await schedules.list()).map(scheduleToWire) })),
     deleteSchedule: (req) =>
       guard(async () => {
         await schedules.delete(req.id);
         return create(DeleteScheduleResponseSchema, {});
       }),
-    pauseSchedule: (req) =>
-      guard(async () => create(PauseScheduleResponseSchema, { schedule: scheduleToWire(await schedules.pause(req.id)) })),
-    resumeSchedule: (req) =>
-      guard(async () => create(ResumeScheduleResponseSchema, { schedule: scheduleToWire(await schedules.resume(req.id)) })),
+    pauseSchedule: (req) => guard(async () => create(PauseScheduleResponseSchema, { schedule: scheduleToWire(await schedules.pause(req.id)) })),
+    resumeSchedule: (req) => guard(async () => create(ResumeScheduleResponseSchema, { schedule: scheduleToWire(await schedules.resume(req.id)) })),
   };
 }
 

@@ -69,7 +69,16 @@ export const HINT_HEADER = 'taskwire-hint';
 /** The event a quiet stream carries so that proxies keep it open. */
 const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSchema, { time: timestampNow() }) });
 
-export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStreamBacklog, onStarted, readers, schedules }: ServiceDeps): ServiceImpl<typeof TaskService> {
+export function createTaskService({
+  store,
+  hub,
+  log,
+  watchHeartbeatMs,
+  maxStreamBacklog,
+  onStarted,
+  readers,
+  schedules,
+}: ServiceDeps): ServiceImpl<typeof TaskService> {
   // Shared by every WatchStatus stream: a watcher allocates no closures of its own.
   // WatchStatus and Run stream the same messages (a task, or a heartbeat).
   const watchDeps: WatchDeps<MessageInitShape<typeof WatchStatusResponseSchema> & MessageInitShape<typeof RunResponseSchema>> = {
@@ -239,10 +248,7 @@ export function createTaskService({ store, hub, log, watchHeartbeatMs, maxStream
             return;
           }
           yield create(WatchEventsResponseSchema, {
-            event:
-              'item' in next
-                ? { case: 'task', value: taskToWire(next.item) }
-                : heartbeat(),
+            event: 'item' in next ? { case: 'task', value: taskToWire(next.item) } : heartbeat(),
           });
         }
       } catch (err) {

@@ -20,9 +20,7 @@ export interface Delivery {
   ekey: string;
 }
 
-export type ClaimResult =
-  | { run: true; task: RunnableTask }
-  | { run: false; why: 'gone' | 'finished' | 'expired' | 'revoked' | 'lost' };
+export type ClaimResult = { run: true; task: RunnableTask } | { run: false; why: 'gone' | 'finished' | 'expired' | 'revoked' | 'lost' };
 
 /** A message read and claimed in one step (see AttemptStore.take). */
 export interface Taken {

@@ -61,12 +61,7 @@ function commandName(name: ScriptName): string {
 type Arg = string | number;
 
 /** Run a script on a connection (after installScripts) or queue it on a pipeline of one. */
-export function runScript(
-  client: Redis | ChainableCommander,
-  name: ScriptName,
-  keys: readonly string[],
-  args: readonly Arg[],
-): Promise<unknown> {
+export function runScript(client: Redis | ChainableCommander, name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
   const source = loadSources().get(name);
   if (!source) throw new Error(`no script ${name}`);
   if (source.numberOfKeys !== keys.length) {

@@ -103,7 +103,12 @@ export class TaskStore {
   ) {
     this.guard = new ExclusiveGuard(redis);
     this.batcher = new EnqueueBatcher(redis, limits);
-    this.workflows = new WorkflowStore(redis, limits, (input) => this.prepare(input), (id) => this.get(id));
+    this.workflows = new WorkflowStore(
+      redis,
+      limits,
+      (input) => this.prepare(input),
+      (id) => this.get(id),
+    );
   }
 
   /** Check a Start before anything reaches Redis; returns the record to create. */
@@ -136,11 +141,10 @@ export class TaskStore {
     }
     const size = Buffer.byteLength(JSON.stringify(args)) + Buffer.byteLength(JSON.stringify(kwargs));
     if (size > this.limits.maxPayloadBytes) {
-      throw new TaskwireError(
-        'too_large',
-        `args and kwargs take ${size} bytes of JSON; the limit is ${this.limits.maxPayloadBytes}`,
-        { reason: 'PAYLOAD_TOO_LARGE', violations: [{ field: 'args', description: `over ${this.limits.maxPayloadBytes} bytes` }] },
-      );
+      throw new TaskwireError('too_large', `args and kwargs take ${size} bytes of JSON; the limit is ${this.limits.maxPayloadBytes}`, {
+        reason: 'PAYLOAD_TOO_LARGE',
+        violations: [{ field: 'args', description: `over ${this.limits.maxPayloadBytes} bytes` }],
+      });
     }
     for (const [field, value] of [
       ['exclusive_key', input.exclusiveKey],
@@ -218,14 +222,18 @@ export class TaskStore {
     }
     // The seed's guard: a redlock lock around check-and-start. The script re-checks the
     // holder atomically, so even a lock that expired mid-way cannot admit two tasks.
-    return this.guard.run(keys.exclusiveLock(task.queue, key), async () => {
-      for (let tries = 0; tries < 5; tries++) {
-        const holder = (await this.redis.get(keys.exclusive(task.queue, key))) ?? '';
-        const result = await this.enqueue(task, holder);
-        if (result) return result;
-      }
-      throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
-    }, signal);
+    return this.guard.run(
+      keys.exclusiveLock(task.queue, key),
+      async () => {
+        for (let tries = 0; tries < 5; tries++) {
+          const holder = (await this.redis.get(keys.exclusive(task.queue, key))) ?? '';
+          const result = await this.enqueue(task, holder);
+          if (result) return result;
+        }
+        throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
+      },
+      signal,
+    );
   }
 
   /** A task with an exclusive key: created only if `holder` still holds the key. */
@@ -349,10 +357,7 @@ export class TaskStore {
 
   /** The change snapshots of versions after `afterVersion`, oldest first. */
   async readLog(id: string, afterVersion: number): Promise<Hash[]> {
-    const entries = (await this.redis.xrange(keys.events(this.queueOf(id), id), `${afterVersion + 1}-0`, '+')) as [
-      string,
-      string[],
-    ][];
+    const entries = (await this.redis.xrange(keys.events(this.queueOf(id), id), `${afterVersion + 1}-0`, '+')) as [string, string[]][];
     return entries.map(([, fields]) => pairsToHash(fields));
   }
 

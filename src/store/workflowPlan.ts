@@ -67,7 +67,7 @@ export function compilePlan(root: StepInput | undefined, prepare: (input: StartI
   const nodes: PlanNode[] = [];
   const queues = new Set<string>();
   let tasks = 0;
-  if (!root) throw invalid('root', 'is required: the workflow\'s first step (a task, chain, group or chord)');
+  if (!root) throw invalid('root', "is required: the workflow's first step (a task, chain, group or chord)");
 
   const visit = (step: StepInput, path: string, depth: number, parent: Omit<PlanNode, 'k'>): number => {
     if (depth > WORKFLOW_LIMITS.maxDepth) {
@@ -130,7 +130,7 @@ export function compilePlan(root: StepInput | undefined, prepare: (input: StartI
         if (!header || header.length === 0) {
           throw invalid(`${path}.chord.header.steps`, 'must not be empty: a chord needs at least one step in its header');
         }
-        if (!step.body) throw invalid(`${path}.chord.body`, 'is required: the step that receives the header\'s results');
+        if (!step.body) throw invalid(`${path}.chord.body`, "is required: the step that receives the header's results");
         nodes.push({ k: 'chain', ...base });
         const g = nodes.length;
         nodes.push({ k: 'group', p: i, pk: 'chain' });

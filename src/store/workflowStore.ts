@@ -97,13 +97,7 @@ export class WorkflowStore {
       n: plan.tasks,
       qs,
     });
-    const fields = [
-      ...newRecordFields(workflow),
-      'progress',
-      JSON.stringify(workflow.progress),
-      'workflow',
-      keys.workflowPlan(queue, id),
-    ];
+    const fields = [...newRecordFields(workflow), 'progress', JSON.stringify(workflow.progress), 'workflow', keys.workflowPlan(queue, id)];
     const nodes = plan.nodes.map((n) => JSON.stringify(n));
     const send = (holder: string) => this.send(workflow, holder, fields, meta, nodes);
 
@@ -113,14 +107,18 @@ export class WorkflowStore {
       if (!result) throw new Error('workflow_start moved without an exclusive key');
       return result;
     }
-    return this.guard.run(keys.exclusiveLock(queue, key), async () => {
-      for (let tries = 0; tries < 5; tries++) {
-        const holder = (await this.redis.get(keys.exclusive(queue, key))) ?? '';
-        const result = await send(holder);
-        if (result) return result;
-      }
-      throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
-    }, signal);
+    return this.guard.run(
+      keys.exclusiveLock(queue, key),
+      async () => {
+        for (let tries = 0; tries < 5; tries++) {
+          const holder = (await this.redis.get(keys.exclusive(queue, key))) ?? '';
+          const result = await send(holder);
+          if (result) return result;
+        }
+        throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
+      },
+      signal,
+    );
   }
 
   private async send(wf: TaskRecord, holder: string, fields: string[], meta: string, nodes: string[]): Promise<StartResult | undefined> {

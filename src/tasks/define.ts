@@ -45,8 +45,7 @@ export interface TaskOptions {
 
 export type TaskHandler<A extends TaskArgs, K extends TaskKwargs, R> = (ctx: TaskContext<A, K>) => R | Promise<R>;
 
-export interface TaskDefinition<A extends TaskArgs = TaskArgs, K extends TaskKwargs = TaskKwargs, R = unknown>
-  extends TaskOptions {
+export interface TaskDefinition<A extends TaskArgs = TaskArgs, K extends TaskKwargs = TaskKwargs, R = unknown> extends TaskOptions {
   readonly name: string;
   readonly run: TaskHandler<A, K, R>;
 }
@@ -134,7 +133,6 @@ function isSchedule(value: unknown): value is ScheduleDefinition {
  * imports the TypeScript source (through tsx) while a built taskwire runs dist/. */
 const REGISTRY = Symbol.for('taskwire.TaskRegistry');
 
-
 /** A named set of tasks: what a worker can run and what the API accepts. */
 export class TaskRegistry {
   readonly [REGISTRY] = true;
@@ -179,7 +177,9 @@ async function registerTypeScript(modulePath: string): Promise<void> {
   try {
     [esm, cjs] = await Promise.all([import('tsx/esm/api'), import('tsx/cjs/api')]);
   } catch {
-    throw new Error(`${modulePath} is TypeScript: add tsx to your project (npm install --save-dev tsx) to run it, or point TASKWIRE_TASKS at its compiled JavaScript`);
+    throw new Error(
+      `${modulePath} is TypeScript: add tsx to your project (npm install --save-dev tsx) to run it, or point TASKWIRE_TASKS at its compiled JavaScript`,
+    );
   }
   esm.register();
   cjs.register();

@@ -19,38 +19,28 @@ export const hello = defineTask<[name?: string, seconds?: number], { name?: stri
 );
 
 /** Sleeps `seconds`; stops early when cancelled. */
-export const sleepTask = defineTask<[seconds?: number], { seconds?: number }, { slept: number }>(
-  'sleep',
-  async ({ args, kwargs, signal }) => {
-    const seconds = args[0] ?? kwargs.seconds ?? 1;
-    await sleep(seconds * 1000, signal);
-    return { slept: seconds };
-  },
-);
+export const sleepTask = defineTask<[seconds?: number], { seconds?: number }, { slept: number }>('sleep', async ({ args, kwargs, signal }) => {
+  const seconds = args[0] ?? kwargs.seconds ?? 1;
+  await sleep(seconds * 1000, signal);
+  return { slept: seconds };
+});
 
 /** Burns CPU for `seconds` and never looks at its signal: only terminate stops it. */
-export const spin = defineTask<[seconds?: number], { seconds?: number }, { spun: number }>(
-  'spin',
-  ({ args, kwargs }) => {
-    const seconds = args[0] ?? kwargs.seconds ?? 1;
-    const end = Date.now() + seconds * 1000;
-    while (Date.now() < end) {
-      // busy: the point is to hold the CPU
-    }
-    return { spun: seconds };
-  },
-);
+export const spin = defineTask<[seconds?: number], { seconds?: number }, { spun: number }>('spin', ({ args, kwargs }) => {
+  const seconds = args[0] ?? kwargs.seconds ?? 1;
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end) {
+    // busy: the point is to hold the CPU
+  }
+  return { spun: seconds };
+});
 
 /** Throws an error with the given `message` (and `type`, default "Error"). */
-export const fail = defineTask<[message?: string], { message?: string; type?: string }, never>(
-  'fail',
-  { maxAttempts: 1 },
-  ({ args, kwargs }) => {
-    // A plain Error renamed, so the recorded type is `type` itself ("Error" by default), not
-    // the name of a helper class.
-    throw Object.assign(new Error(args[0] ?? kwargs.message ?? 'the task failed'), { name: kwargs.type ?? 'Error' });
-  },
-);
+export const fail = defineTask<[message?: string], { message?: string; type?: string }, never>('fail', { maxAttempts: 1 }, ({ args, kwargs }) => {
+  // A plain Error renamed, so the recorded type is `type` itself ("Error" by default), not
+  // the name of a helper class.
+  throw Object.assign(new Error(args[0] ?? kwargs.message ?? 'the task failed'), { name: kwargs.type ?? 'Error' });
+});
 
 /** Returns a file handle, which JSON cannot carry: ends in FAILURE with an EncodeError. */
 export const unserializable = defineTask('unserializable', async () => {

@@ -65,12 +65,7 @@ export class HandlerThread {
     thread.on('exit', (code) => this.onExit(code));
   }
 
-  static spawn(
-    tasksModule: string,
-    cells: number,
-    handBack: (jobs: Job[]) => void,
-    onSettled: () => void,
-  ): Promise<HandlerThread> {
+  static spawn(tasksModule: string, cells: number, handBack: (jobs: Job[]) => void, onSettled: () => void): Promise<HandlerThread> {
     const buffer = new SharedArrayBuffer((CELLS + cells) * 4);
     const thread = new Worker(threadEntry, { workerData: { tasksModule, threadModule, shared: buffer } });
     return new Promise((resolve, reject) => {
@@ -252,4 +247,3 @@ export class HandlerThread {
     this.onSettled();
   }
 }
-

@@ -11,7 +11,10 @@ export class Pool {
   private readonly idle: Slot[] = [];
   private closed = false;
 
-  private constructor(private readonly threads: HandlerThreads, size: number) {
+  private constructor(
+    private readonly threads: HandlerThreads,
+    size: number,
+  ) {
     for (let i = 0; i < size; i++) this.idle.push(new Slot(threads));
   }
 

@@ -60,7 +60,13 @@ export class Worker {
     const attempts = new AttemptStore(redis, self, config);
     this.trimmer = new StreamTrimmer(redis, log);
     this.promoter = new Promoter(redis, queues, leaseTick(leaseMs), log);
-    this.canceller = new Canceller(sub, queues, (id) => this.runner.running.get(id), (due) => this.promoter.promoteAt(due), log);
+    this.canceller = new Canceller(
+      sub,
+      queues,
+      (id) => this.runner.running.get(id),
+      (due) => this.promoter.promoteAt(due),
+      log,
+    );
     this.runner = new Runner({
       attempts,
       pool,
@@ -80,7 +86,14 @@ export class Worker {
       queues,
       log,
     });
-    this.leases = new LeaseKeeper(redis, self, leaseMs, () => this.runner.held(), (id, mode) => this.canceller.apply(id, mode), log);
+    this.leases = new LeaseKeeper(
+      redis,
+      self,
+      leaseMs,
+      () => this.runner.held(),
+      (id, mode) => this.canceller.apply(id, mode),
+      log,
+    );
     this.reaper = new ConsumerReaper(redis, self, queues, leaseMs, log);
   }
 

@@ -76,9 +76,7 @@ export class HandlerThreads {
   static async start(tasksModule: string, options: ThreadOptions, log: Logger): Promise<HandlerThreads> {
     const pool = new HandlerThreads(tasksModule, options, log);
     try {
-      const first = await Promise.all(
-        Array.from({ length: Math.max(1, Math.min(options.min, options.max)) }, () => pool.spawnThread()),
-      );
+      const first = await Promise.all(Array.from({ length: Math.max(1, Math.min(options.min, options.max)) }, () => pool.spawnThread()));
       for (const t of first) pool.threads.add(t);
     } catch (err) {
       await pool.close();

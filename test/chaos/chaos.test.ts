@@ -45,7 +45,6 @@ const TERMINAL = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
 /** Every client connection but the test's own is dropped about this often. */
 const DROP_EVERY_MS = 500;
 
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let dataDir: string | undefined;
@@ -95,9 +94,7 @@ it(`${TASKS} tasks through ${WORKERS} workers killed at random and a Redis resta
     const batches = Math.ceil(TASKS / BATCH);
     for (let b = 0; b < batches; b++) {
       const n = Math.min(BATCH, TASKS - b * BATCH);
-      const requests = Array.from({ length: n }, () =>
-        TaskwireClient.startRequest('chaos', { kwargs: { ms: 20 + Math.floor(taskRandom() * 280) } }),
-      );
+      const requests = Array.from({ length: n }, () => TaskwireClient.startRequest('chaos', { kwargs: { ms: 20 + Math.floor(taskRandom() * 280) } }));
       try {
         const res = await client.rpc.startMany({ requests }, { timeoutMs: 10_000 });
         for (const r of res.results) {

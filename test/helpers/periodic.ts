@@ -12,8 +12,7 @@ export interface Run {
   task: Task;
 }
 
-const ms = (ts: { seconds: bigint; nanos: number } | undefined) =>
-  ts ? Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6) : undefined;
+const ms = (ts: { seconds: bigint; nanos: number } | undefined) => (ts ? Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6) : undefined);
 
 /** Every run of schedule `id` on `queue`, oldest tick first. */
 export async function runsOf(client: TaskwireClient, id: string, queue = 'default'): Promise<Run[]> {
@@ -49,10 +48,14 @@ export async function eventually<T>(check: () => Promise<T | undefined | false>,
 
 /** Wait until schedule `id` has at least `n` runs; them. */
 export function runsAtLeast(client: TaskwireClient, id: string, n: number, queue = 'default', timeoutMs = 30_000): Promise<Run[]> {
-  return eventually(async () => {
-    const runs = await runsOf(client, id, queue);
-    return runs.length >= n && runs;
-  }, `${n} runs of schedule ${id}`, timeoutMs);
+  return eventually(
+    async () => {
+      const runs = await runsOf(client, id, queue);
+      return runs.length >= n && runs;
+    },
+    `${n} runs of schedule ${id}`,
+    timeoutMs,
+  );
 }
 
 /**
@@ -66,8 +69,6 @@ export function expectEachTickOnce(runs: Run[], gridMs: number): void {
   for (const r of runs) expect(r.tick % gridMs, `tick ${r.tick} is on the grid`).toBe(0);
   for (let i = 0; i + 1 < runs.length; i++) {
     const after = Math.max(runs[i]!.tick, runs[i]!.created);
-    expect(runs[i + 1]!.tick, `the tick after ${runs[i]!.tick} (run created at ${runs[i]!.created})`).toBe(
-      (Math.floor(after / gridMs) + 1) * gridMs,
-    );
+    expect(runs[i + 1]!.tick, `the tick after ${runs[i]!.tick} (run created at ${runs[i]!.created})`).toBe((Math.floor(after / gridMs) + 1) * gridMs);
   }
 }

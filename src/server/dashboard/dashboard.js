@@ -170,7 +170,14 @@ async function showChildren(id) {
   const ids = task.children || [];
   const unknown = ids.slice(0, CHILDREN_SHOWN).filter((c) => !tasks.has(c));
   // A task of another queue is not in the table: read it.
-  const read = await Promise.all(unknown.map((c) => unary('GetStatus', { id: c }).then((r) => r.task, () => undefined)));
+  const read = await Promise.all(
+    unknown.map((c) =>
+      unary('GetStatus', { id: c }).then(
+        (r) => r.task,
+        () => undefined,
+      ),
+    ),
+  );
   const extra = new Map(read.filter(Boolean).map((t) => [t.id, t]));
   let tr = document.querySelector(`tr.children-of[data-workflow-id="${CSS.escape(id)}"]`);
   if (!tr) {
@@ -314,7 +321,11 @@ function render(task) {
       : [args, kwargs].filter(Boolean).join(' ') || 'no arguments';
   cell('state').textContent = task.cancelRequested && !TERMINAL.has(state) ? `${state} (cancelling)` : state;
   cell('state').dataset.state = state;
-  cell('state').title = task.error ? `${task.error.type}: ${task.error.message}` : task.result !== undefined ? `result: ${JSON.stringify(task.result)}` : '';
+  cell('state').title = task.error
+    ? `${task.error.type}: ${task.error.message}`
+    : task.result !== undefined
+      ? `result: ${JSON.stringify(task.result)}`
+      : '';
   cell('duration').textContent = duration(task);
   cell('worker').textContent = task.worker || '';
   progressCell(cell('progress'), task.progress);
@@ -422,14 +433,18 @@ async function follow(gen, signal) {
     try {
       setConn('connecting', 'connecting…');
       heard();
-      const stream = serverStream('WatchEvents', { queue }, {
-        signal: conn.signal,
-        opened: async () => {
-          await loadList(gen);
-          setConn('live', 'live');
-          failures = 0;
+      const stream = serverStream(
+        'WatchEvents',
+        { queue },
+        {
+          signal: conn.signal,
+          opened: async () => {
+            await loadList(gen);
+            setConn('live', 'live');
+            failures = 0;
+          },
         },
-      });
+      );
       for await (const message of stream) {
         if (gen !== generation) return;
         heard();

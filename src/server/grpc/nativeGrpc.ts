@@ -291,11 +291,14 @@ class Call implements PullSink<unknown> {
     this.invoke(true, input, async (req) => {
       const first = await (req.message as AsyncIterable<unknown>)[Symbol.asyncIterator]().next();
       return this.response(true, spec.impl(first.value as never, this.contextFor(req)));
-    }).then((res) => {
-      this.request = undefined;
-      this.source = pullable((res.message as AsyncIterable<unknown>)[Symbol.asyncIterator]());
-      this.pull();
-    }, (err) => this.fail(err));
+    }).then(
+      (res) => {
+        this.request = undefined;
+        this.source = pullable((res.message as AsyncIterable<unknown>)[Symbol.asyncIterator]());
+        this.pull();
+      },
+      (err) => this.fail(err),
+    );
   }
 
   /** Asks the stream's source for its next message: see PullSink. */
