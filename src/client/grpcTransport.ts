@@ -9,6 +9,9 @@
  * gRPC helpers, and node errors map to the same codes (connection refused → UNAVAILABLE,
  * RST_STREAM CANCEL → CANCELED, …). A call that ends early (abort, deadline, an error, a
  * reply it cannot read) resets its stream with CANCEL, so the server lets go of it.
+ *
+ * One file, past the usual size: a call's exchange (head, messages, trailer, how it ended) is
+ * one class hierarchy whose states must be read together.
  */
 import type * as http2 from 'node:http2';
 import { constants } from 'node:http2';

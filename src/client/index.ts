@@ -10,6 +10,10 @@
  *   const task = await tw.start(hello, { args: ['Lucy'] }); // args checked against hello's
  *   const greeting = await tw.wait(task);                  // string: "Hello Lucy!"
  *
+ * One file, past the usual size: TaskwireClient is the client's whole surface (each method one
+ * RPC with its conveniences), and a reader finds it in one place; the transport, the start
+ * batcher and the workflow builders live beside it.
+ *
  * A task name works too (`tw.start('hello', …)`), untyped: its result is a JsonValue.
  */
 import { create, fromJson, toJson, type MessageInitShape } from '@bufbuild/protobuf';

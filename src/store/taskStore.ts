@@ -2,6 +2,8 @@
  * The task records: create (with the queue message, atomically), read, resolve "the latest
  * task", cancel, and read a task's change log. Used by the API; the worker's writes are in
  * store/attemptStore.ts. Every write goes through a Lua script.
+ * One file, past the usual size: each method is the Redis side of one RPC, checked the same
+ * way before it reaches Redis.
  */
 import type { Redis } from 'ioredis';
 import { invalid, notFound, quote, TaskwireError } from '../errors.js';

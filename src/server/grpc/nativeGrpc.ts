@@ -16,6 +16,9 @@
  * UNIMPLEMENTED. A body is read only as far as its one message; a second one is refused at
  * its first byte. What a connection's unfinished bodies hold is capped, so that many calls
  * that never end their bodies cannot fill the server's memory.
+ *
+ * One file, past the usual size: a call's life (headers, body, interceptors, messages,
+ * trailers, cancellation) is one class whose states must be read together.
  */
 import { constants, type Http2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from '@bufbuild/protobuf';
