@@ -22,37 +22,16 @@
 local id, now, due = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local ekey, ikey, expected = ARGV[7], ARGV[8], ARGV[9]
 
-if ikey ~= '' then
-  local existing = redis.call('GET', KEYS[9])
-  if existing then return {'duplicate', existing} end
-end
-
-if ekey ~= '' then
-  local holder = redis.call('GET', KEYS[7]) or ''
-  if holder ~= expected then return {'moved'} end
-  if holder ~= '' then
-    local state = redis.call('HGET', KEYS[10], 'state')
-    if state and not is_terminal(state) then return {'exists', holder} end
-  end
-end
-
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.error_reply('ERR task id ' .. id .. ' already exists')
-end
+local k = {
+  record = KEYS[1], index = KEYS[5], latest = KEYS[6], exclusive = KEYS[7],
+  latest_for_key = KEYS[8], idem = KEYS[9], holder = KEYS[10],
+}
+local refusal = refuse_create(k, id, ikey, ekey, expected)
+if refusal then return refusal end
 
 create_record(KEYS[1], KEYS[2], ARGV[4], ARGV[5], slice(ARGV, 11))
 
-local ttl = tonumber(ARGV[6])
-redis.call('ZADD', KEYS[5], now, id)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - ttl)
-redis.call('SET', KEYS[6], id)
-if ekey ~= '' then
-  redis.call('SET', KEYS[7], id)
-  redis.call('SET', KEYS[8], id)
-end
-if ikey ~= '' then
-  redis.call('SET', KEYS[9], id, 'PX', ttl)
-end
+register_created(k, id, now, tonumber(ARGV[6]), ikey, ekey)
 
 if queue_task(KEYS[3], KEYS[4], id, ekey, due, now) then
   redis.call('PUBLISH', ARGV[10], 'due\n' .. due)

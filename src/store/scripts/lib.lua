@@ -110,6 +110,43 @@ local function queue_task(stream, scheduled, id, ekey, due, now)
   return false
 end
 
+-- The checks before a task (or a workflow) with its own keys is created, as enqueue and
+-- workflow_start make them. `k`: record, idem (its key), exclusive, holder (the record of
+-- `expected`, the id the caller saw holding the exclusive key). Returns the refusal
+-- ({'duplicate', id}, {'moved'}, {'exists', id}, or an error when the id exists), or nil.
+local function refuse_create(k, id, ikey, ekey, expected)
+  if ikey ~= '' then
+    local existing = redis.call('GET', k.idem)
+    if existing then return {'duplicate', existing} end
+  end
+  if ekey ~= '' then
+    local holder = redis.call('GET', k.exclusive) or ''
+    if holder ~= expected then return {'moved'} end
+    if holder ~= '' then
+      local state = redis.call('HGET', k.holder, 'state')
+      if state and not is_terminal(state) then return {'exists', holder} end
+    end
+  end
+  if redis.call('EXISTS', k.record) == 1 then
+    return redis.error_reply('ERR task id ' .. id .. ' already exists')
+  end
+  return nil
+end
+
+-- What a created task (or workflow) with its own keys is entered in: the queue's index and
+-- latest task, its exclusive key (held, and latest for the key), its idempotency key (for
+-- the result TTL). `k`: index, latest, exclusive, latest_for_key, idem.
+local function register_created(k, id, now, ttl, ikey, ekey)
+  redis.call('ZADD', k.index, now, id)
+  redis.call('ZREMRANGEBYSCORE', k.index, '-inf', now - ttl)
+  redis.call('SET', k.latest, id)
+  if ekey ~= '' then
+    redis.call('SET', k.exclusive, id)
+    redis.call('SET', k.latest_for_key, id)
+  end
+  if ikey ~= '' then redis.call('SET', k.idem, id, 'PX', ttl) end
+end
+
 local function slice(list, from)
   local out = {}
   for i = from, #list do out[#out + 1] = list[i] end

@@ -22,23 +22,12 @@
 local id, now = ARGV[1], tonumber(ARGV[2])
 local ekey, ikey, expected = ARGV[6], ARGV[7], ARGV[8]
 
-if ikey ~= '' then
-  local existing = redis.call('GET', KEYS[7])
-  if existing then return {'duplicate', existing} end
-end
-
-if ekey ~= '' then
-  local holder = redis.call('GET', KEYS[5]) or ''
-  if holder ~= expected then return {'moved'} end
-  if holder ~= '' then
-    local state = redis.call('HGET', KEYS[8], 'state')
-    if state and not is_terminal(state) then return {'exists', holder} end
-  end
-end
-
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.error_reply('ERR task id ' .. id .. ' already exists')
-end
+local k = {
+  record = KEYS[1], index = KEYS[3], latest = KEYS[4], exclusive = KEYS[5],
+  latest_for_key = KEYS[6], idem = KEYS[7], holder = KEYS[8],
+}
+local refusal = refuse_create(k, id, ikey, ekey, expected)
+if refusal then return refusal end
 
 local n = tonumber(ARGV[9])
 local meta = ARGV[10 + n]
@@ -59,17 +48,7 @@ local given = {}
 for j = 10, 9 + n do given[#given + 1] = ARGV[j] end
 create_record(KEYS[1], KEYS[2], ARGV[3], ARGV[4], given)
 
-local ttl = tonumber(ARGV[5])
-redis.call('ZADD', KEYS[3], now, id)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-redis.call('SET', KEYS[4], id)
-if ekey ~= '' then
-  redis.call('SET', KEYS[5], id)
-  redis.call('SET', KEYS[6], id)
-end
-if ikey ~= '' then
-  redis.call('SET', KEYS[7], id, 'PX', ttl)
-end
+register_created(k, id, now, tonumber(ARGV[5]), ikey, ekey)
 
 wf.metas[plan] = cjson.decode(meta)
 wf.start(plan, wf.metas[plan], 0, nil, now)
