@@ -6,18 +6,16 @@
  * Skipped without Chromium, except under CI, where that is a failure.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTaskwireClient, TaskState } from '../src/client/index.js';
-import { prerequisite } from './helpers/prerequisite.js';
+import { hasChromium, openBrowser, type Browser } from './helpers/browser.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
-const CHROMIUM = process.env.TASKWIRE_CHROMIUM ?? '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 /** The screenshot of every run; docs/dashboard.png (shown in docs/operations.md) is refreshed from it on request. */
 const ARTEFACT = join(ROOT, 'test-results', 'dashboard.png');
@@ -36,51 +34,23 @@ declare class MutationObserver {
   observe(target: PageNode, options: { childList?: boolean; characterData?: boolean; subtree?: boolean }): void;
 }
 
-const hasChromium = prerequisite(
-  'test/dashboard.test.ts',
-  existsSync(CHROMIUM)
-    ? undefined
-    : `no Chromium at ${CHROMIUM}. Install it with 'apt-get install -y chromium' (or point TASKWIRE_CHROMIUM at a Chromium binary).`,
-);
+const chromiumHere = hasChromium('test/dashboard.test.ts');
 
-describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_000 }, () => {
+describe.skipIf(!chromiumHere)('dashboard in headless Chromium', { timeout: 90_000 }, () => {
   let stack: Stack;
-  let profile: string;
-  let browser: BrowserContext;
+  let browser: Browser;
   let page: Page;
-  const pageErrors: string[] = [];
+  let pageErrors: string[];
 
   beforeAll(async () => {
     // No worker at first: a task started from the page stays PENDING until the test starts one.
     stack = await startStack({ workers: 0, env: { TASKWIRE_LEASE: '2s' }, workerArgs: ['--concurrency', '4'] });
-    profile = await mkdtemp(join(tmpdir(), 'taskwire-chromium-'));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1440, height: 600 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
-    page.setDefaultTimeout(30_000);
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      // Refused RPCs (the test makes one on purpose) are shown on the page; Chromium also logs them.
-      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) pageErrors.push(`console: ${msg.text()}`);
-    });
+    browser = await openBrowser({ viewport: { width: 1440, height: 600 } });
+    ({ page, pageErrors } = browser);
   }, 60_000);
 
   afterAll(async () => {
     await browser?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
     await stack?.stop();
   });
 
@@ -233,7 +203,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', { timeout: 90_00
   it('asks for a token when the server wants one, and works with it', async () => {
     const token = 'dashboard-test-token-0123456789';
     const guarded = await stack.startApi({ env: { TASKWIRE_TOKENS: token } });
-    const tab = await browser.newPage();
+    const tab = await browser.context.newPage();
     try {
       tab.setDefaultTimeout(30_000);
       const res = await tab.goto(`http://127.0.0.1:${guarded.port}/`);

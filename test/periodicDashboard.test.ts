@@ -3,46 +3,28 @@
  * stack, sees a schedule with its next and last run, and pauses and resumes it with its
  * row's button. Skipped without Chromium, except under CI.
  */
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runsAtLeast } from './helpers/periodic.js';
-import { prerequisite } from './helpers/prerequisite.js';
+import { hasChromium, openBrowser, type Browser } from './helpers/browser.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
-const CHROMIUM = process.env.TASKWIRE_CHROMIUM ?? '/usr/bin/chromium';
+const chromiumHere = hasChromium('test/periodicDashboard.test.ts');
 
-const hasChromium = prerequisite(
-  'test/periodicDashboard.test.ts',
-  existsSync(CHROMIUM) ? undefined : `no Chromium at ${CHROMIUM}. Install it with 'apt-get install -y chromium' (or set TASKWIRE_CHROMIUM).`,
-);
-
-describe.skipIf(!hasChromium)('schedules on the dashboard', { timeout: 90_000 }, () => {
+describe.skipIf(!chromiumHere)('schedules on the dashboard', { timeout: 90_000 }, () => {
   let stack: Stack;
-  let profile: string;
-  let browser: BrowserContext;
+  let browser: Browser;
   let page: Page;
-  const pageErrors: string[] = [];
+  let pageErrors: string[];
 
   beforeAll(async () => {
     stack = await startStack({ workers: 1 });
-    profile = await mkdtemp(join(tmpdir(), 'taskwire-chromium-'));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
-    page.setDefaultTimeout(30_000);
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
+    browser = await openBrowser();
+    ({ page, pageErrors } = browser);
   }, 60_000);
 
   afterAll(async () => {
     await browser?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
     await stack?.stop();
   });
 

@@ -3,47 +3,27 @@
  * a Tasks button that lists its tasks, in order, with their states as they change; each
  * task's own row says it belongs to a workflow. Skipped without Chromium, except under CI.
  */
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prerequisite } from './helpers/prerequisite.js';
+import { hasChromium, openBrowser, type Browser } from './helpers/browser.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
-const CHROMIUM = process.env.TASKWIRE_CHROMIUM ?? '/usr/bin/chromium';
+const chromiumHere = hasChromium('test/workflowDashboard.test.ts');
 
-const hasChromium = prerequisite(
-  'test/workflowDashboard.test.ts',
-  existsSync(CHROMIUM)
-    ? undefined
-    : `no Chromium at ${CHROMIUM}. Install it with 'apt-get install -y chromium' (or point TASKWIRE_CHROMIUM at a Chromium binary).`,
-);
-
-describe.skipIf(!hasChromium)('the dashboard shows a workflow with its tasks', { timeout: 90_000 }, () => {
+describe.skipIf(!chromiumHere)('the dashboard shows a workflow with its tasks', { timeout: 90_000 }, () => {
   let stack: Stack;
-  let profile: string;
-  let browser: BrowserContext;
+  let browser: Browser;
   let page: Page;
-  const pageErrors: string[] = [];
+  let pageErrors: string[];
 
   beforeAll(async () => {
     stack = await startStack({ workers: 0 });
-    profile = await mkdtemp(join(tmpdir(), 'taskwire-chromium-'));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
-    page.setDefaultTimeout(30_000);
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
+    browser = await openBrowser();
+    ({ page, pageErrors } = browser);
   }, 60_000);
 
   afterAll(async () => {
     await browser?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
     await stack?.stop();
   });
 
