@@ -278,11 +278,7 @@ export class TaskStore {
       case 'duplicate':
         return { task: await this.get(String(reply[1])), created: false };
       case 'exists':
-        throw new TaskwireError(
-          'exists',
-          `a task with exclusive key ${quote(ekey)} is already running (task ${reply[1]}); start another when it has finished`,
-          { reason: 'EXCLUSIVE_TASK_RUNNING', metadata: { running_task_id: String(reply[1]), exclusive_key: ekey } },
-        );
+        throw exclusiveTaken(ekey, String(reply[1]));
       case 'moved':
         return undefined;
       default:
@@ -412,4 +408,16 @@ export class TaskStore {
       if (older) return { tasks, nextPageToken: '' };
     }
   }
+}
+
+/** The refusal of a create (a task or a workflow) whose exclusive key an unfinished task or workflow holds. */
+export function exclusiveTaken(ekey: string, holder: string): TaskwireError {
+  return new TaskwireError(
+    'exists',
+    `a task with exclusive key ${quote(ekey)} is already running (task ${holder}); start another when it has finished`,
+    {
+      reason: 'EXCLUSIVE_TASK_RUNNING',
+      metadata: { running_task_id: holder, exclusive_key: ekey },
+    },
+  );
 }

@@ -11,7 +11,7 @@ import { ExclusiveGuard } from './exclusiveGuard.js';
 import { channels, keys, taskKeyParts } from './keys.js';
 import { newRecordFields, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
-import { KEY_TEXT, type StartInput, type StartResult, type StoreLimits } from './taskStore.js';
+import { exclusiveTaken, KEY_TEXT, type StartInput, type StartResult, type StoreLimits } from './taskStore.js';
 import { compilePlan, type StepInput } from './workflowPlan.js';
 
 export interface WorkflowInput {
@@ -161,11 +161,7 @@ export class WorkflowStore {
       case 'duplicate':
         return { task: await this.get(String(reply[1])), created: false };
       case 'exists':
-        throw new TaskwireError(
-          'exists',
-          `a workflow or task with exclusive key ${quote(ekey)} is still running (${reply[1]}); start another when it has finished`,
-          { reason: 'EXCLUSIVE_TASK_RUNNING', metadata: { running_task_id: String(reply[1]), exclusive_key: ekey } },
-        );
+        throw exclusiveTaken(ekey, String(reply[1]));
       case 'moved':
         return undefined;
       default:
