@@ -6,7 +6,8 @@
  */
 import type { Redis } from 'ioredis';
 import Redlock, { ExecutionError, type Lock } from 'redlock';
-import { TaskwireError } from '../errors.js';
+import { quote, TaskwireError } from '../errors.js';
+import { keys } from './keys.js';
 
 export const LOCK_TTL_MS = 5000;
 
@@ -49,6 +50,26 @@ export class ExclusiveGuard {
       // and retrying that would hold this Start's answer for the whole retry budget.
       await this.redlock.release(lock, { retryCount: 0 }).catch(() => {});
     }
+  }
+
+  /**
+   * Create something that takes `key` on `queue` (a task, a workflow): under the key's lock,
+   * read who holds it and call `create(holder)`, whose script re-checks that holder
+   * atomically and answers undefined when it changed since (then look again, a few times).
+   */
+  create<T>(queue: string, key: string, create: (holder: string) => Promise<T | undefined>, signal?: AbortSignal): Promise<T> {
+    return this.run(
+      keys.exclusiveLock(queue, key),
+      async () => {
+        for (let tries = 0; tries < 5; tries++) {
+          const holder = (await this.redis.get(keys.exclusive(queue, key))) ?? '';
+          const result = await create(holder);
+          if (result) return result;
+        }
+        throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
+      },
+      signal,
+    );
   }
 
   /** One redlock attempt at a time, so the caller's signal is looked at between attempts. */

@@ -224,18 +224,7 @@ export class TaskStore {
     }
     // The seed's guard: a redlock lock around check-and-start. The script re-checks the
     // holder atomically, so even a lock that expired mid-way cannot admit two tasks.
-    return this.guard.run(
-      keys.exclusiveLock(task.queue, key),
-      async () => {
-        for (let tries = 0; tries < 5; tries++) {
-          const holder = (await this.redis.get(keys.exclusive(task.queue, key))) ?? '';
-          const result = await this.enqueue(task, holder);
-          if (result) return result;
-        }
-        throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
-      },
-      signal,
-    );
+    return this.guard.create(task.queue, key, (holder) => this.enqueue(task, holder), signal);
   }
 
   /** A task with an exclusive key: created only if `holder` still holds the key. */
@@ -272,18 +261,13 @@ export class TaskStore {
         ...newRecordFields(task),
       ],
     )) as [string, string | number];
-    switch (reply[0]) {
-      case 'created':
-        return { task: { ...task, version: Number(reply[1]) }, created: true };
-      case 'duplicate':
-        return { task: await this.get(String(reply[1])), created: false };
-      case 'exists':
-        throw exclusiveTaken(ekey, String(reply[1]));
-      case 'moved':
-        return undefined;
-      default:
-        throw new Error(`enqueue script replied ${String(reply[0])}`);
-    }
+    return createOutcome(
+      'enqueue',
+      reply,
+      ekey,
+      async () => ({ ...task, version: Number(reply[1]) }),
+      (id) => this.get(id),
+    );
   }
 
   /** The id a request refers to: its id, or the latest task started (for its key). */
@@ -410,8 +394,35 @@ export class TaskStore {
   }
 }
 
+/**
+ * What a create script's reply (enqueue, workflow_start) means to its caller: the record
+ * created (`created()` gives it), the one an idempotency key already named, a refusal when
+ * an unfinished task or workflow holds the exclusive key, or undefined when the holder
+ * changed since the caller looked (it looks again).
+ */
+export async function createOutcome(
+  script: string,
+  reply: [string, string | number],
+  ekey: string,
+  created: () => Promise<TaskRecord>,
+  get: (id: string) => Promise<TaskRecord>,
+): Promise<StartResult | undefined> {
+  switch (reply[0]) {
+    case 'created':
+      return { task: await created(), created: true };
+    case 'duplicate':
+      return { task: await get(String(reply[1])), created: false };
+    case 'exists':
+      throw exclusiveTaken(ekey, String(reply[1]));
+    case 'moved':
+      return undefined;
+    default:
+      throw new Error(`${script} script replied ${String(reply[0])}`);
+  }
+}
+
 /** The refusal of a create (a task or a workflow) whose exclusive key an unfinished task or workflow holds. */
-export function exclusiveTaken(ekey: string, holder: string): TaskwireError {
+function exclusiveTaken(ekey: string, holder: string): TaskwireError {
   return new TaskwireError(
     'exists',
     `a task with exclusive key ${quote(ekey)} is already running (task ${holder}); start another when it has finished`,

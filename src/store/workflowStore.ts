@@ -5,13 +5,13 @@
  * done here: the scripts that end a task do it (workflow.lua).
  */
 import type { Redis } from 'ioredis';
-import { invalid, quote, TaskwireError } from '../errors.js';
+import { invalid, quote } from '../errors.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId } from '../ids.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
 import { channels, keys, taskKeyParts } from './keys.js';
 import { newRecordFields, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
-import { exclusiveTaken, KEY_TEXT, type StartInput, type StartResult, type StoreLimits } from './taskStore.js';
+import { createOutcome, KEY_TEXT, type StartInput, type StartResult, type StoreLimits } from './taskStore.js';
 import { compilePlan, type StepInput } from './workflowPlan.js';
 
 export interface WorkflowInput {
@@ -107,18 +107,7 @@ export class WorkflowStore {
       if (!result) throw new Error('workflow_start moved without an exclusive key');
       return result;
     }
-    return this.guard.run(
-      keys.exclusiveLock(queue, key),
-      async () => {
-        for (let tries = 0; tries < 5; tries++) {
-          const holder = (await this.redis.get(keys.exclusive(queue, key))) ?? '';
-          const result = await send(holder);
-          if (result) return result;
-        }
-        throw new TaskwireError('unavailable', `exclusive key ${quote(key)} is changing hands too fast; try again`);
-      },
-      signal,
-    );
+    return this.guard.create(queue, key, send, signal);
   }
 
   private async send(wf: TaskRecord, holder: string, fields: string[], meta: string, nodes: string[]): Promise<StartResult | undefined> {
@@ -154,19 +143,14 @@ export class WorkflowStore {
         ...nodes,
       ],
     )) as [string, string | number];
-    switch (reply[0]) {
-      case 'created':
-        // Read back: its first tasks may have moved it on already.
-        return { task: await this.get(wf.id), created: true };
-      case 'duplicate':
-        return { task: await this.get(String(reply[1])), created: false };
-      case 'exists':
-        throw exclusiveTaken(ekey, String(reply[1]));
-      case 'moved':
-        return undefined;
-      default:
-        throw new Error(`workflow_start script replied ${String(reply[0])}`);
-    }
+    // Read back once created: its first tasks may have moved it on already.
+    return createOutcome(
+      'workflow_start',
+      reply,
+      ekey,
+      () => this.get(wf.id),
+      (id) => this.get(id),
+    );
   }
 
   /** The ids of a workflow's tasks, in the order they were created. */
