@@ -17,10 +17,10 @@
  * single-threaded Redis: 1 s / (µs per task). `npm run bench:floor`.
  */
 import type { Redis } from 'ioredis';
-import { ensureGroups } from '../src/broker/consumer.js';
+import { Consumer, ensureGroups } from '../src/broker/consumer.js';
 import { connectReady } from '../src/redis.js';
 import { startRedisServer } from '../src/redisServer.js';
-import { AttemptStore, type Taken } from '../src/store/attemptStore.js';
+import { AttemptStore, type Delivery, type Taken } from '../src/store/attemptStore.js';
 import { ALL_EVENTS_PATTERN, CONSUMER_GROUP, channels, keys, taskKeyParts } from '../src/store/keys.js';
 import { installScripts } from '../src/store/scripts.js';
 import { TaskStore } from '../src/store/taskStore.js';
@@ -146,18 +146,24 @@ async function createReal(store: TaskStore): Promise<void> {
 }
 
 /** Take and finish every queued task as a busy worker does (AttemptStore): each turn
- * finishes the 50 tasks the last one began and takes 50 more, in one script call. */
+ * finishes the tasks the last one began, claims the 50 messages the last one read, and reads
+ * 50 more, in one write. */
 async function claimFinishReal(redis: Redis): Promise<void> {
   const attempts = new AttemptStore(redis, 'floor-worker', { ...LIMITS, leaseMs: 30_000 });
+  const reader = new Consumer(redis, 'floor-worker', [QUEUE]);
   let held: Taken[] = [];
+  let read: Delivery[] = [];
   for (let turn = 0; ; turn++) {
     const finishes = held.map((t) => attempts.finish(t.d, t.token, 'SUCCESS', { result: 'null' }));
-    const began: Taken[] = [];
-    const tokens = Array.from({ length: 50 }, (_, i) => `t${turn}-${i}`);
-    await attempts.take(QUEUE, tokens, (t) => began.push(t));
+    const claims = read.map(async (d, i): Promise<Taken> => {
+      const token = `t${turn}-${i}`;
+      return { d, token, claim: await attempts.claim(d, token) };
+    });
+    const next = attempts.take(QUEUE, () => reader.readNow(redis, QUEUE, 50));
     for (const r of await Promise.all(finishes)) if (!r.written) throw new Error(`a finish was refused: the task is ${r.state}`);
-    held = began;
-    if (held.length === 0) return;
+    held = await Promise.all(claims);
+    read = await next;
+    if (turn > 0 && held.length === 0 && read.length === 0) return;
   }
 }
 

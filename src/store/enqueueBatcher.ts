@@ -8,7 +8,7 @@
  */
 import type { Redis } from 'ioredis';
 import { KeyedBatcher } from './keyedBatcher.js';
-import { channels, keys, taskKeyParts } from './keys.js';
+import { channels, keys } from './keys.js';
 import { newRecordFields, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
 
@@ -48,8 +48,9 @@ export class EnqueueBatcher {
 
   private async send(queue: string, batch: NewTask[]): Promise<(BatchOutcome | Error)[]> {
     const now = Date.now();
-    const parts = taskKeyParts(queue);
     const keyList = [keys.stream(queue), keys.scheduled(queue), keys.index(queue), keys.latest(queue)];
+    for (const { task } of batch)
+      keyList.push(keys.task(queue, task.id), keys.events(queue, task.id), keys.idempotency(queue, task.idempotencyKey ?? ''));
     const tasks = batch.map(({ task, fields }) => [task.id, String(task.createdAt), String(task.notBefore ?? 0), task.idempotencyKey ?? '', fields]);
     const args: (string | number)[] = [
       now,
@@ -57,9 +58,6 @@ export class EnqueueBatcher {
       this.limits.eventLogCap,
       this.limits.resultTtlMs,
       channels.control(queue),
-      parts.task,
-      parts.eventsSuffix,
-      parts.idempotency,
       JSON.stringify(tasks),
     ];
     const reply = (await runScript(this.redis, 'enqueue_batch', keyList, args)) as (string | number)[];

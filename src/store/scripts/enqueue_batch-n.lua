@@ -4,32 +4,31 @@
 -- all-or-nothing step of this script: checked, then written whole, or refused with nothing
 -- written.
 --
+-- Every key it touches is in KEYS (all share the queue's hash tag: one Cluster slot).
 -- KEYS[1] stream     taskwire:{q}:stream
 -- KEYS[2] scheduled  taskwire:{q}:scheduled
 -- KEYS[3] index      taskwire:{q}:index
 -- KEYS[4] latest     taskwire:{q}:latest
--- and per task, named here from the prefixes below as store/keys.ts names them (the same
---   hash tag, so the same Cluster slot): record taskwire:{q}:t:<id>, events
---   taskwire:{q}:t:<id>:events, idempotency taskwire:{q}:idem:<key>
+-- then per task, in the order of the tasks: record taskwire:{q}:t:<id>, events
+--   taskwire:{q}:t:<id>:events, idempotency taskwire:{q}:idem:<key> (taskwire:{q}:idem:
+--   when it has none: never written)
 -- ARGV[1] now (ms)   ARGV[2] events channel   ARGV[3] event log cap   ARGV[4] result TTL (ms)
 -- ARGV[5] control channel (told `due\n<ms>` of the earliest countdown, so workers wake for it)
--- ARGV[6] record key prefix (taskwire:{q}:t:)   ARGV[7] event log suffix (:events)
--- ARGV[8] idempotency key prefix (taskwire:{q}:idem:)
--- ARGV[9] the tasks, as one JSON array (one argument, not ~35 per task: Redis and the client
+-- ARGV[6] the tasks, as one JSON array (one argument, not ~35 per task: Redis and the client
 --   pay per argument), each [id, created (ms, its score in the index), due (ms; '0' = run
 --   now), idempotency key or '', [the record's fields as name, value pairs]], all strings
 --
 -- Returns two values per task, in order: 'created', version; 'duplicate', id of the task the
 -- idempotency key already names; or 'exists', id (a record with this id exists: refused).
+local stream, scheduled, index_key, latest_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, channel, maxlen, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local control, tasks = ARGV[5], cjson.decode(ARGV[6])
+local key = reader(KEYS, 5)
 local out, index, earliest, latest = {}, {}, nil, nil
 
-local taskPrefix, eventsSuffix, idemPrefix = ARGV[6], ARGV[7], ARGV[8]
-
-for _, task in ipairs(cjson.decode(ARGV[9])) do
+for _, task in ipairs(tasks) do
   local id, created, due, ikey, given = task[1], task[2], tonumber(task[3]), task[4], task[5]
-  local record, idem = taskPrefix .. id, idemPrefix .. ikey
-  local events = record .. eventsSuffix
+  local record, events, idem = key(3)
 
   local existing = ikey ~= '' and redis.call('GET', idem)
   if existing then
@@ -44,7 +43,7 @@ for _, task in ipairs(cjson.decode(ARGV[9])) do
     index[#index + 1] = created
     index[#index + 1] = id
     latest = id
-    if queue_task(KEYS[1], KEYS[2], id, '', due, now) and (not earliest or due < earliest) then
+    if queue_task(stream, scheduled, id, '', due, now) and (not earliest or due < earliest) then
       earliest = due
     end
     out[#out + 1] = 'created'
@@ -53,9 +52,9 @@ for _, task in ipairs(cjson.decode(ARGV[9])) do
 end
 
 if latest then
-  redis.call('ZADD', KEYS[3], unpack(index))
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-  redis.call('SET', KEYS[4], latest)
+  redis.call('ZADD', index_key, unpack(index))
+  redis.call('ZREMRANGEBYSCORE', index_key, '-inf', now - ttl)
+  redis.call('SET', latest_key, latest)
 end
-if earliest then redis.call('PUBLISH', ARGV[5], 'due\n' .. earliest) end
+if earliest then redis.call('PUBLISH', control, 'due\n' .. earliest) end
 return out
