@@ -5,7 +5,7 @@
  * each figure is Redis's time alone, warm, one script call at a time:
  *
  * - create: a record, its log's first entry, its publish and its queue entry, for N tasks
- *   in one script call (no per-call cost at all), against `enqueue_batch` as `StartMany`
+ *   in one script call (no per-call cost at all), against `enqueue` as `StartMany`
  *   calls it (500 tasks per call);
  * - claim + finish: two changes of the record, each checked, versioned, logged and
  *   published, plus the read, the acknowledgement and the result TTL, for N tasks in one
@@ -138,7 +138,7 @@ async function fresh(redis: Redis): Promise<void> {
   await ensureGroups(redis, [MIN_QUEUE, QUEUE]);
 }
 
-/** Start N tasks through taskwire's own Start path (500 per enqueue_batch call, as StartMany). */
+/** Start N tasks through taskwire's own Start path (500 per enqueue call, as StartMany). */
 async function createReal(store: TaskStore): Promise<void> {
   for (let done = 0; done < N; done += 500) {
     await Promise.all(Array.from({ length: 500 }, () => store.start({ name: 'noop' })));
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
       await minimal(MIN_CREATE)();
       add('claim + finish: the design minimum, log entries of the whole record', await perTask(redis, minimal(minClaimFinish(true))));
       await fresh(redis);
-      add('create: taskwire (enqueue_batch, 500 per call)', await perTask(redis, () => createReal(store)));
+      add('create: taskwire (enqueue, 500 per call)', await perTask(redis, () => createReal(store)));
       add('claim + finish: taskwire (attempt, 50 per call)', await perTask(redis, () => claimFinishReal(redis)));
     }
     const width = Math.max(...Object.keys(rows).map((r) => r.length));

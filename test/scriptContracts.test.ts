@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Consumer } from '../src/broker/consumer.js';
+import { enqueueCall } from '../src/store/enqueueBatcher.js';
 import { channels, keys } from '../src/store/keys.js';
 import { newTaskId } from '../src/ids.js';
 import { newRecordFields, pairsToHash, type TaskRecord } from '../src/store/record.js';
@@ -38,6 +39,7 @@ const Q = 'contracts';
 const CAP = 100;
 const TTL = 60_000;
 const WORKER = 'w1';
+const LIMITS = { eventLogCap: CAP, resultTtlMs: TTL };
 
 /** Every key with its value (DUMP: for a stream that includes its groups, consumers and
  * pending lists) and whether it expires. */
@@ -131,34 +133,20 @@ function newTask(over: Partial<TaskRecord> = {}): TaskRecord {
   };
 }
 
-/** enqueue-10.lua as TaskStore calls it for a task with an exclusive key. */
+/** enqueue-n.lua as TaskStore calls it for a task with an exclusive key: alone, with the holder it saw. */
 function enqueue(task: TaskRecord, holder = ''): Promise<unknown> {
-  const ekey = task.exclusiveKey ?? '';
-  const ikey = task.idempotencyKey ?? '';
-  return call(
-    'enqueue',
-    [
-      keys.task(Q, task.id),
-      keys.events(Q, task.id),
-      keys.stream(Q),
-      keys.scheduled(Q),
-      keys.index(Q),
-      keys.latest(Q),
-      keys.exclusive(Q, ekey),
-      keys.latestForKey(Q, ekey),
-      keys.idempotency(Q, ikey),
-      keys.task(Q, holder),
-    ],
-    [task.id, task.createdAt, task.notBefore ?? 0, channels.events(Q), CAP, TTL, ekey, ikey, holder, channels.control(Q), ...newRecordFields(task)],
-  );
+  const { keys: keyList, args } = enqueueCall(Q, [{ task, fields: newRecordFields(task), holder }], LIMITS);
+  return call('enqueue', keyList, args);
 }
 
-/** enqueue_batch-n.lua as EnqueueBatcher calls it. */
+/** enqueue-n.lua as EnqueueBatcher calls it for the tasks of one turn. */
 function enqueueBatch(tasks: TaskRecord[]): Promise<unknown> {
-  const keyList = [keys.stream(Q), keys.scheduled(Q), keys.index(Q), keys.latest(Q)];
-  for (const t of tasks) keyList.push(keys.task(Q, t.id), keys.events(Q, t.id), keys.idempotency(Q, t.idempotencyKey ?? ''));
-  const list = tasks.map((t) => [t.id, String(t.createdAt), String(t.notBefore ?? 0), t.idempotencyKey ?? '', newRecordFields(t)]);
-  return call('enqueue_batch', keyList, [Date.now(), channels.events(Q), CAP, TTL, channels.control(Q), JSON.stringify(list)]);
+  const { keys: keyList, args } = enqueueCall(
+    Q,
+    tasks.map((task) => ({ task, fields: newRecordFields(task) })),
+    LIMITS,
+  );
+  return call('enqueue', keyList, args);
 }
 
 interface AttemptCall {
@@ -337,12 +325,10 @@ describe('enqueue', () => {
     const second = newTask({ exclusiveKey: 'report' });
     expect(await touching(() => enqueue(second, first.id))).toEqual({ reply: ['exists', first.id], touched: [] });
     // The caller read no holder, but one holds the key now: it must look again.
-    expect(await touching(() => enqueue(second, ''))).toEqual({ reply: ['moved'], touched: [] });
+    expect(await touching(() => enqueue(second, ''))).toEqual({ reply: ['moved', ''], touched: [] });
 
     const sameId = newTask({ id: first.id });
-    const before = await keyspace();
-    await expect(enqueue(sameId)).rejects.toThrow(`task id ${first.id} already exists`);
-    expect(await keyspace()).toEqual(before);
+    expect(await touching(() => enqueue(sameId))).toEqual({ reply: ['id_taken', first.id], touched: [] });
   });
 
   it('lets a new task take an exclusive key whose holder has finished', async () => {
@@ -356,7 +342,7 @@ describe('enqueue', () => {
   });
 });
 
-describe('enqueue_batch', () => {
+describe('enqueue, for the tasks of one turn', () => {
   it('creates each task in order, touching only the KEYS it is given: the queue’s four, then each task’s record, log and idempotency key', async () => {
     const plain = newTask();
     const later = newTask({ notBefore: Date.now() + 60_000 });
@@ -389,7 +375,7 @@ describe('enqueue_batch', () => {
     const sameId = newTask({ id: first.id });
     const fresh = newTask();
     const { reply, touched } = await touching(() => enqueueBatch([repeat, sameId, fresh]));
-    expect(reply).toEqual(['duplicate', first.id, 'exists', first.id, 'created', 1]);
+    expect(reply).toEqual(['duplicate', first.id, 'id_taken', first.id, 'created', 1]);
     expect(touched).toEqual(sorted([keys.stream(Q), keys.index(Q), keys.latest(Q), keys.task(Q, fresh.id), keys.events(Q, fresh.id)]));
     expect(await redis.hget(keys.task(Q, first.id), 'version')).toBe('1');
   });
@@ -398,7 +384,7 @@ describe('enqueue_batch', () => {
     const first = newTask({ idempotencyKey: 'order-7' });
     await enqueueBatch([first]);
     const { reply, touched } = await touching(() => enqueueBatch([newTask({ idempotencyKey: 'order-7' }), newTask({ id: first.id })]));
-    expect(reply).toEqual(['duplicate', first.id, 'exists', first.id]);
+    expect(reply).toEqual(['duplicate', first.id, 'id_taken', first.id]);
     expect(touched).toEqual([]);
   });
 });

@@ -10,18 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { luaPrelude } from './states.js';
 
-export type ScriptName =
-  | 'enqueue'
-  | 'enqueue_batch'
-  | 'attempt'
-  | 'progress'
-  | 'cancel'
-  | 'promote'
-  | 'trim'
-  | 'reap'
-  | 'workflow_start'
-  | 'fire'
-  | 'schedule_edit';
+export type ScriptName = 'enqueue' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap' | 'workflow_start' | 'fire' | 'schedule_edit';
 
 interface ScriptSource {
   /** Undefined: the call gives the count (ioredis then takes it as the first argument). */

@@ -10,7 +10,7 @@ import { invalid, notFound, quote, TaskwireError } from '../errors.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId, queueOf } from '../ids.js';
 import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../json.js';
 import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
-import { EnqueueBatcher } from './enqueueBatcher.js';
+import { EnqueueBatcher, enqueueCall } from './enqueueBatcher.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
 import { channels, keys } from './keys.js';
 import { newRecordFields, pairsToHash, parseRecord, type Hash, type TaskRecord } from './record.js';
@@ -231,36 +231,8 @@ export class TaskStore {
   private async enqueue(task: TaskRecord, holder: string): Promise<StartResult | undefined> {
     const q = task.queue;
     const ekey = task.exclusiveKey ?? '';
-    const ikey = task.idempotencyKey ?? '';
-    const reply = (await runScript(
-      this.redis,
-      'enqueue',
-      [
-        keys.task(q, task.id),
-        keys.events(q, task.id),
-        keys.stream(q),
-        keys.scheduled(q),
-        keys.index(q),
-        keys.latest(q),
-        keys.exclusive(q, ekey),
-        keys.latestForKey(q, ekey),
-        keys.idempotency(q, ikey),
-        keys.task(q, holder),
-      ],
-      [
-        task.id,
-        task.createdAt,
-        task.notBefore ?? 0,
-        channels.events(q),
-        this.limits.eventLogCap,
-        this.limits.resultTtlMs,
-        ekey,
-        ikey,
-        holder,
-        channels.control(q),
-        ...newRecordFields(task),
-      ],
-    )) as [string, string | number];
+    const call = enqueueCall(q, [{ task, fields: newRecordFields(task), holder }], this.limits);
+    const reply = (await runScript(this.redis, 'enqueue', call.keys, call.args)) as [string, string | number];
     return createOutcome(
       'enqueue',
       reply,
@@ -432,6 +404,8 @@ export async function createOutcome(
       throw exclusiveTaken(ekey, String(reply[1]));
     case 'moved':
       return undefined;
+    case 'id_taken':
+      throw new Error(`task id ${String(reply[1])} already exists`);
     default:
       throw new Error(`${script} script replied ${String(reply[0])}`);
   }

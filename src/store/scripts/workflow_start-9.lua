@@ -1,5 +1,5 @@
 -- workflow_start: create a workflow's record and plan and start its first tasks, atomically,
--- or refuse. The checks of the idempotency and exclusive keys are enqueue-10.lua's: a
+-- or refuse. The checks of the idempotency and exclusive keys are enqueue-n.lua's: a
 -- workflow is created like a task, only never queued itself.
 --
 -- KEYS[1] record              taskwire:{q}:t:<id>
@@ -19,7 +19,8 @@
 -- ARGV[9] n, then n values: the record's fields as name, value pairs
 -- then the plan's meta (JSON), then its nodes (JSON), from node 0 on
 --
--- Returns {'created', version}; {'duplicate', id}; {'exists', id}; {'moved'} (as enqueue-10.lua).
+-- Returns {'created', version}; {'duplicate', id}; {'exists', id}; {'moved'} (as enqueue-n.lua's
+-- refusals, or an error when the id exists).
 local id, now = ARGV[1], tonumber(ARGV[2])
 local ekey, ikey, expected = ARGV[6], ARGV[7], ARGV[8]
 
