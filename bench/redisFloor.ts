@@ -122,7 +122,7 @@ return 1`;
 async function scriptUsec(redis: Redis): Promise<number> {
   const info = await redis.info('commandstats');
   let usec = 0;
-  for (const m of info.matchAll(/cmdstat_(?:eval|evalsha):calls=\d+,usec=(\d+)/g)) usec += Number(m[1]);
+  for (const m of info.matchAll(/cmdstat_(?:eval|evalsha|xreadgroup):calls=\d+,usec=(\d+)/g)) usec += Number(m[1]);
   return usec;
 }
 

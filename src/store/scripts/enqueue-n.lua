@@ -34,22 +34,32 @@ local out, index, earliest, latest = {}, {}, nil, nil
 for _, task in ipairs(tasks) do
   local id, created, due, ikey, ekey, expected, given = unpack(task)
   due = tonumber(due)
-  local k = {}
-  k.record, k.events, k.idem = key(3)
-  if ekey ~= '' then k.exclusive, k.latest_for_key, k.holder = key(3) end
-
-  local refusal = refuse_create(k, id, ikey, ekey, expected)
-  if refusal and refusal.err then refusal = {'id_taken', id} end
+  local record, events, idem = key(3)
+  local refusal
+  if ekey ~= '' then
+    local k = {record = record, idem = idem}
+    k.exclusive, k.latest_for_key, k.holder = key(3)
+    refusal = refuse_create(k, id, ikey, ekey, expected)
+    if refusal and refusal.err then refusal = {'id_taken', id} end
+    if not refusal then
+      redis.call('SET', k.exclusive, id)
+      redis.call('SET', k.latest_for_key, id)
+    end
+  else
+    -- The checks of refuse_create for a task without an exclusive key, inline: most Starts.
+    local existing = ikey ~= '' and redis.call('GET', idem)
+    if existing then
+      refusal = {'duplicate', existing}
+    elseif redis.call('EXISTS', record) == 1 then
+      refusal = {'id_taken', id}
+    end
+  end
   if refusal then
     out[#out + 1] = refusal[1]
     out[#out + 1] = refusal[2] or ''
   else
-    create_record(k.record, k.events, channel, maxlen, given)
-    if ikey ~= '' then redis.call('SET', k.idem, id, 'PX', ttl) end
-    if ekey ~= '' then
-      redis.call('SET', k.exclusive, id)
-      redis.call('SET', k.latest_for_key, id)
-    end
+    create_record(record, events, channel, maxlen, given)
+    if ikey ~= '' then redis.call('SET', idem, id, 'PX', ttl) end
     index[#index + 1] = created
     index[#index + 1] = id
     latest = id
