@@ -13,6 +13,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Consumer } from '../src/broker/consumer.js';
 import { enqueueCall } from '../src/store/enqueueBatcher.js';
 import { channels, keys } from '../src/store/keys.js';
+import { TaskStore } from '../src/store/taskStore.js';
+import registry from '../src/tasks/index.js';
 import { newTaskId } from '../src/ids.js';
 import { newRecordFields, pairsToHash, type TaskRecord } from '../src/store/record.js';
 import { installScripts, runScript } from '../src/store/scripts.js';
@@ -675,6 +677,57 @@ describe('cancel', () => {
     expect(finished.reply[0]).toBe('finished');
     expect(pairsToHash(finished.reply[1]!).state).toBe('SUCCESS');
     expect(await touching(() => cancel(newTaskId(Q), 'abort'))).toEqual({ reply: ['missing'], touched: [] });
+  });
+});
+
+describe('workflow_start and a workflow’s steps (workflow.lua)', () => {
+  // The one exception to KEYS-only: a workflow names the keys of the tasks it creates, and
+  // its own, from its plan's meta (ARCHITECTURE.md says what a Redis Cluster does with them).
+  const store = () => new TaskStore(redis, registry, { ...LIMITS, maxPayloadBytes: 1 << 20 });
+  const add = (...args: number[]) => ({ kind: 'task' as const, task: { name: 'add', queue: Q, args } });
+
+  it('creates the workflow and its first step, touching beyond its KEYS only the keys its plan names, all in its queue’s slot', async () => {
+    const { touched, reply } = await touching(() => store().workflows.start({ queue: Q, root: { kind: 'chain', steps: [add(1, 1), add(2)] } }));
+    const id = reply.task.id;
+    const first = (await redis.lrange(keys.workflowChildren(Q, id), 0, -1))[0]!;
+    expect(touched).toEqual(
+      sorted([
+        keys.task(Q, id),
+        keys.events(Q, id),
+        keys.index(Q),
+        keys.latest(Q),
+        keys.workflowPlan(Q, id),
+        keys.workflowChildren(Q, id),
+        keys.workflowLive(Q, id),
+        keys.task(Q, first),
+        keys.events(Q, first),
+        keys.stream(Q),
+      ]),
+    );
+    expect(touched.every((k) => k.startsWith(`taskwire:{${Q}}:`))).toBe(true);
+  });
+
+  it('a cancel of the workflow touches only the KEYS it is given', async () => {
+    const tasks = store();
+    const { task } = await tasks.workflows.start({ queue: Q, root: { kind: 'group', steps: [add(1, 1), add(2, 2)] } });
+    const { touched } = await touching(() =>
+      call(
+        'cancel',
+        [
+          keys.task(Q, task.id),
+          keys.events(Q, task.id),
+          keys.scheduled(Q),
+          keys.exclusive(Q, ''),
+          keys.workflowPlan(Q, task.id),
+          keys.workflowResults(Q, task.id),
+          keys.workflowChildren(Q, task.id),
+          keys.workflowLive(Q, task.id),
+        ],
+        [task.id, Date.now(), 'abort', 'no', channels.events(Q), CAP, TTL, channels.control(Q), ''],
+      ),
+    );
+    expect(await redis.hget(keys.task(Q, task.id), 'state')).toBe('REVOKED');
+    expect(touched).toContain(keys.workflowPlan(Q, task.id));
   });
 });
 
