@@ -5,7 +5,7 @@
  * each figure is Redis's time alone, warm, one script call at a time:
  *
  * - create: a record, its log's first entry, its publish and its queue entry, for N tasks
- *   in one script call (no per-call cost at all), against `enqueue_batch` as `StartMany`
+ *   in one script call (no per-call cost at all), against `enqueue` as `StartMany`
  *   calls it (500 tasks per call);
  * - claim + finish: two changes of the record, each checked, versioned, logged and
  *   published, plus the read, the acknowledgement and the result TTL, for N tasks in one
@@ -17,10 +17,10 @@
  * single-threaded Redis: 1 s / (µs per task). `npm run bench:floor`.
  */
 import type { Redis } from 'ioredis';
-import { ensureGroups } from '../src/broker/consumer.js';
+import { Consumer, ensureGroups } from '../src/broker/consumer.js';
 import { connectReady } from '../src/redis.js';
 import { startRedisServer } from '../src/redisServer.js';
-import { AttemptStore, type Taken } from '../src/store/attemptStore.js';
+import { AttemptStore, type Delivery, type Taken } from '../src/store/attemptStore.js';
 import { ALL_EVENTS_PATTERN, CONSUMER_GROUP, channels, keys, taskKeyParts } from '../src/store/keys.js';
 import { installScripts } from '../src/store/scripts.js';
 import { TaskStore } from '../src/store/taskStore.js';
@@ -122,7 +122,7 @@ return 1`;
 async function scriptUsec(redis: Redis): Promise<number> {
   const info = await redis.info('commandstats');
   let usec = 0;
-  for (const m of info.matchAll(/cmdstat_(?:eval|evalsha):calls=\d+,usec=(\d+)/g)) usec += Number(m[1]);
+  for (const m of info.matchAll(/cmdstat_(?:eval|evalsha|xreadgroup):calls=\d+,usec=(\d+)/g)) usec += Number(m[1]);
   return usec;
 }
 
@@ -138,7 +138,7 @@ async function fresh(redis: Redis): Promise<void> {
   await ensureGroups(redis, [MIN_QUEUE, QUEUE]);
 }
 
-/** Start N tasks through taskwire's own Start path (500 per enqueue_batch call, as StartMany). */
+/** Start N tasks through taskwire's own Start path (500 per enqueue call, as StartMany). */
 async function createReal(store: TaskStore): Promise<void> {
   for (let done = 0; done < N; done += 500) {
     await Promise.all(Array.from({ length: 500 }, () => store.start({ name: 'noop' })));
@@ -146,18 +146,24 @@ async function createReal(store: TaskStore): Promise<void> {
 }
 
 /** Take and finish every queued task as a busy worker does (AttemptStore): each turn
- * finishes the 50 tasks the last one began and takes 50 more, in one script call. */
+ * finishes the tasks the last one began, claims the 50 messages the last one read, and reads
+ * 50 more, in one write. */
 async function claimFinishReal(redis: Redis): Promise<void> {
   const attempts = new AttemptStore(redis, 'floor-worker', { ...LIMITS, leaseMs: 30_000 });
+  const reader = new Consumer(redis, 'floor-worker', [QUEUE]);
   let held: Taken[] = [];
+  let read: Delivery[] = [];
   for (let turn = 0; ; turn++) {
     const finishes = held.map((t) => attempts.finish(t.d, t.token, 'SUCCESS', { result: 'null' }));
-    const began: Taken[] = [];
-    const tokens = Array.from({ length: 50 }, (_, i) => `t${turn}-${i}`);
-    await attempts.take(QUEUE, tokens, (t) => began.push(t));
+    const claims = read.map(async (d, i): Promise<Taken> => {
+      const token = `t${turn}-${i}`;
+      return { d, token, claim: await attempts.claim(d, token) };
+    });
+    const next = attempts.take(QUEUE, () => reader.readNow(redis, QUEUE, 50));
     for (const r of await Promise.all(finishes)) if (!r.written) throw new Error(`a finish was refused: the task is ${r.state}`);
-    held = began;
-    if (held.length === 0) return;
+    held = await Promise.all(claims);
+    read = await next;
+    if (turn > 0 && held.length === 0 && read.length === 0) return;
   }
 }
 
@@ -184,7 +190,7 @@ async function main(): Promise<void> {
       await minimal(MIN_CREATE)();
       add('claim + finish: the design minimum, log entries of the whole record', await perTask(redis, minimal(minClaimFinish(true))));
       await fresh(redis);
-      add('create: taskwire (enqueue_batch, 500 per call)', await perTask(redis, () => createReal(store)));
+      add('create: taskwire (enqueue, 500 per call)', await perTask(redis, () => createReal(store)));
       add('claim + finish: taskwire (attempt, 50 per call)', await perTask(redis, () => claimFinishReal(redis)));
     }
     const width = Math.max(...Object.keys(rows).map((r) => r.length));

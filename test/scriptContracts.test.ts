@@ -1,7 +1,8 @@
 /**
  * Contracts of the store's Lua scripts, each called alone against a private Redis as its
  * TypeScript caller calls it: what it may touch (the keys whose value or expiry changed
- * between a snapshot of the whole keyspace before and after the call), what it returns,
+ * between a snapshot of the whole keyspace before and after the call, every one of them
+ * among the KEYS the call gave, so a Redis Cluster can route it), what it returns,
  * what it refuses (a refusal changes no key), and what the loader refuses before anything
  * reaches Redis.
  * No taskwire process is started, so this suite is part of the fast tier (`npm run test:fast`).
@@ -9,7 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { channels, keys, taskKeyParts } from '../src/store/keys.js';
+import { Consumer } from '../src/broker/consumer.js';
+import { enqueueCall } from '../src/store/enqueueBatcher.js';
+import { channels, keys } from '../src/store/keys.js';
+import { TaskStore } from '../src/store/taskStore.js';
+import registry from '../src/tasks/index.js';
 import { newTaskId } from '../src/ids.js';
 import { newRecordFields, pairsToHash, type TaskRecord } from '../src/store/record.js';
 import { installScripts, runScript } from '../src/store/scripts.js';
@@ -36,6 +41,7 @@ const Q = 'contracts';
 const CAP = 100;
 const TTL = 60_000;
 const WORKER = 'w1';
+const LIMITS = { eventLogCap: CAP, resultTtlMs: TTL };
 
 /** Every key with its value (DUMP: for a stream that includes its groups, consumers and
  * pending lists) and whether it expires. */
@@ -49,14 +55,40 @@ async function keyspace(): Promise<Map<string, string>> {
   return out;
 }
 
-/** Run `fn` and say which keys it created, changed or removed (sorted), with its reply. */
+/** The KEYS of the script calls made (through `call`) since `touching` began. */
+let declared: Set<string> | undefined;
+
+/** runScript, with the KEYS it is given noted for `touching`. */
+function call(name: Parameters<typeof runScript>[1], keyList: string[], args: (string | number)[]): Promise<unknown> {
+  for (const k of keyList) declared?.add(k);
+  return runScript(redis, name, keyList, args);
+}
+
+/**
+ * Run `fn` and say which keys it created, changed or removed (sorted), with its reply. Every
+ * key touched must be among the KEYS of the script calls `fn` made.
+ */
 async function touching<T>(fn: () => Promise<T>): Promise<{ reply: T; touched: string[] }> {
   const before = await keyspace();
-  const reply = await fn();
-  const after = await keyspace();
-  const touched = [...new Set([...before.keys(), ...after.keys()])].filter((k) => before.get(k) !== after.get(k));
-  return { reply, touched: touched.sort() };
+  declared = new Set();
+  let reply: T;
+  try {
+    reply = await fn();
+  } finally {
+    const given = declared;
+    declared = undefined;
+    const after = await keyspace();
+    const touched = [...new Set([...before.keys(), ...after.keys()])].filter((k) => before.get(k) !== after.get(k));
+    if (given.size > 0)
+      expect(
+        touched.filter((k) => !given.has(k)),
+        'keys touched that were not in KEYS',
+      ).toEqual([]);
+    lastTouched = touched.sort();
+  }
+  return { reply, touched: lastTouched };
 }
+let lastTouched: string[] = [];
 
 const sorted = (list: string[]) => [...list].sort();
 
@@ -103,80 +135,70 @@ function newTask(over: Partial<TaskRecord> = {}): TaskRecord {
   };
 }
 
-/** enqueue-10.lua as TaskStore calls it for a task with an exclusive key. */
+/** enqueue-n.lua as TaskStore calls it for a task with an exclusive key: alone, with the holder it saw. */
 function enqueue(task: TaskRecord, holder = ''): Promise<unknown> {
-  const ekey = task.exclusiveKey ?? '';
-  const ikey = task.idempotencyKey ?? '';
-  return runScript(
-    redis,
-    'enqueue',
-    [
-      keys.task(Q, task.id),
-      keys.events(Q, task.id),
-      keys.stream(Q),
-      keys.scheduled(Q),
-      keys.index(Q),
-      keys.latest(Q),
-      keys.exclusive(Q, ekey),
-      keys.latestForKey(Q, ekey),
-      keys.idempotency(Q, ikey),
-      keys.task(Q, holder),
-    ],
-    [task.id, task.createdAt, task.notBefore ?? 0, channels.events(Q), CAP, TTL, ekey, ikey, holder, channels.control(Q), ...newRecordFields(task)],
-  );
+  const { keys: keyList, args } = enqueueCall(Q, [{ task, fields: newRecordFields(task), holder }], LIMITS);
+  return call('enqueue', keyList, args);
 }
 
-/** enqueue_batch-4.lua as EnqueueBatcher calls it. */
+/** enqueue-n.lua as EnqueueBatcher calls it for the tasks of one turn. */
 function enqueueBatch(tasks: TaskRecord[]): Promise<unknown> {
-  const parts = taskKeyParts(Q);
-  const list = tasks.map((t) => [t.id, String(t.createdAt), String(t.notBefore ?? 0), t.idempotencyKey ?? '', newRecordFields(t)]);
-  return runScript(
-    redis,
-    'enqueue_batch',
-    [keys.stream(Q), keys.scheduled(Q), keys.index(Q), keys.latest(Q)],
-    [Date.now(), channels.events(Q), CAP, TTL, channels.control(Q), parts.task, parts.eventsSuffix, parts.idempotency, JSON.stringify(list)],
+  const { keys: keyList, args } = enqueueCall(
+    Q,
+    tasks.map((task) => ({ task, fields: newRecordFields(task) })),
+    LIMITS,
   );
+  return call('enqueue', keyList, args);
 }
 
 interface AttemptCall {
   finishes?: { id: string; msg: string; token: string; state: string; nextAt?: number; ekey?: string; fields?: string[] }[];
   claims?: { id: string; msg: string; token: string; ekey?: string }[];
-  take?: string[];
   nonce?: string;
   answered?: string[];
   worker?: string;
 }
 
 type ClaimReply = [string, string[]?];
-type AttemptReply = [unknown[], ClaimReply[], [string, string, string, ClaimReply][]];
+type AttemptReply = [unknown[], ClaimReply[]];
 
-/** attempt-3.lua as AttemptStore calls it. */
+/** attempt-n.lua as AttemptStore calls it. */
 function attempt(c: AttemptCall): Promise<unknown> {
   const worker = c.worker ?? WORKER;
-  const parts = taskKeyParts(Q);
   const finishes = c.finishes ?? [];
   const claims = c.claims ?? [];
-  const take = c.take ?? [];
   const answered = c.answered ?? [];
-  const args: (string | number)[] = [GROUP, worker, Date.now(), channels.events(Q), CAP, TTL, finishes.length, claims.length, take.length];
-  args.push(parts.task, parts.eventsSuffix, parts.exclusive, c.nonce ?? randomUUID(), TTL, answered.length, ...answered);
+  const keyList = [keys.stream(Q), keys.scheduled(Q), keys.replies(Q, worker)];
+  const taskKeys = (id: string, ekey = '') => keyList.push(keys.task(Q, id), keys.events(Q, id), keys.exclusive(Q, ekey));
+  const args: (string | number)[] = [GROUP, worker, Date.now(), channels.events(Q), CAP, TTL, finishes.length, claims.length];
+  args.push(c.nonce ?? randomUUID(), TTL, answered.length, ...answered);
   for (const f of finishes) {
     const fields = f.fields ?? [];
-    args.push(f.id, f.msg, f.token, f.state, f.nextAt ?? 0, f.ekey ?? '', fields.length, ...fields);
+    taskKeys(f.id, f.ekey);
+    args.push(f.id, f.msg, f.token, f.state, f.nextAt ?? 0, fields.length, ...fields);
   }
-  for (const cl of claims) args.push(cl.id, cl.msg, cl.token, cl.ekey ?? '');
-  args.push(...take);
-  return runScript(redis, 'attempt', [keys.stream(Q), keys.scheduled(Q), keys.replies(Q, worker)], args);
+  for (const cl of claims) {
+    taskKeys(cl.id, cl.ekey);
+    args.push(cl.id, cl.msg, cl.token);
+  }
+  return call('attempt', keyList, args);
 }
 
-/** A task created and begun by `worker` (attempt 1): its id and message id. */
+/** The next `count` new messages of the queue for `worker`, as the worker reads them (Consumer.readNow). */
+function readNow(count: number, worker = WORKER): Promise<{ id: string; msgId: string; ekey: string }[]> {
+  return new Consumer(redis, worker, [Q]).readNow(redis, Q, count);
+}
+
+/** A task created, read and begun by `worker` (attempt 1): its id and message id. */
 async function begun(over: Partial<TaskRecord> = {}, token = 'tok-1', worker = WORKER): Promise<{ id: string; msg: string }> {
   const task = newTask(over);
   await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM').catch(() => {});
   expect(await (over.exclusiveKey ? enqueue(task) : enqueueBatch([task]))).toEqual(['created', 1]);
-  const [, , taken] = (await attempt({ take: [token], worker })) as AttemptReply;
-  expect(taken.map(([, id]) => id)).toEqual([task.id]);
-  return { id: task.id, msg: taken[0]![0] };
+  const [d] = await readNow(1, worker);
+  expect(d?.id).toBe(task.id);
+  const [, claimed] = (await attempt({ claims: [{ id: task.id, msg: d!.msgId, token, ekey: d!.ekey }], worker })) as AttemptReply;
+  expect(claimed[0]![0]).toBe('run');
+  return { id: task.id, msg: d!.msgId };
 }
 
 describe('promote', () => {
@@ -184,7 +206,7 @@ describe('promote', () => {
 
   it('moves the tasks that are due onto the stream, oldest first, and returns when the next one is due', async () => {
     await redis.zadd(keys.scheduled(q), 100, 'a\n', 200, 'b\nkey-b', 5_000, 'c\n');
-    const [moved, next] = (await runScript(redis, 'promote', [keys.scheduled(q), keys.stream(q)], [300, 10])) as [number, string];
+    const [moved, next] = (await call('promote', [keys.scheduled(q), keys.stream(q)], [300, 10])) as [number, string];
     expect(moved).toBe(2);
     expect(Number(next)).toBe(5_000);
     const entries = await redis.xrange(keys.stream(q), '-', '+');
@@ -199,10 +221,10 @@ describe('promote', () => {
 
   it('moves at most the number it is given, and answers -1 when nothing else waits', async () => {
     await redis.zadd(keys.scheduled(q), 1, 'a\n', 2, 'b\n', 3, 'c\n');
-    const first = (await runScript(redis, 'promote', [keys.scheduled(q), keys.stream(q)], [10, 2])) as [number, string];
+    const first = (await call('promote', [keys.scheduled(q), keys.stream(q)], [10, 2])) as [number, string];
     expect(first[0]).toBe(2);
     expect(Number(first[1])).toBe(3);
-    const second = (await runScript(redis, 'promote', [keys.scheduled(q), keys.stream(q)], [10, 2])) as [number, string];
+    const second = (await call('promote', [keys.scheduled(q), keys.stream(q)], [10, 2])) as [number, string];
     expect(second).toEqual([1, '-1']);
     expect(await redis.xlen(keys.stream(q))).toBe(3);
   });
@@ -219,17 +241,17 @@ describe('trim', () => {
     // Three delivered: the first two acknowledged, the third still pending; two never read.
     await redis.xreadgroup('GROUP', GROUP, 'c1', 'COUNT', 3, 'STREAMS', stream, '>');
     await redis.xack(stream, GROUP, ids[0]!, ids[1]!);
-    const { reply, touched } = await touching(() => runScript(redis, 'trim', [stream], [GROUP]));
+    const { reply, touched } = await touching(() => call('trim', [stream], [GROUP]));
     expect(Number(reply)).toBe(2);
     expect(touched).toEqual([stream]);
     expect((await redis.xrange(stream, '-', '+')).map(([id]) => id)).toEqual(ids.slice(2));
   });
 
   it('removes nothing from a stream without the group, or no stream at all', async () => {
-    expect(Number(await runScript(redis, 'trim', [keys.stream(q)], [GROUP]))).toBe(0);
+    expect(Number(await call('trim', [keys.stream(q)], [GROUP]))).toBe(0);
     expect(await redis.exists(keys.stream(q))).toBe(0);
     await redis.xadd(keys.stream(q), '*', 'id', 't');
-    expect(Number(await runScript(redis, 'trim', [keys.stream(q)], [GROUP]))).toBe(0);
+    expect(Number(await call('trim', [keys.stream(q)], [GROUP]))).toBe(0);
     expect(await redis.xlen(keys.stream(q))).toBe(1);
   });
 });
@@ -305,12 +327,10 @@ describe('enqueue', () => {
     const second = newTask({ exclusiveKey: 'report' });
     expect(await touching(() => enqueue(second, first.id))).toEqual({ reply: ['exists', first.id], touched: [] });
     // The caller read no holder, but one holds the key now: it must look again.
-    expect(await touching(() => enqueue(second, ''))).toEqual({ reply: ['moved'], touched: [] });
+    expect(await touching(() => enqueue(second, ''))).toEqual({ reply: ['moved', ''], touched: [] });
 
     const sameId = newTask({ id: first.id });
-    const before = await keyspace();
-    await expect(enqueue(sameId)).rejects.toThrow(`task id ${first.id} already exists`);
-    expect(await keyspace()).toEqual(before);
+    expect(await touching(() => enqueue(sameId))).toEqual({ reply: ['id_taken', first.id], touched: [] });
   });
 
   it('lets a new task take an exclusive key whose holder has finished', async () => {
@@ -324,16 +344,14 @@ describe('enqueue', () => {
   });
 });
 
-describe('enqueue_batch', () => {
-  it('creates each task in order; the tasks’ own keys are named from the prefixes it is given, not passed in KEYS', async () => {
+describe('enqueue, for the tasks of one turn', () => {
+  it('creates each task in order, touching only the KEYS it is given: the queue’s four, then each task’s record, log and idempotency key', async () => {
     const plain = newTask();
     const later = newTask({ notBefore: Date.now() + 60_000 });
     const keyed = newTask({ idempotencyKey: 'order-7' });
     const control = await nextMessage(channels.control(Q));
     const { reply, touched } = await touching(() => enqueueBatch([plain, later, keyed]));
     expect(reply).toEqual(['created', 1, 'created', 1, 'created', 1]);
-    // KEYS are the stream, scheduled set, index and latest; the records, their event logs
-    // and the idempotency key are named inside the script.
     expect(touched).toEqual(
       sorted([
         keys.stream(Q),
@@ -359,7 +377,7 @@ describe('enqueue_batch', () => {
     const sameId = newTask({ id: first.id });
     const fresh = newTask();
     const { reply, touched } = await touching(() => enqueueBatch([repeat, sameId, fresh]));
-    expect(reply).toEqual(['duplicate', first.id, 'exists', first.id, 'created', 1]);
+    expect(reply).toEqual(['duplicate', first.id, 'id_taken', first.id, 'created', 1]);
     expect(touched).toEqual(sorted([keys.stream(Q), keys.index(Q), keys.latest(Q), keys.task(Q, fresh.id), keys.events(Q, fresh.id)]));
     expect(await redis.hget(keys.task(Q, first.id), 'version')).toBe('1');
   });
@@ -368,46 +386,50 @@ describe('enqueue_batch', () => {
     const first = newTask({ idempotencyKey: 'order-7' });
     await enqueueBatch([first]);
     const { reply, touched } = await touching(() => enqueueBatch([newTask({ idempotencyKey: 'order-7' }), newTask({ id: first.id })]));
-    expect(reply).toEqual(['duplicate', first.id, 'exists', first.id]);
+    expect(reply).toEqual(['duplicate', first.id, 'id_taken', first.id]);
     expect(touched).toEqual([]);
   });
 });
 
-describe('attempt', () => {
-  it('take: reads new messages for the worker and begins each, replying with what the worker needs to run it', async () => {
+describe('the worker’s read (Consumer.readNow)', () => {
+  it('hands the worker new messages of its queue, at most as many as asked, and begins none', async () => {
     await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM');
-    const a = newTask({ timeLimitMs: 5_000 });
-    const b = newTask();
+    const [a, b] = [newTask(), newTask()];
     await enqueueBatch([a, b]);
-    const { reply, touched } = await touching(() => attempt({ take: ['tok-a', 'tok-b', 'tok-spare'], nonce: 'n1' }));
-    const [finished, claimed, taken] = reply as AttemptReply;
-    expect(finished).toEqual([]);
-    expect(claimed).toEqual([]);
-    expect(taken.map(([, id, ekey, [verdict]]) => [id, ekey, verdict])).toEqual([
-      [a.id, '', 'run'],
-      [b.id, '', 'run'],
-    ]);
-    const fields = pairsToHash(taken[0]![3][1]!);
-    expect(fields).toMatchObject({ name: 'hello', args: '["world"]', kwargs: '{"loud":true}', attempt: '1', max_attempts: '1', time_limit: '5000' });
-    expect(fields).not.toHaveProperty('token');
-    expect(fields).not.toHaveProperty('created');
-    // KEYS are the stream, the scheduled set and the worker's replies; the records and
-    // event logs of the tasks begun are named inside the script.
-    expect(touched).toEqual(
-      sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, a.id), keys.events(Q, a.id), keys.task(Q, b.id), keys.events(Q, b.id)]),
-    );
-    expect(await redis.hgetall(keys.task(Q, a.id))).toMatchObject({ state: 'STARTED', token: 'tok-a', worker: WORKER, attempt: '1', version: '2' });
-    expect(await redis.hget(keys.task(Q, b.id), 'token')).toBe('tok-b');
+    expect((await readNow(1)).map((d) => d.id)).toEqual([a.id]);
+    expect((await readNow(5)).map((d) => d.id)).toEqual([b.id]);
+    expect(await readNow(5)).toEqual([]);
+    expect(await redis.hget(keys.task(Q, a.id), 'state')).toBe('PENDING');
     const [pending, , , consumers] = (await redis.xpending(keys.stream(Q), GROUP)) as [number, string, string, [string, string][]];
     expect(pending).toBe(2);
     expect(consumers).toEqual([[WORKER, '2']]);
   });
 
-  it('take: refuses a queue whose consumer group is missing, writing nothing', async () => {
+  it('refuses a queue whose consumer group is missing', async () => {
     await enqueueBatch([newTask()]);
-    const before = await keyspace();
-    await expect(attempt({ take: ['tok'] })).rejects.toThrow('NOGROUP');
-    expect(await keyspace()).toEqual(before);
+    await expect(readNow(1)).rejects.toThrow('NOGROUP');
+  });
+});
+
+describe('attempt', () => {
+  it('claim: begins each message it is given, replying with what the worker needs to run it', async () => {
+    await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM');
+    const a = newTask({ timeLimitMs: 5_000 });
+    const b = newTask();
+    await enqueueBatch([a, b]);
+    const read = await readNow(2);
+    const claims = read.map((d, i) => ({ id: d.id, msg: d.msgId, token: `tok-${i}` }));
+    const { reply, touched } = await touching(() => attempt({ claims, nonce: 'n1' }));
+    const [finished, claimed] = reply as AttemptReply;
+    expect(finished).toEqual([]);
+    expect(claimed.map(([verdict]) => verdict)).toEqual(['run', 'run']);
+    const fields = pairsToHash(claimed[0]![1]!);
+    expect(fields).toMatchObject({ name: 'hello', args: '["world"]', kwargs: '{"loud":true}', attempt: '1', max_attempts: '1', time_limit: '5000' });
+    expect(fields).not.toHaveProperty('token');
+    expect(fields).not.toHaveProperty('created');
+    expect(touched).toEqual(sorted([keys.replies(Q, WORKER), keys.task(Q, a.id), keys.events(Q, a.id), keys.task(Q, b.id), keys.events(Q, b.id)]));
+    expect(await redis.hgetall(keys.task(Q, a.id))).toMatchObject({ state: 'STARTED', token: 'tok-0', worker: WORKER, attempt: '1', version: '2' });
+    expect(await redis.hget(keys.task(Q, b.id), 'token')).toBe('tok-1');
   });
 
   it('finish: ends the attempt its token names, acknowledges the message, frees the exclusive key and starts the result TTL', async () => {
@@ -415,8 +437,7 @@ describe('attempt', () => {
     const { reply, touched } = await touching(() =>
       attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'SUCCESS', ekey: 'report', fields: ['result', '42'] }] }),
     );
-    expect(reply).toEqual([[['ok', 'SUCCESS', 3]], [], []]);
-    // The exclusive key is named inside the script from its prefix.
+    expect(reply).toEqual([[['ok', 'SUCCESS', 3]], []]);
     expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, id), keys.events(Q, id), keys.exclusive(Q, 'report')]));
     const record = await redis.hgetall(keys.task(Q, id));
     expect(record).toMatchObject({ state: 'SUCCESS', result: '42', version: '3' });
@@ -433,7 +454,7 @@ describe('attempt', () => {
     const { reply, touched } = await touching(() =>
       attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'RETRY', nextAt, fields: ['err_type', 'Boom', 'err_msg', 'no', 'err_tb', ''] }] }),
     );
-    expect(reply).toEqual([[['ok', 'RETRY', 3]], [], []]);
+    expect(reply).toEqual([[['ok', 'RETRY', 3]], []]);
     expect(touched).toEqual(sorted([keys.stream(Q), keys.scheduled(Q), keys.replies(Q, WORKER), keys.task(Q, id), keys.events(Q, id)]));
     expect(await redis.zrange(keys.scheduled(Q), 0, -1, 'WITHSCORES')).toEqual([`${id}\n`, String(nextAt)]);
     expect(await redis.hgetall(keys.task(Q, id))).toMatchObject({ state: 'RETRY', next_at: String(nextAt), err_type: 'Boom' });
@@ -445,7 +466,7 @@ describe('attempt', () => {
     const { reply, touched } = await touching(() =>
       attempt({ finishes: [{ id, msg, token: 'someone-else', state: 'SUCCESS', fields: ['result', '1'] }] }),
     );
-    expect(reply).toEqual([[['stale', 'STARTED']], [], []]);
+    expect(reply).toEqual([[['stale', 'STARTED']], []]);
     // Only the reply is kept, for a call sent again.
     expect(touched).toEqual([keys.replies(Q, WORKER)]);
     expect(await redis.hget(keys.task(Q, id), 'state')).toBe('STARTED');
@@ -455,7 +476,7 @@ describe('attempt', () => {
     const { id, msg } = await begun();
     await redis.hset(keys.task(Q, id), 'cancel', 'terminate', 'cancel_reason', 'stop it');
     const { reply } = await touching(() => attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'SUCCESS', fields: ['result', '1'] }] }));
-    expect(reply).toEqual([[['ok', 'REVOKED', 3]], [], []]);
+    expect(reply).toEqual([[['ok', 'REVOKED', 3]], []]);
     const record = await redis.hgetall(keys.task(Q, id));
     expect(record).toMatchObject({ state: 'REVOKED', err_type: 'TaskRevokedError', err_msg: 'stop it (terminated by force)' });
     expect(record).not.toHaveProperty('result');
@@ -464,7 +485,7 @@ describe('attempt', () => {
   it('finish as PENDING hands the task back to the queue under the same attempt number', async () => {
     const { id, msg } = await begun();
     const { reply, touched } = await touching(() => attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'PENDING' }] }));
-    expect(reply).toEqual([[['ok', 'PENDING', 3]], [], []]);
+    expect(reply).toEqual([[['ok', 'PENDING', 3]], []]);
     expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, id), keys.events(Q, id)]));
     const record = await redis.hgetall(keys.task(Q, id));
     expect(record).toMatchObject({ state: 'PENDING', attempt: '0' });
@@ -474,9 +495,10 @@ describe('attempt', () => {
       ['id', id, 'k', ''],
       ['id', id, 'k', ''],
     ]);
-    // The next take begins it again, as attempt 1.
-    const [, , taken] = (await attempt({ take: ['tok-2'] })) as AttemptReply;
-    expect(taken.map(([, takenId, , [verdict, fields]]) => [takenId, verdict, pairsToHash(fields!).attempt])).toEqual([[id, 'run', '1']]);
+    // Read and claimed again, it begins as attempt 1.
+    const [d] = await readNow(1);
+    const [, claimed] = (await attempt({ claims: [{ id: d!.id, msg: d!.msgId, token: 'tok-2' }] })) as AttemptReply;
+    expect([d!.id, claimed[0]![0], pairsToHash(claimed[0]![1]!).attempt]).toEqual([id, 'run', '1']);
   });
 
   it('claim: revokes a task that expired before it could start, or that was cancelled while its worker was lost', async () => {
@@ -493,7 +515,7 @@ describe('attempt', () => {
         ],
       }),
     );
-    expect(reply).toEqual([[], [['expired'], ['revoked']], []]);
+    expect(reply).toEqual([[], [['expired'], ['revoked']]]);
     expect(await redis.hgetall(keys.task(Q, stale.id))).toMatchObject({ state: 'REVOKED', err_type: 'Expired' });
     expect(await redis.hgetall(keys.task(Q, cancelled.id))).toMatchObject({ state: 'REVOKED', err_msg: 'no longer wanted' });
   });
@@ -502,13 +524,14 @@ describe('attempt', () => {
     const first = await begun();
     const next = newTask();
     await enqueueBatch([next]);
+    const [d] = await readNow(1);
     const published = await nextMessages(channels.events(Q), 2);
     const reply = (await attempt({
       finishes: [{ id: first.id, msg: first.msg, token: 'tok-1', state: 'SUCCESS', fields: ['result', '1'] }],
-      take: ['tok-2'],
+      claims: [{ id: d!.id, msg: d!.msgId, token: 'tok-2' }],
     })) as AttemptReply;
     expect(reply[0]).toEqual([['ok', 'SUCCESS', 3]]);
-    expect(reply[2].map(([, id, , [verdict]]) => [id, verdict])).toEqual([[next.id, 'run']]);
+    expect(reply[1].map(([verdict]) => verdict)).toEqual(['run']);
     const [, , , consumers] = (await redis.xpending(keys.stream(Q), GROUP)) as [number, string, string, [string, string][]];
     expect(consumers).toEqual([[WORKER, '1']]);
     const changes = (await published()).map((m) => pairsToHash(JSON.parse(m) as string[]));
@@ -534,7 +557,7 @@ describe('attempt', () => {
         ],
       }),
     );
-    expect(reply).toEqual([[], [['gone'], ['finished', 'SUCCESS'], ['lost']], []]);
+    expect(reply).toEqual([[], [['gone'], ['finished', 'SUCCESS'], ['lost']]]);
     expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, lost.id), keys.events(Q, lost.id)]));
     expect(await redis.hgetall(keys.task(Q, lost.id))).toMatchObject({ state: 'FAILURE', err_type: 'WorkerLostError' });
     expect(await redis.hget(keys.task(Q, done.id), 'version')).toBe('3');
@@ -546,18 +569,19 @@ describe('attempt', () => {
     await redis.xgroup('CREATE', keys.stream(Q), GROUP, '0', 'MKSTREAM');
     const task = newTask();
     await enqueueBatch([task]);
-    const first = (await attempt({ take: ['tok-1'], nonce: 'n1' })) as AttemptReply;
-    expect(first[2].map(([, id]) => id)).toEqual([task.id]);
+    const [d] = await readNow(1);
+    const first = (await attempt({ claims: [{ id: d!.id, msg: d!.msgId, token: 'tok-1' }], nonce: 'n1' })) as AttemptReply;
+    expect(first[1].map(([verdict]) => verdict)).toEqual(['run']);
 
-    const again = await touching(() => attempt({ take: ['tok-2'], nonce: 'n1' }));
+    const again = await touching(() => attempt({ claims: [{ id: d!.id, msg: d!.msgId, token: 'tok-2' }], nonce: 'n1' }));
     expect(again.touched).toEqual([]);
     expect(typeof again.reply).toBe('string');
-    expect((JSON.parse(again.reply as string) as unknown[])[2]).toEqual(first[2]);
+    expect((JSON.parse(again.reply as string) as unknown[])[1]).toEqual(first[1]);
     expect(await redis.hget(keys.task(Q, task.id), 'token')).toBe('tok-1');
 
     // A call that does nothing keeps no reply of its own; the answered nonce goes.
     const next = await touching(() => attempt({ nonce: 'n2', answered: ['n1'] }));
-    expect(next.reply).toEqual([[], [], []]);
+    expect(next.reply).toEqual([[], []]);
     expect(next.touched).toEqual([keys.replies(Q, WORKER)]);
     expect(await redis.exists(keys.replies(Q, WORKER))).toBe(0);
   });
@@ -567,7 +591,7 @@ describe('progress', () => {
   it('records the progress of the current attempt and logs the change, touching only the record and its log', async () => {
     const { id } = await begun();
     const { reply, touched } = await touching(() =>
-      runScript(redis, 'progress', [keys.task(Q, id), keys.events(Q, id)], ['tok-1', '{"done":3}', Date.now(), channels.events(Q), CAP]),
+      call('progress', [keys.task(Q, id), keys.events(Q, id)], ['tok-1', '{"done":3}', Date.now(), channels.events(Q), CAP]),
     );
     expect(reply).toEqual(['ok', 3]);
     expect(touched).toEqual(sorted([keys.task(Q, id), keys.events(Q, id)]));
@@ -578,21 +602,41 @@ describe('progress', () => {
 
   it('refuses, writing nothing, an attempt that is not current or a task that is not there', async () => {
     const { id } = await begun();
-    const call = (taskId: string, token: string) =>
-      runScript(redis, 'progress', [keys.task(Q, taskId), keys.events(Q, taskId)], [token, '{}', Date.now(), channels.events(Q), CAP]);
-    expect(await touching(() => call(id, 'old-token'))).toEqual({ reply: ['stale', 'STARTED'], touched: [] });
-    expect(await touching(() => call(newTaskId(Q), 'tok-1'))).toEqual({ reply: ['stale', 'missing'], touched: [] });
+    const progress = (taskId: string, token: string) =>
+      call('progress', [keys.task(Q, taskId), keys.events(Q, taskId)], [token, '{}', Date.now(), channels.events(Q), CAP]);
+    expect(await touching(() => progress(id, 'old-token'))).toEqual({ reply: ['stale', 'STARTED'], touched: [] });
+    expect(await touching(() => progress(newTaskId(Q), 'tok-1'))).toEqual({ reply: ['stale', 'missing'], touched: [] });
   });
 });
 
 describe('cancel', () => {
-  const cancel = (id: string, mode: 'abort' | 'terminate', reason = 'not needed') =>
-    runScript(
-      redis,
+  /** cancel-8.lua as TaskStore calls it: naming no exclusive key first, then the one the record names. */
+  const cancelNaming = (id: string, mode: 'abort' | 'terminate', reason: string, ekey: string) =>
+    call(
       'cancel',
-      [keys.task(Q, id), keys.events(Q, id), keys.scheduled(Q)],
-      [id, Date.now(), mode, reason, channels.events(Q), CAP, TTL, channels.control(Q), taskKeyParts(Q).exclusive],
+      [
+        keys.task(Q, id),
+        keys.events(Q, id),
+        keys.scheduled(Q),
+        keys.exclusive(Q, ekey),
+        keys.workflowPlan(Q, id),
+        keys.workflowResults(Q, id),
+        keys.workflowChildren(Q, id),
+        keys.workflowLive(Q, id),
+      ],
+      [id, Date.now(), mode, reason, channels.events(Q), CAP, TTL, channels.control(Q), ekey],
     ) as Promise<[string, string[]?]>;
+  const cancel = async (id: string, mode: 'abort' | 'terminate', reason = 'not needed') => {
+    const reply = await cancelNaming(id, mode, reason, '');
+    return reply[0] === 'exclusive' ? cancelNaming(id, mode, reason, String(reply[1])) : reply;
+  };
+
+  it('refuses, writing nothing, a call that names another exclusive key than the record’s, and says which', async () => {
+    const task = newTask({ notBefore: Date.now() + 60_000, exclusiveKey: 'report' });
+    await enqueue(task);
+    expect(await touching(() => cancelNaming(task.id, 'abort', 'no', ''))).toEqual({ reply: ['exclusive', 'report'], touched: [] });
+    expect(await touching(() => cancelNaming(task.id, 'abort', 'no', 'other'))).toEqual({ reply: ['exclusive', 'report'], touched: [] });
+  });
 
   it('revokes a waiting task at once: out of the scheduled set, its exclusive key freed, its result TTL started', async () => {
     const task = newTask({ notBefore: Date.now() + 60_000, exclusiveKey: 'report' });
@@ -600,7 +644,6 @@ describe('cancel', () => {
     const { reply, touched } = await touching(() => cancel(task.id, 'abort'));
     expect(reply[0]).toBe('revoked');
     expect(pairsToHash(reply[1]!)).toMatchObject({ state: 'REVOKED', err_type: 'TaskRevokedError', err_msg: 'not needed', version: '2' });
-    // The exclusive key is named inside the script from its prefix and the record's key.
     expect(touched).toEqual(sorted([keys.task(Q, task.id), keys.events(Q, task.id), keys.scheduled(Q), keys.exclusive(Q, 'report')]));
     expect(await redis.zcard(keys.scheduled(Q))).toBe(0);
     expect(await redis.pttl(keys.task(Q, task.id))).toBeGreaterThan(0);
@@ -637,8 +680,59 @@ describe('cancel', () => {
   });
 });
 
+describe('workflow_start and a workflow’s steps (workflow.lua)', () => {
+  // The one exception to KEYS-only: a workflow names the keys of the tasks it creates, and
+  // its own, from its plan's meta (ARCHITECTURE.md says what a Redis Cluster does with them).
+  const store = () => new TaskStore(redis, registry, { ...LIMITS, maxPayloadBytes: 1 << 20 });
+  const add = (...args: number[]) => ({ kind: 'task' as const, task: { name: 'add', queue: Q, args } });
+
+  it('creates the workflow and its first step, touching beyond its KEYS only the keys its plan names, all in its queue’s slot', async () => {
+    const { touched, reply } = await touching(() => store().workflows.start({ queue: Q, root: { kind: 'chain', steps: [add(1, 1), add(2)] } }));
+    const id = reply.task.id;
+    const first = (await redis.lrange(keys.workflowChildren(Q, id), 0, -1))[0]!;
+    expect(touched).toEqual(
+      sorted([
+        keys.task(Q, id),
+        keys.events(Q, id),
+        keys.index(Q),
+        keys.latest(Q),
+        keys.workflowPlan(Q, id),
+        keys.workflowChildren(Q, id),
+        keys.workflowLive(Q, id),
+        keys.task(Q, first),
+        keys.events(Q, first),
+        keys.stream(Q),
+      ]),
+    );
+    expect(touched.every((k) => k.startsWith(`taskwire:{${Q}}:`))).toBe(true);
+  });
+
+  it('a cancel of the workflow touches only the KEYS it is given', async () => {
+    const tasks = store();
+    const { task } = await tasks.workflows.start({ queue: Q, root: { kind: 'group', steps: [add(1, 1), add(2, 2)] } });
+    const { touched } = await touching(() =>
+      call(
+        'cancel',
+        [
+          keys.task(Q, task.id),
+          keys.events(Q, task.id),
+          keys.scheduled(Q),
+          keys.exclusive(Q, ''),
+          keys.workflowPlan(Q, task.id),
+          keys.workflowResults(Q, task.id),
+          keys.workflowChildren(Q, task.id),
+          keys.workflowLive(Q, task.id),
+        ],
+        [task.id, Date.now(), 'abort', 'no', channels.events(Q), CAP, TTL, channels.control(Q), ''],
+      ),
+    );
+    expect(await redis.hget(keys.task(Q, task.id), 'state')).toBe('REVOKED');
+    expect(touched).toContain(keys.workflowPlan(Q, task.id));
+  });
+});
+
 describe('reap', () => {
-  const reap = (idleMs: number, self: string) => runScript(redis, 'reap', [keys.stream(Q)], [GROUP, idleMs, self]) as Promise<string[]>;
+  const reap = (idleMs: number, self: string) => call('reap', [keys.stream(Q)], [GROUP, idleMs, self]) as Promise<string[]>;
   const consumerNames = async () => ((await redis.xinfo('CONSUMERS', keys.stream(Q), GROUP)) as string[][]).map((c) => pairsToHash(c).name).sort();
 
   it('removes the idle consumers that hold nothing, never the caller nor one with a pending message', async () => {
@@ -668,5 +762,6 @@ describe('the script loader', () => {
     expect(() => runScript(redis, 'promote', [keys.scheduled('contracts')], [10, 10])).toThrow('script promote takes 2 keys, got 1');
     expect(await redis.zcard(keys.scheduled('contracts'))).toBe(1);
     expect(await redis.exists(keys.stream('contracts'))).toBe(0);
+    expect(() => runScript(redis, 'attempt', [], [])).toThrow('script attempt takes at least one key, got none');
   });
 });

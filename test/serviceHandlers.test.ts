@@ -19,7 +19,8 @@ import { newTaskId } from '../src/ids.js';
 import { createLogger } from '../src/log.js';
 import { createTaskService, HINT_HEADER } from '../src/server/taskService.js';
 import { WatchHub } from '../src/server/watchHub.js';
-import { AttemptStore, type Delivery } from '../src/store/attemptStore.js';
+import { Consumer } from '../src/broker/consumer.js';
+import { AttemptStore } from '../src/store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../src/store/keys.js';
 import { QueueReaders } from '../src/store/queueReaders.js';
 import { installScripts } from '../src/store/scripts.js';
@@ -92,15 +93,13 @@ async function keyspace(): Promise<Record<string, string>> {
   return out;
 }
 
-/** What a worker does with the next message of `queue`: begin it; returns how to end it. */
+/** What a worker does with the next message of `queue`: read it, begin it; returns how to end it. */
 async function beginNext(queue: string): Promise<{ id: string; finish: (result: string) => Promise<unknown> }> {
   const token = randomUUID();
-  let begun: Delivery | undefined;
-  await worker.take(queue, [token], (t) => {
-    begun = t.d;
-  });
-  if (!begun) throw new Error(`no task waited on queue ${queue}`);
-  const d = begun;
+  const [d] = await worker.take(queue, () => new Consumer(redis, 'w-test', [queue]).readNow(redis, queue, 1));
+  if (!d) throw new Error(`no task waited on queue ${queue}`);
+  const claim = await worker.claim(d, token);
+  if (!claim.run) throw new Error(`task ${d.id} did not begin: ${claim.why}`);
   return { id: d.id, finish: (result) => worker.finish(d, token, 'SUCCESS', { result }) };
 }
 

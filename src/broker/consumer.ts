@@ -1,8 +1,8 @@
 /**
  * Reading a queue stream through its consumer group, when the queues are empty: the
  * blocking read has a connection of its own; closing disconnects it, so a blocked read
- * cannot hold up shutdown. (What is there already, a worker reads and begins in one script
- * call: AttemptStore.take.)
+ * cannot hold up shutdown. What is there already, a worker reads without blocking on its
+ * command connection (Consumer.readNow), sent with its turn's attempt call.
  */
 import type { Redis } from 'ioredis';
 import type { Delivery } from '../store/attemptStore.js';
@@ -71,6 +71,25 @@ export class Consumer {
       ...this.streams.map(() => '>'),
     ) as Promise<StreamReply | null>;
     return this.deliveries(await Promise.race([reply, this.closed]));
+  }
+
+  /**
+   * Up to `count` new messages of one queue, without waiting, read on `redis` (the worker's
+   * command connection, so the read goes out with the attempt call of its turn:
+   * AttemptStore.take). The messages are this worker's to claim.
+   */
+  async readNow(redis: Redis, queue: string, count: number): Promise<Delivery[]> {
+    const reply = (await redis.xreadgroup(
+      'GROUP',
+      CONSUMER_GROUP,
+      this.consumer,
+      'COUNT',
+      count,
+      'STREAMS',
+      keys.stream(queue),
+      '>',
+    )) as StreamReply | null;
+    return reply ? toDeliveries(queue, reply[0]?.[1] ?? []) : [];
   }
 
   private deliveries(reply: StreamReply | null): Delivery[] {

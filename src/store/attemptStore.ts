@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { isConnectionError } from '../redis.js';
 import type { Waiting } from './keyedBatcher.js';
-import { CONSUMER_GROUP, channels, keys, taskKeyParts } from './keys.js';
+import { CONSUMER_GROUP, channels, keys } from './keys.js';
 import { parseRunnable, type RunnableTask } from './record.js';
 import { runScript } from './scripts.js';
 import type { State } from './states.js';
@@ -22,7 +22,7 @@ export interface Delivery {
 
 export type ClaimResult = { run: true; task: RunnableTask } | { run: false; why: 'gone' | 'finished' | 'expired' | 'revoked' | 'lost' };
 
-/** A message read and claimed in one step (see AttemptStore.take). */
+/** A message handed to this worker, with the token of the attempt asked for and the claim's outcome. */
 export interface Taken {
   d: Delivery;
   token: string;
@@ -54,39 +54,21 @@ interface Finish {
   fields: EndFields;
 }
 
-/** A take: one attempt token per message it may begin, and who runs what it begins. */
-interface Take {
-  tokens: string[];
-  begun: (t: Taken) => void;
-}
+/** A take: the non-blocking read of the queue's new messages that goes out with the turn's calls. */
+type Take = () => Promise<Delivery[]>;
 
 /** What the worker asked of one queue in this turn of its event loop. */
 interface QueueTurn {
   finishes: Waiting<Finish, FinishResult>[];
   claims: Waiting<Claim, ClaimResult>[];
   /** At most one per queue and turn: the fetch loop's. */
-  take?: Waiting<Take, void>;
-}
-
-/** A take whose parts are in flight: it answers once all of them did. */
-interface TakeState {
-  w: Waiting<Take, void>;
-  parts: number;
-}
-
-/** The part of a take that rides in one script call: its tokens from `from` to `to`. */
-interface TakePart {
-  take: TakeState;
-  from: number;
-  to: number;
+  take?: Waiting<Take, Delivery[]>;
 }
 
 /**
  * At most this many finishes and claims per script call. One call blocks Redis while it
- * runs, and a busy turn at high concurrency goes as a few calls rather than one, each with
- * its share of the take: the worker runs what the first call began while Redis runs the
- * next (measured in the c=100 drain against larger calls, and against putting the whole
- * take in the last call).
+ * runs, and a busy turn at high concurrency goes as a few calls rather than one: the worker
+ * runs what the first call began while Redis runs the next.
  */
 const MAX_PER_CALL = 64;
 
@@ -95,15 +77,16 @@ const MAX_ANSWERED_PER_CALL = 256;
 
 type ClaimReply = [string, string[]?];
 type FinishReply = [string, string?, number?];
-type TakeReply = [string, string, string, ClaimReply];
-type Replies = [FinishReply[], ClaimReply[], TakeReply[]];
+type Replies = [FinishReply[], ClaimReply[]];
 
 /**
- * The writes a worker asks for in one turn of its event loop (finishes, claims and takes,
- * see attempt-3.lua) go to Redis together, one script call per queue (a few when the turn
- * is busy, MAX_PER_CALL): tasks that end together are written together, the slots they
- * free get their next tasks in the same call, and no result waits for a task still
- * running. Each caller gets its own outcome.
+ * The writes a worker asks for in one turn of its event loop (finishes and claims, see
+ * attempt-n.lua) go to Redis together, one script call per queue (a few when the turn is
+ * busy, MAX_PER_CALL), followed on the same connection, in the same write, by the turn's
+ * non-blocking reads of new messages (takes): tasks that end together are written
+ * together, the slots they free are filled from the same round trip (what a take read is
+ * claimed by the next turn's call), and no result waits for a task still running. Each
+ * caller gets its own outcome.
  */
 export class AttemptStore {
   private turn = new Map<string, QueueTurn>();
@@ -134,17 +117,16 @@ export class AttemptStore {
   }
 
   /**
-   * Read up to `tokens.length` new messages of the queue for this worker and begin them: what
-   * a non-blocking XREADGROUP followed by `claim` would do, in the calls that also carry
-   * this turn's finishes (so a slot a finish frees gets its next task in that round trip).
-   * Each task begun goes to `begun` as soon as its call answers; resolves once every call
-   * carrying a part of the take answered.
+   * Run `read` (a non-blocking read of the queue's new messages for this worker, on this
+   * store's connection) right after this turn's calls for the queue are sent, so it goes out
+   * in the same write and reads after their finishes. Resolves with what it read, for the
+   * caller to claim (in the next turn's call).
    */
-  take(queue: string, tokens: string[], begun: (t: Taken) => void): Promise<void> {
+  take(queue: string, read: () => Promise<Delivery[]>): Promise<Delivery[]> {
     return new Promise((resolve, reject) => {
       const q = this.queue(queue);
       if (q.take) return reject(new Error(`a take of queue ${queue} is already pending in this turn`));
-      q.take = { item: { tokens, begun }, resolve, reject };
+      q.take = { item: read, resolve, reject };
     });
   }
 
@@ -186,8 +168,8 @@ export class AttemptStore {
   }
 
   /**
-   * Send the turn. Every finish reaches Redis before any claim or take (a slot freed on one
-   * queue may begin a task of another), so the finishes of all queues but one go first on
+   * Send the turn. Every finish reaches Redis before any claim (a slot freed on one queue
+   * may begin a task of another), so the finishes of all queues but one go first on
    * their own; that one carries its queue's claims and takes; the other queues' follow.
    * The connection keeps this order (commands go out as issued).
    */
@@ -204,29 +186,17 @@ export class AttemptStore {
     for (const [name, q] of turn) if (q !== carrier?.[1] && begins(q)) this.send(name, { finishes: [], claims: q.claims, take: q.take });
   };
 
-  /**
-   * One script call per MAX_PER_CALL finishes and claims, in order. The take is shared out
-   * over the calls: a call begins no more tasks than there are slots once its finishes are
-   * written, i.e. the take's tokens (every free slot of the turn) less the finishes still to
-   * be written after it; the last call takes the rest.
-   */
+  /** One script call per MAX_PER_CALL finishes and claims, in order, then the take's read. */
   private send(queue: string, q: QueueTurn): void {
     const ops = q.finishes.length + q.claims.length;
-    const take: TakeState | undefined = q.take && { w: q.take, parts: 0 };
-    const total = take?.w.item.tokens.length ?? 0;
-    let assigned = 0;
-    for (let from = 0; from < ops || from === 0; from += MAX_PER_CALL) {
+    for (let from = 0; from < ops; from += MAX_PER_CALL) {
       const finishes = q.finishes.slice(from, from + MAX_PER_CALL);
       const claims = q.claims.slice(Math.max(0, from - q.finishes.length), Math.max(0, from + MAX_PER_CALL - q.finishes.length));
-      const unwritten = Math.max(0, q.finishes.length - (from + MAX_PER_CALL));
-      const to = Math.max(assigned, total - unwritten);
-      let part: TakePart | undefined;
-      if (take && to > assigned) {
-        part = { take, from: assigned, to };
-        take.parts++;
-        assigned = to;
-      }
-      void this.call(queue, finishes, claims, part);
+      void this.call(queue, finishes, claims);
+    }
+    if (q.take) {
+      const { item: read, resolve, reject } = q.take;
+      read().then(resolve, reject);
     }
   }
 
@@ -258,17 +228,10 @@ export class AttemptStore {
     }
   }
 
-  private async call(
-    queue: string,
-    finishes: Waiting<Finish, FinishResult>[],
-    claims: Waiting<Claim, ClaimResult>[],
-    part: TakePart | undefined,
-  ): Promise<void> {
-    const tokens = part ? part.take.w.item.tokens.slice(part.from, part.to) : [];
-    const parts = taskKeyParts(queue);
-    const keyList = [keys.stream(queue), keys.scheduled(queue), keys.replies(queue, this.worker)];
+  private async call(queue: string, finishes: Waiting<Finish, FinishResult>[], claims: Waiting<Claim, ClaimResult>[]): Promise<void> {
     const nonce = randomUUID();
     const answered = (this.answered.get(queue) ?? []).splice(0, MAX_ANSWERED_PER_CALL);
+    const keyList = [keys.stream(queue), keys.scheduled(queue), keys.replies(queue, this.worker)];
     const args: (string | number)[] = [
       CONSUMER_GROUP,
       this.worker,
@@ -278,10 +241,6 @@ export class AttemptStore {
       this.limits.resultTtlMs,
       finishes.length,
       claims.length,
-      tokens.length,
-      parts.task,
-      parts.eventsSuffix,
-      parts.exclusive,
       nonce,
       this.keepMs,
       answered.length,
@@ -289,7 +248,8 @@ export class AttemptStore {
     ];
     for (const { item } of finishes) {
       const { d, token, state, fields } = item;
-      args.push(d.id, d.msgId, token, state, fields.nextAttemptAt ?? 0, d.ekey);
+      keyList.push(...taskKeys(d));
+      args.push(d.id, d.msgId, token, state, fields.nextAttemptAt ?? 0);
       // No error fields to clear on SUCCESS: the claim that began this attempt cleared them.
       if (state === 'SUCCESS') args.push(2, 'result', fields.result ?? 'null');
       else if (fields.errorType) {
@@ -298,9 +258,9 @@ export class AttemptStore {
     }
     for (const { item } of claims) {
       const { d, token } = item;
-      args.push(d.id, d.msgId, token, d.ekey);
+      keyList.push(...taskKeys(d));
+      args.push(d.id, d.msgId, token);
     }
-    args.push(...tokens);
 
     let replies: Replies;
     try {
@@ -308,23 +268,13 @@ export class AttemptStore {
     } catch (err) {
       this.forget(queue, answered);
       for (const w of [...finishes, ...claims]) w.reject(err);
-      part?.take.w.reject(err);
       return;
     }
     this.forget(queue, [nonce]);
-    const [finished, claimed, taken] = replies;
+    const [finished, claimed] = replies;
     // The tasks begun are handed over now and the ones finished after this phase of the
     // event loop: a begun task goes to a handler thread (posted once this run of microtasks
-    // is over), and what a finished one's caller does next (its log line) need not delay
-    // that. The n-th message read was begun with the n-th token sent. (A take one of whose
-    // parts failed was rejected already; resolving it then does nothing.)
-    if (part) {
-      const { take } = part;
-      taken.forEach(([msgId, id, ekey, reply], i) => {
-        take.w.item.begun({ d: { queue, msgId, id, ekey }, token: tokens[i]!, claim: claimResult(id, reply) });
-      });
-      if (--take.parts === 0) take.w.resolve();
-    }
+    // is over), and what a finished one's caller does next (its log line) need not delay that.
     claims.forEach((w, i) => {
       const r = claimResult(w.item.d.id, claimed[i]);
       if (r instanceof Error) w.reject(r);
@@ -338,11 +288,17 @@ export class AttemptStore {
   }
 }
 
+/** The keys of a task that an attempt call touches: its record, event log and exclusive key
+ * (the queue's bare exclusive prefix when it has none: a key never written). */
+function taskKeys(d: Delivery): [string, string, string] {
+  return [keys.task(d.queue, d.id), keys.events(d.queue, d.id), keys.exclusive(d.queue, d.ekey)];
+}
+
 /** The reply of a call sent again: the JSON of its first reply (an empty list reads as {}). */
 function parseKept(json: string): Replies {
   const parsed = JSON.parse(json) as unknown[];
   const list = <T>(x: unknown): T[] => (Array.isArray(x) ? (x as T[]) : []);
-  return [list<FinishReply>(parsed[0]), list<ClaimReply>(parsed[1]), list<TakeReply>(parsed[2])];
+  return [list<FinishReply>(parsed[0]), list<ClaimReply>(parsed[1])];
 }
 
 function finishResult(reply: FinishReply = ['gone']): FinishResult {

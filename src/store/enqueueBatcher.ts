@@ -1,27 +1,45 @@
 /**
  * Group commit for Start. The tasks started on one queue within one turn of the event loop
  * (concurrent Start calls, or the items of one StartMany) go to Redis as one
- * `enqueue_batch` script call, in order, instead of one script call each: the per-call cost
+ * `enqueue` script call, in order, instead of one script call each: the per-call cost
  * of a script in Redis (argument parsing, Lua call set-up, reply) is paid once for them all.
  * A lone Start waits only for the end of the current tick. Each task is still created whole
  * or refused with nothing written, and each caller gets its own outcome.
  */
 import type { Redis } from 'ioredis';
 import { KeyedBatcher } from './keyedBatcher.js';
-import { channels, keys, taskKeyParts } from './keys.js';
+import { channels, keys } from './keys.js';
 import { newRecordFields, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
 
 export type BatchOutcome = { created: true; version: number } | { created: false; existingId: string };
 
-interface NewTask {
+/** A task to create: its record, its fields as written, and for a task with an exclusive key
+ * the id the caller saw holding that key ('' when none). */
+export interface NewTask {
   task: TaskRecord;
   fields: string[];
+  holder?: string;
 }
 
 export interface BatchLimits {
   resultTtlMs: number;
   eventLogCap: number;
+}
+
+/** The KEYS and ARGV of one enqueue-n.lua call creating `tasks` of `queue`, in order. */
+export function enqueueCall(queue: string, tasks: readonly NewTask[], limits: BatchLimits): { keys: string[]; args: (string | number)[] } {
+  const keyList = [keys.stream(queue), keys.scheduled(queue), keys.index(queue), keys.latest(queue)];
+  const list: (string | string[])[][] = [];
+  for (const { task, fields, holder } of tasks) {
+    const ekey = task.exclusiveKey ?? '';
+    const ikey = task.idempotencyKey ?? '';
+    keyList.push(keys.task(queue, task.id), keys.events(queue, task.id), keys.idempotency(queue, ikey));
+    if (ekey) keyList.push(keys.exclusive(queue, ekey), keys.latestForKey(queue, ekey), keys.task(queue, holder ?? ''));
+    list.push([task.id, String(task.createdAt), String(task.notBefore ?? 0), ikey, ekey, ekey ? (holder ?? '') : '', fields]);
+  }
+  const args = [Date.now(), channels.events(queue), limits.eventLogCap, limits.resultTtlMs, channels.control(queue), JSON.stringify(list)];
+  return { keys: keyList, args };
 }
 
 export class EnqueueBatcher {
@@ -41,33 +59,19 @@ export class EnqueueBatcher {
     });
   }
 
-  /** Create `task` (its id is new) unless its idempotency key already names a task. */
+  /** Create `task` (its id is new, it has no exclusive key) unless its idempotency key already names a task. */
   enqueue(task: TaskRecord): Promise<BatchOutcome> {
     return this.batcher.add(task.queue, { task, fields: newRecordFields(task) });
   }
 
   private async send(queue: string, batch: NewTask[]): Promise<(BatchOutcome | Error)[]> {
-    const now = Date.now();
-    const parts = taskKeyParts(queue);
-    const keyList = [keys.stream(queue), keys.scheduled(queue), keys.index(queue), keys.latest(queue)];
-    const tasks = batch.map(({ task, fields }) => [task.id, String(task.createdAt), String(task.notBefore ?? 0), task.idempotencyKey ?? '', fields]);
-    const args: (string | number)[] = [
-      now,
-      channels.events(queue),
-      this.limits.eventLogCap,
-      this.limits.resultTtlMs,
-      channels.control(queue),
-      parts.task,
-      parts.eventsSuffix,
-      parts.idempotency,
-      JSON.stringify(tasks),
-    ];
-    const reply = (await runScript(this.redis, 'enqueue_batch', keyList, args)) as (string | number)[];
+    const call = enqueueCall(queue, batch, this.limits);
+    const reply = (await runScript(this.redis, 'enqueue', call.keys, call.args)) as (string | number)[];
     return batch.map(({ task }, i) => {
       const [status, value] = [reply[2 * i], reply[2 * i + 1]];
       if (status === 'created') return { created: true, version: Number(value) };
       if (status === 'duplicate') return { created: false, existingId: String(value) };
-      return new Error(`enqueue_batch refused task ${task.id}: ${String(status)} ${String(value)}`);
+      return new Error(`enqueue refused task ${task.id}: ${String(status)} ${String(value)}`);
     });
   }
 }

@@ -3,7 +3,7 @@
  * scheduled flush are sent by one `send` call per chunk, in the order added, and each
  * caller gets its own answer: `send` returns one per item, a value or an Error that
  * rejects that item's caller alone. A failed `send` rejects every caller of its chunk.
- * Used for Starts (the enqueue_batch script).
+ * Used for Starts (the enqueue script).
  */
 export interface BatchOptions<T, R> {
   send(key: string, items: T[]): Promise<(R | Error)[]>;

@@ -21,7 +21,7 @@ export const keys = {
   task: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}`,
   /** Capped stream: the task's change log, entry id `<version>-0`. */
   events: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}:events`,
-  /** Hash: a worker's replies to its latest attempt-3.lua calls on the queue, by nonce, so
+  /** Hash: a worker's replies to its latest attempt-n.lua calls on the queue, by nonce, so
    * that a call sent again after its reply was lost is answered the same. */
   replies: (queue: string, worker: string) => `${queuePrefix(queue)}replies:${worker}`,
   /** Sorted set of task ids by creation time (ms), for listing. */
@@ -61,20 +61,17 @@ export const keys = {
 } as const;
 
 /**
- * The parts of a task's key names, for a script that names the keys of the tasks it handles
- * (attempt-3.lua: the tasks it finishes, claims and reads from the queue stream;
- * enqueue_batch-4.lua: the tasks it creates), so that hundreds of key names need not travel
- * as arguments: record = task + id, event log = task + id + eventsSuffix, exclusive =
- * exclusive + key, idempotency = idempotency + key. They share the queue's hash tag, so one
- * Cluster slot.
+ * The parts of a task's key names, for a workflow's plan: the step that ends a task creates
+ * the next step's tasks, whose ids only the plan holds, so workflow.lua names their keys from
+ * these (record = task + id, event log = task + id + eventsSuffix, exclusive = exclusive +
+ * key). Every other script is given its keys in KEYS.
  */
-export function taskKeyParts(queue: string): { task: string; eventsSuffix: string; exclusive: string; idempotency: string } {
+export function taskKeyParts(queue: string): { task: string; eventsSuffix: string; exclusive: string } {
   const task = keys.task(queue, '');
   return {
     task,
     eventsSuffix: keys.events(queue, '').slice(task.length),
     exclusive: keys.exclusive(queue, ''),
-    idempotency: keys.idempotency(queue, ''),
   };
 }
 

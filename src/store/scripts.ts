@@ -1,6 +1,7 @@
 /**
  * The Lua scripts in ./scripts, loaded once per process and called by name.
- * A file `name-N.lua` takes N keys. Each script is prefixed with the state machine
+ * A file `name-N.lua` takes N keys; `name-n.lua` takes as many as each call gives (a script
+ * that names every key of each task it handles, so a cluster can route it). Each script is prefixed with the state machine
  * (states.ts) and the shared helpers (lib.lua, then workflow.lua: a file without the `-N`
  * suffix is a library), so every writer enforces one table.
  */
@@ -9,21 +10,11 @@ import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { luaPrelude } from './states.js';
 
-export type ScriptName =
-  | 'enqueue'
-  | 'enqueue_batch'
-  | 'attempt'
-  | 'progress'
-  | 'cancel'
-  | 'promote'
-  | 'trim'
-  | 'reap'
-  | 'workflow_start'
-  | 'fire'
-  | 'schedule_edit';
+export type ScriptName = 'enqueue' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap' | 'workflow_start' | 'fire' | 'schedule_edit';
 
 interface ScriptSource {
-  numberOfKeys: number;
+  /** Undefined: the call gives the count (ioredis then takes it as the first argument). */
+  numberOfKeys?: number;
   lua: string;
 }
 
@@ -35,12 +26,10 @@ function loadSources(): Map<ScriptName, ScriptSource> {
   const lib = luaPrelude() + readFileSync(`${dir}lib.lua`, 'utf8') + readFileSync(`${dir}workflow.lua`, 'utf8');
   sources = new Map();
   for (const file of readdirSync(dir)) {
-    const m = /^([a-z_]+)-(\d+)\.lua$/.exec(file);
+    const m = /^([a-z_]+)-(\d+|n)\.lua$/.exec(file);
     if (!m) continue;
-    sources.set(m[1] as ScriptName, {
-      numberOfKeys: Number(m[2]),
-      lua: `${lib}\n${readFileSync(dir + file, 'utf8')}`,
-    });
+    const lua = `${lib}\n${readFileSync(dir + file, 'utf8')}`;
+    sources.set(m[1] as ScriptName, m[2] === 'n' ? { lua } : { numberOfKeys: Number(m[2]), lua });
   }
   return sources;
 }
@@ -64,10 +53,12 @@ type Arg = string | number;
 export function runScript(client: Redis | ChainableCommander, name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
   const source = loadSources().get(name);
   if (!source) throw new Error(`no script ${name}`);
-  if (source.numberOfKeys !== keys.length) {
+  if (source.numberOfKeys !== undefined && source.numberOfKeys !== keys.length) {
     throw new Error(`script ${name} takes ${source.numberOfKeys} keys, got ${keys.length}`);
   }
+  if (source.numberOfKeys === undefined && keys.length === 0) throw new Error(`script ${name} takes at least one key, got none`);
   const fn = (client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[commandName(name)];
   if (!fn) throw new Error(`script ${name} is not installed on this connection`);
+  if (source.numberOfKeys === undefined) return fn.call(client, keys.length, ...keys, ...args);
   return fn.call(client, ...keys, ...args);
 }

@@ -10,9 +10,9 @@ import { invalid, notFound, quote, TaskwireError } from '../errors.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId, queueOf } from '../ids.js';
 import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../json.js';
 import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
-import { EnqueueBatcher } from './enqueueBatcher.js';
+import { EnqueueBatcher, enqueueCall } from './enqueueBatcher.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
-import { channels, keys, taskKeyParts } from './keys.js';
+import { channels, keys } from './keys.js';
 import { newRecordFields, pairsToHash, parseRecord, type Hash, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
 import type { State } from './states.js';
@@ -231,36 +231,8 @@ export class TaskStore {
   private async enqueue(task: TaskRecord, holder: string): Promise<StartResult | undefined> {
     const q = task.queue;
     const ekey = task.exclusiveKey ?? '';
-    const ikey = task.idempotencyKey ?? '';
-    const reply = (await runScript(
-      this.redis,
-      'enqueue',
-      [
-        keys.task(q, task.id),
-        keys.events(q, task.id),
-        keys.stream(q),
-        keys.scheduled(q),
-        keys.index(q),
-        keys.latest(q),
-        keys.exclusive(q, ekey),
-        keys.latestForKey(q, ekey),
-        keys.idempotency(q, ikey),
-        keys.task(q, holder),
-      ],
-      [
-        task.id,
-        task.createdAt,
-        task.notBefore ?? 0,
-        channels.events(q),
-        this.limits.eventLogCap,
-        this.limits.resultTtlMs,
-        ekey,
-        ikey,
-        holder,
-        channels.control(q),
-        ...newRecordFields(task),
-      ],
-    )) as [string, string | number];
+    const call = enqueueCall(q, [{ task, fields: newRecordFields(task), holder }], this.limits);
+    const reply = (await runScript(this.redis, 'enqueue', call.keys, call.args)) as [string, string | number];
     return createOutcome(
       'enqueue',
       reply,
@@ -307,22 +279,10 @@ export class TaskStore {
 
   async cancel(id: string, terminate: boolean, reason: string): Promise<{ outcome: CancelOutcome; task: TaskRecord }> {
     const queue = this.queueOf(id);
-    const reply = (await runScript(
-      this.redis,
-      'cancel',
-      [keys.task(queue, id), keys.events(queue, id), keys.scheduled(queue)],
-      [
-        id,
-        Date.now(),
-        terminate ? 'terminate' : 'abort',
-        reason,
-        channels.events(queue),
-        this.limits.eventLogCap,
-        this.limits.resultTtlMs,
-        channels.control(queue),
-        taskKeyParts(queue).exclusive,
-      ],
-    )) as [string, string[]?];
+    // Most tasks have no exclusive key: the first call names none, and one that has is
+    // called again with the key the record names (the script must be given every key).
+    let reply = await this.cancelScript(queue, id, terminate, reason, '');
+    if (reply[0] === 'exclusive') reply = await this.cancelScript(queue, id, terminate, reason, String(reply[1]));
     if (reply[0] === 'missing') {
       throw notFound(`no task with id ${id} (unknown, or its record expired after the result TTL)`, { task_id: id });
     }
@@ -335,6 +295,34 @@ export class TaskStore {
     }
     // The record as the cancel left it: what this request did, not what happened after.
     return { outcome: reply[0] as CancelOutcome, task: parseRecord(pairsToHash(reply[1]!)) };
+  }
+
+  private async cancelScript(queue: string, id: string, terminate: boolean, reason: string, ekey: string): Promise<[string, string[]?]> {
+    return (await runScript(
+      this.redis,
+      'cancel',
+      [
+        keys.task(queue, id),
+        keys.events(queue, id),
+        keys.scheduled(queue),
+        keys.exclusive(queue, ekey),
+        keys.workflowPlan(queue, id),
+        keys.workflowResults(queue, id),
+        keys.workflowChildren(queue, id),
+        keys.workflowLive(queue, id),
+      ],
+      [
+        id,
+        Date.now(),
+        terminate ? 'terminate' : 'abort',
+        reason,
+        channels.events(queue),
+        this.limits.eventLogCap,
+        this.limits.resultTtlMs,
+        channels.control(queue),
+        ekey,
+      ],
+    )) as [string, string[]?];
   }
 
   /** The change snapshots of versions after `afterVersion`, oldest first. */
@@ -416,6 +404,8 @@ export async function createOutcome(
       throw exclusiveTaken(ekey, String(reply[1]));
     case 'moved':
       return undefined;
+    case 'id_taken':
+      throw new Error(`task id ${String(reply[1])} already exists`);
     default:
       throw new Error(`${script} script replied ${String(reply[0])}`);
   }

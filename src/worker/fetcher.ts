@@ -2,19 +2,19 @@
  * The fetch loop: fills the worker's free slots until a stop, and only when a slot is
  * free, so nothing waits in a worker that could run elsewhere.
  *
- * Each turn that frees slots sends a take for them with its finishes (AttemptStore.take:
- * read and begin in the script call that carries the turn's finishes), without waiting for
- * the takes already in flight: so Redis runs one turn's call while the worker runs what the
- * last one began, as a worker with one call per slot would. Only when a take found the
- * queues empty, and the others have answered, does the loop block on the reader's own
- * connection (Consumer.read). A look for abandoned tasks the reclaimer asked for goes
- * before new work.
+ * Each turn that frees slots sends a take for them with its finishes (AttemptStore.take: a
+ * non-blocking read of each queue, Consumer.readNow, in the same write as the script call
+ * that carries the turn's finishes); what it read is claimed by the next turn's call, with
+ * that turn's finishes and take. Takes do not wait for the ones already in flight: so
+ * Redis runs one turn's calls while the worker runs what the last one began, as a worker
+ * with one call per slot would. Only when a take found the queues empty, and the others
+ * have answered, does the loop block on the reader's own connection (Consumer.read). A look
+ * for abandoned tasks the reclaimer asked for goes before new work.
  */
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type Consumer, ensureGroups } from '../broker/consumer.js';
 import type { Logger } from '../log.js';
-import type { AttemptStore } from '../store/attemptStore.js';
+import type { AttemptStore, Delivery } from '../store/attemptStore.js';
 import type { Recoverer } from './recoverer.js';
 import type { Runner } from './runner.js';
 
@@ -98,8 +98,8 @@ export class Fetcher {
         continue;
       }
       if (!this.drained) {
-        // What is there now, read and begun in the script call that carries this turn's
-        // finishes, sized when it goes out by every slot they free.
+        // What is there now, read with the script call that carries this turn's finishes,
+        // sized when it goes out by every slot they free.
         await this.attempts.atTurnEnd(async () => void this.track(this.takeNow()));
         continue;
       }
@@ -126,7 +126,7 @@ export class Fetcher {
     this.forceNow();
   }
 
-  /** Keep `take` (a takeNow in flight) until it answers; a take that began nothing means the queues are empty. */
+  /** Keep `take` (a takeNow in flight) until it answers; a take that read nothing means the queues are empty. */
   private track(take: Promise<number | undefined>): void {
     this.takes.add(take);
     take
@@ -151,44 +151,41 @@ export class Fetcher {
   }
 
   /**
-   * Read, begin and run as many tasks as there are free slots, no more: the free slots are
-   * shared out over the queues (the first queue to get a larger share turns with each call),
-   * one take per queue. Returns how many it began, or undefined when no slot was free (or a
-   * stop began since the take was planned: it begins nothing new).
+   * Read as many messages as there are free slots, no more, and hand them to the runner (which
+   * claims each in the next turn's call and runs it): the free slots are shared out over the
+   * queues (the first queue to get a larger share turns with each call), one take per queue.
+   * Returns how many it read, or undefined when no slot was free (or a stop began since the
+   * take was planned: it reads nothing new).
    */
   private async takeNow(): Promise<number | undefined> {
     const free = this.runner.free;
     if (free <= 0 || this.stopping) return undefined;
-    const { queues } = this.parts;
-    const calls: Promise<void>[] = [];
+    const { queues, consumer, redis } = this.parts;
+    const reads: Promise<Delivery[]>[] = [];
     const first = this.takeTurn++ % queues.length;
-    // The slots are held for these calls: the reclaimer, a blocking read and the next take,
-    // which also fill free slots, must not take them meanwhile. Each is let go as a task
-    // begun takes it, the rest once the calls answered (a task begun by a part that answers
-    // after another part failed takes a slot as any other would).
+    // The slots are held for these reads: the reclaimer, a blocking read and the next take,
+    // which also fill free slots, must not take them meanwhile.
     this.runner.reserve(free);
-    let held = free;
-    let settled = false;
     for (let i = 0; i < queues.length; i++) {
-      const q = (first + i) % queues.length;
+      const q = queues[(first + i) % queues.length]!;
       const share = Math.floor(free / queues.length) + (i < free % queues.length ? 1 : 0);
       if (share === 0) continue;
-      const tokens = Array.from({ length: share }, () => randomUUID());
-      // Each begun task goes to its slot as soon as its call answers (ahead of the
-      // bookkeeping of the tasks that call finished; a busy turn's take rides in several
-      // calls). Begun already, so it runs even if a stop began meanwhile (the stop waits).
-      calls.push(
-        this.attempts.take(queues[q]!, tokens, (t) => {
-          if (!settled) held--;
-          this.runner.begin(t, !settled);
-        }),
-      );
+      reads.push(this.attempts.take(q, () => consumer.readNow(redis, q, share)));
     }
-    const answers = await Promise.allSettled(calls);
-    settled = true;
-    this.runner.unreserve(held);
+    const answers = await Promise.allSettled(reads);
+    this.runner.unreserve(free);
+    let read = 0;
+    for (const a of answers) {
+      if (a.status === 'rejected') continue;
+      for (const d of a.value) {
+        read++;
+        // Read already: kept to be handed back if a stop began meanwhile.
+        if (this.stopping) this.runner.keep(d);
+        else this.runner.deliver(d);
+      }
+    }
     const failed = answers.find((a) => a.status === 'rejected');
     if (failed) throw failed.reason;
-    return free - held;
+    return read;
   }
 }

@@ -152,3 +152,14 @@ local function slice(list, from)
   for i = from, #list do out[#out + 1] = list[i] end
   return out
 end
+
+-- A reader of `list` (KEYS or ARGV) from its element `from` on, for scripts whose arguments
+-- come as runs of named fields: `local id, msg = next_of(2)` names the next two.
+local function reader(list, from)
+  local at = from - 1
+  return function(n)
+    local first = at + 1
+    at = at + n
+    return unpack(list, first, at)
+  end
+end

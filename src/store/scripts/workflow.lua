@@ -25,8 +25,17 @@
 -- same whatever the group's size, and the list is read once, when the last member finishes.
 -- Results are spliced as JSON text, never decoded, so they reach the next step as written.
 --
--- A workflow whose tasks use another queue than its own touches keys of several hash tags
--- in one script: fine on one Redis, not on a Cluster.
+-- These functions are the one place where scripts name keys themselves rather than take
+-- them in KEYS: the keys of the workflow (its record, log, plan's results, children, live
+-- tasks, exclusive key) and of each task it creates when a step is reached, from the key
+-- names and prefixes in the plan's meta, since only the plan knows which task comes next.
+-- On one Redis that is safe. On a Redis Cluster, Redis checks a key a script names itself
+-- only when the script reaches it: it must hash to the slot of the call's KEYS (else the
+-- script fails there: "keys that do not hash to the same slot") and be on this node. So a
+-- workflow whose tasks use another queue than its own fails on a Cluster, and while the
+-- slot of a workflow's queue migrates, a step that reaches a key already moved fails at
+-- that command, after the writes before it (a script is not rolled back). A workflow whose
+-- tasks all use its own queue works on a Cluster while its slot stays where it is.
 
 wf.metas = {}
 

@@ -1,5 +1,5 @@
 -- workflow_start: create a workflow's record and plan and start its first tasks, atomically,
--- or refuse. The checks of the idempotency and exclusive keys are enqueue-10.lua's: a
+-- or refuse. The checks of the idempotency and exclusive keys are enqueue-n.lua's: a
 -- workflow is created like a task, only never queued itself.
 --
 -- KEYS[1] record              taskwire:{q}:t:<id>
@@ -11,14 +11,16 @@
 -- KEYS[7] idempotency         taskwire:{q}:idem:<key>     (unused when ARGV[7] is '')
 -- KEYS[8] holder record       the record of ARGV[8]       (unused when ARGV[8] is '')
 -- KEYS[9] plan                taskwire:{q}:t:<id>:plan
--- The tasks' keys (of any queue) are named in the plan's meta (see workflow.lua).
+-- The keys of the tasks it creates (of any queue), and of the workflow's results, children
+-- and live tasks, are named in the plan's meta, not passed in KEYS (see workflow.lua).
 -- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] events channel   ARGV[4] event log cap
 -- ARGV[5] result TTL (ms)   ARGV[6] exclusive key or ''   ARGV[7] idempotency key or ''
 -- ARGV[8] id the caller saw holding the exclusive key, or ''
 -- ARGV[9] n, then n values: the record's fields as name, value pairs
 -- then the plan's meta (JSON), then its nodes (JSON), from node 0 on
 --
--- Returns {'created', version}; {'duplicate', id}; {'exists', id}; {'moved'} (as enqueue-10.lua).
+-- Returns {'created', version}; {'duplicate', id}; {'exists', id}; {'moved'} (as enqueue-n.lua's
+-- refusals, or an error when the id exists).
 local id, now = ARGV[1], tonumber(ARGV[2])
 local ekey, ikey, expected = ARGV[6], ARGV[7], ARGV[8]
 
@@ -29,14 +31,17 @@ local k = {
 local refusal = refuse_create(k, id, ikey, ekey, expected)
 if refusal then return refusal end
 
-local n = tonumber(ARGV[9])
-local meta = ARGV[10 + n]
-local plan, first = KEYS[9], 11 + n
+local arg = reader(ARGV, 9)
+local given = {arg(tonumber(arg(1)))}
+local meta = arg(1)
+local plan = KEYS[9]
 local fields = {'meta', meta}
--- In slices: a Lua call takes a bounded number of arguments.
-for j = first, #ARGV do
-  fields[#fields + 1] = tostring(j - first)
-  fields[#fields + 1] = ARGV[j]
+-- The nodes: every argument after the meta, from node 0 on. In slices: a Lua call takes a
+-- bounded number of arguments.
+local nodes = #ARGV - (10 + #given)
+for node = 0, nodes - 1 do
+  fields[#fields + 1] = tostring(node)
+  fields[#fields + 1] = arg(1)
   if #fields >= 1000 then
     redis.call('HSET', plan, unpack(fields))
     fields = {}
@@ -44,8 +49,6 @@ for j = first, #ARGV do
 end
 if #fields > 0 then redis.call('HSET', plan, unpack(fields)) end
 
-local given = {}
-for j = 10, 9 + n do given[#given + 1] = ARGV[j] end
 create_record(KEYS[1], KEYS[2], ARGV[3], ARGV[4], given)
 
 register_created(k, id, now, tonumber(ARGV[5]), ikey, ekey)

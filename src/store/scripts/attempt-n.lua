@@ -2,14 +2,13 @@
 -- this order:
 --   1. finish: end the current attempt of tasks it ran (SUCCESS, FAILURE, REVOKED, RETRY, or
 --      PENDING when handed back at shutdown);
---   2. claim: begin an attempt of each task whose message it was handed (read by a blocking
---      read, or reclaimed from a worker that stopped renewing its lease);
---   3. take: read up to N new messages of the queue for it (as a non-blocking XREADGROUP
---      would) and begin those.
--- So a slot freed by a finish gets its next task, begun, in the same call, as BullMQ's
--- moveToFinished does; and since the finishes come first, a worker never has more tasks
--- STARTED than slots. Redis pays the per-call cost of a script once for the whole turn; each
--- finish and claim is still its own checked change.
+--   2. claim: begin an attempt of each task whose message it was handed (read from the queue
+--      stream by the worker, src/broker/consumer.ts, or reclaimed from a worker that stopped
+--      renewing its lease).
+-- The worker sends this call and its next non-blocking read of the queue together, so a
+-- slot freed by a finish is filled from the same round trip, and since the finishes come
+-- first, a worker never has more tasks STARTED than slots. Redis pays the per-call cost of
+-- a script once for the whole turn; each finish and claim is still its own checked change.
 --
 -- Only the attempt named by the token may finish a task; a cancel request turns any outcome
 -- (hand-back included) into REVOKED, so a late result never overwrites a revocation. A claim
@@ -17,34 +16,31 @@
 --
 -- A call's reply can be lost (the connection dropped after Redis ran it), and ioredis then
 -- sends the call again once it reconnects, as the worker does when a call fails for want
--- of a connection. Run twice, the call would begin a second batch of tasks, and the first,
--- begun but never run or renewed, would later be failed as a lost worker's. So each call
--- carries a nonce, and its reply is kept in the worker's reply hash (KEYS[3]) under that
--- nonce: a call sent again gets the reply of its first run and changes nothing. The worker
--- names in each call the nonces whose replies it has received, which are then dropped; the
--- hash expires when the worker stops calling.
+-- of a connection. Run twice, the call would begin its tasks a second time, and the first
+-- attempts, begun but never run or renewed, would later be failed as a lost worker's. So
+-- each call carries a nonce, and its reply is kept in the worker's reply hash (KEYS[3])
+-- under that nonce: a call sent again gets the reply of its first run and changes nothing.
+-- The worker names in each call the nonces whose replies it has received, which are then
+-- dropped; the hash expires when the worker stops calling.
 --
+-- Every key it touches is in KEYS (all share the queue's hash tag: one Cluster slot), so a
+-- cluster redirects the whole call while its slot migrates. The key count varies with the
+-- call (attempt-n.lua: the caller gives it).
 -- KEYS[1] stream      taskwire:{q}:stream
 -- KEYS[2] scheduled   taskwire:{q}:scheduled
 -- KEYS[3] replies     taskwire:{q}:replies:<worker>
--- The tasks' own keys are named here from the three prefixes below, as store/keys.ts names
---   them (they share the queue's hash tag, so one Cluster slot), rather than sent: record
---   taskwire:{q}:t:<id>, events taskwire:{q}:t:<id>:events, exclusive
---   taskwire:{q}:excl:<key> (a dummy when the task has none)
--- ARGV[1] consumer group   ARGV[2] worker name (the consumer)   ARGV[3] now (ms)
--- ARGV[4] events channel   ARGV[5] log cap   ARGV[6] result TTL (ms)
--- ARGV[7] finishes   ARGV[8] claims   ARGV[9] messages to take at most
--- ARGV[10] record key prefix (taskwire:{q}:t:)   ARGV[11] event log suffix (:events)
--- ARGV[12] exclusive key prefix (taskwire:{q}:excl:)
--- ARGV[13] this call's nonce   ARGV[14] how long its reply is kept (ms)
--- ARGV[15] n, then n nonces of calls whose replies the worker received
--- then per finish: id, message id, attempt token, target state, with RETRY when the next
---   attempt is due (ms, else 0), exclusive key or '', n, and n values: fields to write as
---   name, value pairs ('' deletes)
--- then per claim: id, message id, attempt token, exclusive key or ''
--- then one attempt token per message to take
+-- then per finish, then per claim, the task's keys: record taskwire:{q}:t:<id>, events
+--   taskwire:{q}:t:<id>:events, exclusive taskwire:{q}:excl:<key> (taskwire:{q}:excl: when
+--   it has none: never written)
+-- ARGV: consumer group, worker name (the consumer), now (ms), events channel, log cap,
+--   result TTL (ms), number of finishes, number of claims, this call's nonce, how long its
+--   reply is kept (ms), n, then n nonces of calls whose replies the worker received;
+-- then per finish: id, message id, attempt token, target state, when the next attempt is
+--   due (ms, RETRY; else 0), n, then n values: fields to write as name, value pairs
+--   ('' deletes);
+-- then per claim: id, message id, attempt token.
 --
--- Returns {finish replies, claim replies, take replies}, each in order:
+-- Returns {finish replies, claim replies}, each in order:
 -- finish: {'ok', state written, version}; {'stale', current state} when the token is not the
 --   current attempt's (nothing written, the message is left to its owner); {'gone'} (the
 --   record expired: the message is acknowledged).
@@ -54,23 +50,18 @@
 --   {'finished', state} (already terminal), {'expired'}, {'revoked'} (cancelled while its
 --   worker was lost), {'lost'} (its worker died and no attempts are left: FAILURE
 --   WorkerLostError).
--- take: per message read, {message id, task id, exclusive key, claim reply}.
 -- A call sent again returns instead the JSON text of its first reply.
-local stream, scheduled = KEYS[1], KEYS[2]
-local group, worker, now = ARGV[1], ARGV[2], ARGV[3]
-local channel, maxlen, ttl = ARGV[4], ARGV[5], ARGV[6]
-local finishes, claims, takes = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local taskPrefix, eventsSuffix, exclPrefix = ARGV[10], ARGV[11], ARGV[12]
-local replies, nonce, keep = KEYS[3], ARGV[13], ARGV[14]
+local key, arg = reader(KEYS, 1), reader(ARGV, 1)
+local stream, scheduled, replies = key(3)
+local group, worker, now, channel, maxlen, ttl = arg(6)
+local finishes, claims = arg(2)
+local nonce, keep = arg(2)
+local answered = {arg(tonumber(arg(1)))}
 
-local answered = tonumber(ARGV[15])
 -- Dropped only after the call's own writes: Redis at maxmemory refuses a script's first
 -- write but lets through the ones after it, so the tasks' writes must come first.
 local function drop_answered()
-  if answered == 0 then return end
-  local done = {}
-  for i = 1, answered do done[i] = ARGV[15 + i] end
-  redis.call('HDEL', replies, unpack(done))
+  if #answered > 0 then redis.call('HDEL', replies, unpack(answered)) end
 end
 local earlier = redis.call('HGET', replies, nonce)
 if earlier then
@@ -179,46 +170,21 @@ local function claim(id, msg, token, record, events, exclusive)
   return {'run', (log_change(record, events, channel, maxlen, version, RUN_FIELDS))}
 end
 
-local finished, claimed, taken = {}, {}, {}
--- A task's record, event log and exclusive keys.
-local function task_keys(id, key)
-  local record = taskPrefix .. id
-  return record, record .. eventsSuffix, exclPrefix .. key
+local finished, claimed = {}, {}
+for i = 1, tonumber(finishes) do
+  local record, events, exclusive = key(3)
+  local id, msg, token, target, next_at, n = arg(6)
+  finished[i] = finish(id, msg, token, target, next_at, {arg(tonumber(n))}, record, events, exclusive)
 end
-
-local a = 16 + answered
-for i = 1, finishes do
-  local n = tonumber(ARGV[a + 6])
-  local fields = {}
-  for j = a + 7, a + 6 + n do fields[#fields + 1] = ARGV[j] end
-  local record, events, exclusive = task_keys(ARGV[a], ARGV[a + 5])
-  finished[i] = finish(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], fields, record, events, exclusive)
-  a = a + 7 + n
+for i = 1, tonumber(claims) do
+  local record, events, exclusive = key(3)
+  local id, msg, token = arg(3)
+  claimed[i] = claim(id, msg, token, record, events, exclusive)
 end
-for i = 1, claims do
-  local record, events, exclusive = task_keys(ARGV[a], ARGV[a + 3])
-  claimed[i] = claim(ARGV[a], ARGV[a + 1], ARGV[a + 2], record, events, exclusive)
-  a = a + 4
-end
-if takes > 0 then
-  local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', takes, 'STREAMS', stream, '>')
-  local entries = read and read[1] and read[1][2] or {}
-  for _, entry in ipairs(entries) do
-    local msg, fields, id, key = entry[1], entry[2] or {}, nil, ''
-    for f = 1, #fields - 1, 2 do
-      if fields[f] == 'id' then id = fields[f + 1] elseif fields[f] == 'k' then key = fields[f + 1] end
-    end
-    -- A message without a task id is not a task (left as an XREADGROUP reader leaves it).
-    if id then
-      local n = #taken + 1
-      taken[n] = {msg, id, key, claim(id, msg, ARGV[a + n - 1], task_keys(id, key))}
-    end
-  end
-end
-local reply = {finished, claimed, taken}
+local reply = {finished, claimed}
 drop_answered()
 -- A call that found nothing to do changed nothing: run again, it does no harm.
-if #finished + #claimed + #taken > 0 then
+if #finished + #claimed > 0 then
   redis.call('HSET', replies, nonce, cjson.encode(reply))
   redis.call('PEXPIRE', replies, keep)
 end
