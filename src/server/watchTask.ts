@@ -6,9 +6,10 @@
  *
  * A watcher is held for as long as its stream is open, by the thousand on one server, so
  * it is one plain object — the stream's iterator, its hub listener and its call-end listener —
- * that keeps the last version sent and the task's args and kwargs, nothing else. It is not
- * an async generator on purpose: a suspended generator keeps every register of its frame,
- * so each watcher would hold the whole record it read first and the last change it saw.
+ * that keeps the last version sent, the record at that version as Redis returned it (a
+ * change may hold only the fields it wrote, and is applied onto it) and the task's args and
+ * kwargs, nothing else. It is not an async generator on purpose: a suspended generator keeps
+ * every register of its frame, parsed records and promises included.
  */
 import { TaskwireError } from '../errors.js';
 import { applyEntry, isWholeEntry, parseRecord, type Hash, type TaskRecord } from '../store/record.js';
