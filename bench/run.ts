@@ -3,7 +3,7 @@
  *
  *   npm run bench                  # full run (~6 min on 2 cores)
  *   npm run bench -- --quick       # one short round (~1 min), a smoke test of the suite
- *   npm run bench -- --rounds 5 --only drain,start
+ *   npm run bench -- --rounds 5 --only drain,inline,start
  *   npm run bench -- --profile     # also write CPU profiles of the taskwire worker, API and client
  *
  * It starts its own redis-server (FLUSHALL between runs), runs every role in a process of
@@ -173,15 +173,16 @@ async function taskwireDrained(queue: string): Promise<boolean> {
 
 /** Pre-enqueue `n` no-op tasks, start one worker, and time the drain from the first task
  * started to the last finished, as the records in Redis say. */
-async function drain(system: System, concurrency: number): Promise<void> {
+async function drain(system: System, concurrency: number, inline = false): Promise<void> {
   const n = P.drainTasks;
+  const name = inline ? 'noopInline' : 'noop';
   await redis.flushall();
   let ids: string[] = [];
   let queue: Queue | undefined;
   if (system === 'taskwire') {
     ids = new Array<string>(n);
     await inFlight(n, 256, async (i) => {
-      ids[i] = (await store.start({ name: 'noop' })).task.id;
+      ids[i] = (await store.start({ name })).task.id;
     });
   } else {
     queue = new Queue(BULL_QUEUE, { connection: { host: '127.0.0.1', port: redisServer.port } });
@@ -217,11 +218,24 @@ async function drain(system: System, concurrency: number): Promise<void> {
       last = Math.max(last, Number(finished));
     }
     const perSec = (n / Math.max(1, last - first)) * 1000;
+    if (inline) {
+      record(`drain c=${concurrency}, inline task: Redis CPU per task (µs)`, system, redisUs);
+      record(`drain c=${concurrency}, inline task: worker CPU per task (µs)`, system, workerUs);
+      log(
+        `  ${system} drain c=${concurrency}, inline task: ${perSec.toFixed(0)}/s, Redis ${redisUs.toFixed(1)} µs/task, worker ${workerUs.toFixed(1)} µs/task`,
+      );
+      return;
+    }
     record(`drain c=${concurrency} (tasks/s)`, system, perSec);
     record(`worker start → ready, c=${concurrency} (ms)`, system, readyMs);
     if (concurrency !== 16) {
       record(`drain c=${concurrency}: Redis CPU per task (µs)`, system, redisUs);
       record(`drain c=${concurrency}: worker CPU per task (µs)`, system, workerUs);
+      // BullMQ runs its jobs on its main thread: the same figure is the inline task's peer.
+      if (system === 'bullmq' && want('inline')) {
+        record(`drain c=${concurrency}, inline task: Redis CPU per task (µs)`, system, redisUs);
+        record(`drain c=${concurrency}, inline task: worker CPU per task (µs)`, system, workerUs);
+      }
     }
     if (concurrency === 100) record('worker peak RSS, drain c=100 (MiB)', system, rss / MiB);
     log(
@@ -255,9 +269,15 @@ async function enqueueRate(system: System, batch: boolean): Promise<void> {
     const params = batch
       ? { mode, count: P.batchTasks, batch: P.batchSize, inflight: P.batchInflight }
       : { mode, count: mode === 'single' ? P.startTasks / 4 : P.startTasks, inflight: P.startInflight };
-    const apiCpu0 = api?.proc.cpu() ?? 0;
     const proc = client(system, { ...params, baseUrl: api?.baseUrl });
+    let apiCpu0 = api?.proc.cpu() ?? 0;
     try {
+      // The API's CPU from the end of the client's warm-up, to the end of its measured Starts.
+      if (api && mode !== 'many') {
+        await withServerOutput(proc.waitFor(/^WARM$/m), api.proc);
+        apiCpu0 = api.proc.cpu();
+        proc.send('go');
+      }
       const r = await withServerOutput(proc.result<{ perSec: number }>(), api?.proc);
       record(figure, system, r.perSec);
       if (api && mode !== 'many')
@@ -395,6 +415,9 @@ const ROWS: Row[] = [
   { figure: 'drain c=100 (tasks/s)', target: '≥2×', pass: atLeast(2) },
   { figure: 'drain c=100: Redis CPU per task (µs)', target: '≤0.85×', pass: atMost(0.85) },
   { figure: 'drain c=100: worker CPU per task (µs)', target: '≤1×', pass: atMost(1) },
+  { figure: 'drain c=1, inline task: worker CPU per task (µs)' },
+  { figure: 'drain c=100, inline task: Redis CPU per task (µs)' },
+  { figure: 'drain c=100, inline task: worker CPU per task (µs)', target: '≤0.7×', pass: atMost(0.7) },
   { figure: START_FIGURE, target: '≥1×', pass: atLeast(1) },
   { figure: 'Start: API CPU per Start (µs)', target: '≤30 µs', pass: (tw) => tw.median <= 30 },
   { figure: SINGLE_FIGURE },
@@ -436,6 +459,9 @@ async function main(): Promise<void> {
       const order: System[] = round % 2 === 0 ? ['taskwire', 'bullmq'] : ['bullmq', 'taskwire'];
       log(`round ${round + 1}/${P.rounds}`);
       for (const c of P.drainConcurrency) if (want('drain')) for (const s of order) await drain(s, c);
+      // The same drains of a task defined with inline: true (c=1 and c=100; BullMQ's figures
+      // are those of its drains above).
+      for (const c of [1, 100]) if (want('inline')) await drain('taskwire', c, true);
       if (want('start')) for (const s of order) await enqueueRate(s, false);
       if (want('batch')) for (const s of order) await enqueueRate(s, true);
       if (want('e2e')) for (const s of order) await endToEnd(s);

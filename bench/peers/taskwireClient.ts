@@ -3,7 +3,7 @@
  * over real gRPC to a running API server. One mode per run; prints `RESULT {json}`.
  *
  *   start   N client.start() calls, `inflight` pending at once (the client sends the calls
- *           made together as one StartMany)                             → { perSec }
+ *           made together as one StartMany), after a warm-up and a line on stdin → { perSec }
  *   single  the same with batchStarts: false: one Start RPC per call     → { perSec }
  *   many    N tasks as StartMany batches of `batch`, `inflight` batches → { perSec }
  *   e2e     a steady `rate`/s for `warmupSeconds` + `seconds`: Start, then WatchStatus
@@ -54,6 +54,9 @@ async function startMode(batchStarts = true): Promise<void> {
   await warm();
   const starter = new TaskwireClient({ baseUrl: p.baseUrl, batchStarts });
   await inFlight(500, p.inflight, () => starter.start('noop'));
+  // The orchestrator reads the API's CPU now (the warm-up is not the figure's), then says go.
+  process.stdout.write('WARM\n');
+  await new Promise<void>((r) => process.stdin.once('data', () => r()));
   const t0 = performance.now();
   await inFlight(p.count, p.inflight, () => starter.start('noop'));
   const s = (performance.now() - t0) / 1000;

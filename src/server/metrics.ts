@@ -35,6 +35,8 @@ interface Seen {
   attempt: string;
   /** When the task became due to run (ms), while it waits. */
   due?: number;
+  /** When its attempt started (ms), while it runs: a change that ends it need not say. */
+  started?: number;
 }
 
 const num = (s: string | undefined): number | undefined => (s === undefined || s === '' ? undefined : Number(s));
@@ -127,7 +129,7 @@ export class ApiMetrics {
     if (before && before.state === state && before.attempt === attempt) return; // progress, cancel flag
     this.seen.delete(id);
     const labels = { task: name, queue };
-    const started = num(h.started);
+    const started = num(h.started) ?? before?.started;
     const at = num(h.finished) ?? num(h.updated) ?? Date.now();
     if (state === 'STARTED') {
       const due = before?.due ?? (attempt === '1' ? Math.max(num(h.created) ?? 0, num(h.not_before) ?? 0) : undefined);
@@ -138,7 +140,7 @@ export class ApiMetrics {
     if (state === 'SUCCESS' || state === 'FAILURE' || state === 'REVOKED' || state === 'RETRY') this.ended[state].inc(labels);
     if (state === 'SUCCESS' || state === 'FAILURE' || state === 'REVOKED') return;
     const due = state === 'PENDING' ? Math.max(num(h.updated) ?? 0, num(h.not_before) ?? 0) : state === 'RETRY' ? num(h.next_at) : undefined;
-    this.seen.set(id, { state, attempt, due });
+    this.seen.set(id, { state, attempt, due, started: state === 'STARTED' ? started : undefined });
     if (this.seen.size > REMEMBERED) this.seen.delete(this.seen.keys().next().value!);
   }
 

@@ -33,6 +33,7 @@ import { detailsAsAny, toConnectError } from './errors.js';
 import { Mailbox } from './mailbox.js';
 import type { WatchHub } from './watchHub.js';
 import { watchTask, type WatchDeps } from './watchTask.js';
+import { WholeRecords } from './wholeRecords.js';
 import { callEndOf, throwEndStatus } from './callEnd.js';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
 import { isTerminal } from '../store/states.js';
@@ -210,9 +211,10 @@ export function createTaskService({
         box.drop();
         box.close();
       };
-      const off = hub.watchAll(
+      // A change published may hold only the fields it wrote: the stream sends whole records.
+      const whole = new WholeRecords(
+        (id) => store.getHash(id),
         (h) => {
-          if (req.queue && h.queue !== req.queue) return;
           if (box.backlog >= maxStreamBacklog) {
             endWith(
               new ConnectError(
@@ -227,6 +229,11 @@ export function createTaskService({
           } catch {
             // a malformed message is not a reason to end the stream
           }
+        },
+      );
+      const off = hub.watchAll(
+        (h) => {
+          if (!req.queue || h.queue === req.queue) whole.change(h);
         },
         () =>
           endWith(

@@ -6,12 +6,13 @@
  *
  * A watcher is held for as long as its stream is open, by the thousand on one server, so
  * it is one plain object — the stream's iterator, its hub listener and its call-end listener —
- * that keeps the last version sent and the task's args and kwargs, nothing else. It is not
- * an async generator on purpose: a suspended generator keeps every register of its frame,
- * so each watcher would hold the whole record it read first and the last change it saw.
+ * that keeps the last version sent, the record at that version as Redis returned it (a
+ * change may hold only the fields it wrote, and is applied onto it) and the task's args and
+ * kwargs, nothing else. It is not an async generator on purpose: a suspended generator keeps
+ * every register of its frame, parsed records and promises included.
  */
 import { TaskwireError } from '../errors.js';
-import { parseRecord, type Hash, type TaskRecord } from '../store/record.js';
+import { applyEntry, isWholeEntry, parseRecord, type Hash, type TaskRecord } from '../store/record.js';
 import { isTerminal, type State } from '../store/states.js';
 import type { TaskRef, TaskStore } from '../store/taskStore.js';
 import { throwEndStatus, type CallEnd, type EndListener } from './callEnd.js';
@@ -57,6 +58,9 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
   private last = -1;
   /** A terminal version was sent: nothing more will come. */
   private done = false;
+  /** The record at the last version sent (log entries and changes may hold only the fields
+   * a change wrote: each is applied onto it). */
+  private base: Hash | undefined;
   /** Change snapshots leave out the immutable bulk; every record sent carries it. */
   private args: TaskRecord['args'];
   private kwargs: TaskRecord['kwargs'];
@@ -184,13 +188,19 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     }
     if ('timeout' in n) return HEARTBEAT;
     const s = n.item;
-    if ('change' in s && Number(s.change.version) === this.last + 1) return { task: this.accept(s.change)! };
+    if ('resync' in s) return READ_LOG;
+    const version = Number(s.change.version);
     // The task finished below the version this watch resumed from: what it waits for never comes.
-    if ('change' in s && Number(s.change.version) < this.last && isTerminal(s.change.state as State)) {
-      throw beyondFinal(this.last, Number(s.change.version));
-    }
-    if ('resync' in s || Number(s.change.version) > this.last + 1) return READ_LOG;
-    return SKIP; // a version already sent
+    if (version < this.last && isTerminal(s.change.state as State)) throw beyondFinal(this.last, version);
+    if (version > this.held + 1) return READ_LOG;
+    if (version <= this.held) return SKIP; // a version already applied
+    const rec = this.accept(s.change);
+    return rec ? { task: rec } : SKIP; // applied, not sent: the watch resumed from a later version
+  }
+
+  /** The version of the record held (`base`): the next change applies onto it. */
+  private get held(): number {
+    return this.base ? Number(this.base.version) : this.last;
   }
 
   /** Subscribe, then read the record (and the log when resuming): the backlog to send first. */
@@ -208,23 +218,52 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     this.args = current.args;
     this.kwargs = current.kwargs;
     if (this.afterVersion === undefined) {
+      this.base = full;
       this.queue(this.acceptRecord(current));
       return;
     }
     // A finished task has no version after its final one: a watch from beyond it would wait forever.
     if (isTerminal(current.state) && this.afterVersion > current.version) throw beyondFinal(this.afterVersion, current.version);
     this.last = this.afterVersion;
-    await this.readLog();
+    await this.replayLog();
     // A log trimmed past the caller's version still ends with the current record.
-    if (!this.done && current.version > this.last) this.queue(this.acceptRecord(current));
+    if (!this.done && current.version > this.last) {
+      this.base = full;
+      this.queue(this.acceptRecord(current));
+    }
     // Resuming after the final version: nothing more will come.
     else if (isTerminal(current.state) && this.last >= current.version) this.done = true;
+    if (!this.base || Number(this.base.version) < current.version) this.base = full;
+  }
+
+  /** Resuming after a version: the records after it, rebuilt from the log's first entry
+   * (the whole record at creation) by applying every later change in order. A log trimmed
+   * past its first entry rebuilds nothing; the current record follows (begin). */
+  private async replayLog(): Promise<void> {
+    const { store, reads } = this.deps;
+    let rebuilt: Hash | undefined;
+    for (const h of await reads.run(() => store.readLog(this.id!, 0))) {
+      rebuilt = applyEntry(rebuilt, h);
+      if (!rebuilt) return;
+      this.base = rebuilt;
+      if (Number(h.version) <= this.last) continue;
+      this.queue(this.acceptRecord(parseRecord(rebuilt)));
+      if (this.done) return;
+    }
   }
 
   /** Fill a gap from the task's event log, up to its terminal version. */
   private async readLog(): Promise<void> {
     const { store, reads } = this.deps;
-    for (const h of await reads.run(() => store.readLog(this.id!, this.last))) {
+    for (const h of await reads.run(() => store.readLog(this.id!, this.held))) {
+      if (Number(h.version) <= this.held) continue;
+      // A change that does not follow the version held (the log was trimmed past it): the
+      // record as it is now instead, which no entry read here is newer than.
+      if (!isWholeEntry(h) && Number(h.version) !== this.held + 1) {
+        const rec = this.accept(await reads.run(() => store.getHash(this.id!)));
+        if (rec) this.queue(rec);
+        return;
+      }
       const rec = this.accept(h);
       if (rec) this.queue(rec);
       if (this.done) return;
@@ -235,9 +274,12 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     (this.backlog ??= []).push(rec);
   }
 
-  /** The record to send for `h`, or undefined when that version was already sent. */
+  /** Apply `h` onto the record held: the record to send, or undefined when that version was already sent. */
   private accept(h: Hash): TaskRecord | undefined {
-    return Number(h.version) <= this.last ? undefined : this.acceptRecord(parseRecord(h));
+    const whole = applyEntry(this.base, h);
+    if (!whole) return undefined;
+    this.base = whole;
+    return Number(h.version) <= this.last ? undefined : this.acceptRecord(parseRecord(whole));
   }
 
   /** `rec` (newer than the last version sent) as the next record to send. */
@@ -253,6 +295,7 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     if (this.ended) return;
     this.ended = true;
     this.backlog = undefined;
+    this.base = undefined;
     if (this.id !== undefined) {
       this.callEnd.remove(this);
       this.deps.hub.remove(this.id, this);

@@ -76,7 +76,7 @@ export function taskKeyParts(queue: string): { task: string; eventsSuffix: strin
 }
 
 export const channels = {
-  /** Pub/sub: every change of every task of the queue (payload: the record's public fields as a JSON list of name, value: `log_change` in scripts/lib.lua). */
+  /** Pub/sub: every change of every task of the queue (payload: the task log entry, as a JSON list of name, value: the whole record or only the fields the change wrote, `log_change` and `log_written` in scripts/lib.lua). */
   events: (queue: string) => `${queuePrefix(queue)}events`,
   /** Pub/sub: cancel requests for running tasks of the queue (payload: task id). */
   control: (queue: string) => `${queuePrefix(queue)}control`,

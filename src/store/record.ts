@@ -1,6 +1,7 @@
 /**
  * The task record as Redis keeps it (a hash of strings) and as the code uses it.
- * Field names here are the hash's; the event log and pub/sub carry the same fields.
+ * Field names here are the hash's; the event log and pub/sub carry the same fields, a whole
+ * record or only those a change wrote (applyEntry).
  */
 import type { JsonObject, JsonValue } from '../json.js';
 import { STATES, type State } from './states.js';
@@ -54,6 +55,30 @@ export interface TaskRecord {
 }
 
 export type Hash = Record<string, string>;
+
+/**
+ * A task's log entry (and the change published with it) is either a whole record, or a
+ * change: the fields that change wrote, '' for a field it deleted, with the task's id,
+ * name, queue, state and version. A whole entry holds `created`, which is written once, at
+ * creation (a change never holds it).
+ */
+export function isWholeEntry(entry: Hash): boolean {
+  return entry.created !== undefined;
+}
+
+/** The record after `entry`: `entry` itself when it is whole, else `base` (the record at the
+ * version before) with the change applied; undefined for a change with no base. */
+export function applyEntry(base: Hash | undefined, entry: Hash): Hash | undefined {
+  if (isWholeEntry(entry)) return entry;
+  if (!base) return undefined;
+  const out: Hash = { ...base };
+  for (const k in entry) {
+    const v = entry[k]!;
+    if (v === '') delete out[k];
+    else out[k] = v;
+  }
+  return out;
+}
 
 /** Pairs [k1, v1, k2, v2, …] (as Lua returns them) to an object. */
 export function pairsToHash(flat: readonly string[]): Hash {

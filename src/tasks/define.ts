@@ -3,7 +3,7 @@
  *
  *   export const hello = defineTask('hello', async ({ args: [name = 'Bob'] }) => `Hello ${name}!`);
  *
- * The handler runs on a worker thread, gets its positional and keyword arguments (JSON),
+ * The handler runs on a worker thread (or on the worker's main thread with `inline: true`), gets its positional and keyword arguments (JSON),
  * an AbortSignal that fires when the task is cancelled, a way to report progress, and
  * the attempt number. It returns a JSON value (or nothing) or throws.
  */
@@ -41,6 +41,15 @@ export interface TaskOptions {
   maxBackoffMs?: number;
   /** Hard time limit: the task is stopped by force after this long (default: none). */
   timeLimitMs?: number;
+  /**
+   * Run the handler on the worker's main thread instead of a handler thread, which saves
+   * the hop between threads: for handlers that never block (no busy loop, no synchronous
+   * I/O), as they would stall the whole worker. Such a task cannot be stopped by force: a
+   * terminate or a hard time limit fires its AbortSignal and ends the task at once
+   * (REVOKED, or FAILURE with TimeLimitExceeded), its result is then discarded, and its
+   * slot stays taken until the handler returns (default false).
+   */
+  inline?: boolean;
 }
 
 export type TaskHandler<A extends TaskArgs, K extends TaskKwargs, R> = (ctx: TaskContext<A, K>) => R | Promise<R>;

@@ -55,6 +55,8 @@ export class HandlerThread {
     /** Jobs taken back from this thread (not started) to be posted elsewhere. */
     private readonly handBack: (jobs: Job[]) => void,
     private readonly onSettled: () => void,
+    /** The tasks its registry defines as inline (run on the main thread, not here). */
+    readonly inlineTasks: readonly string[],
   ) {
     this.freeCells = Array.from({ length: cells }, (_, i) => cells - 1 - i);
     thread.on('message', (m: FromThread) => this.onMessage(m));
@@ -73,7 +75,7 @@ export class HandlerThread {
         if (m.type === 'ready') {
           thread.off('message', onMessage);
           thread.off('error', reject);
-          resolve(new HandlerThread(thread, new Int32Array(buffer), cells, handBack, onSettled));
+          resolve(new HandlerThread(thread, new Int32Array(buffer), cells, handBack, onSettled, m.inline));
         } else if (m.type === 'fatal') {
           void thread.terminate();
           reject(new Error(m.message));

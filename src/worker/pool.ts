@@ -1,9 +1,11 @@
 /**
  * The worker's execution slots: `size` of them, each running one task at a time on a
  * handler thread it borrows for that task (threads.ts starts threads as they are needed,
- * up to `size`). The number of free slots is what the worker may fetch.
+ * up to `size`; a task defined as inline runs on the main thread). The number of free slots is what the worker may fetch.
  */
 import type { Logger } from '../log.js';
+import { loadRegistry } from '../tasks/define.js';
+import { InlineHandlers } from './inline.js';
 import { Slot } from './slot.js';
 import { HandlerThreads, THREAD_DEFAULTS } from './threads.js';
 
@@ -14,13 +16,24 @@ export class Pool {
   private constructor(
     private readonly threads: HandlerThreads,
     size: number,
+    inline: InlineHandlers | undefined,
   ) {
-    for (let i = 0; i < size; i++) this.idle.push(new Slot(threads));
+    for (let i = 0; i < size; i++) this.idle.push(new Slot(threads, inline));
   }
 
   static async create(size: number, tasksModule: string, log: Logger): Promise<Pool> {
     const threads = await HandlerThreads.start(tasksModule, { ...THREAD_DEFAULTS, max: size }, log);
-    return new Pool(threads, size);
+    // The main thread loads the tasks module only when some task runs there.
+    let inline: InlineHandlers | undefined;
+    if (threads.inlineTasks.length > 0) {
+      try {
+        inline = new InlineHandlers(await loadRegistry(tasksModule), new Set(threads.inlineTasks));
+      } catch (err) {
+        await threads.close();
+        throw err;
+      }
+    }
+    return new Pool(threads, size, inline);
   }
 
   /** Slots free now. */

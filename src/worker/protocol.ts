@@ -98,6 +98,8 @@ export type ToThread = RunsMessage | AbortMessage;
 
 export interface ReadyMessage {
   type: 'ready';
+  /** The registry's tasks defined with `inline: true` (run on the main thread instead). */
+  inline: string[];
 }
 
 export interface ProgressMessage {

@@ -166,7 +166,7 @@ export class Runner {
       // Redis. (The task stays in `running`, its lease renewed, until the finish is written.)
       const writing = writeEnd(this.attempts, this.log, d, token, state, fields);
       released = true;
-      this.pool.release(slot);
+      this.release(slot);
       this.slotFreed();
       const written = await writing;
       if (written === 'RETRY' && fields.nextAttemptAt) this.parts.promoter.promoteAt(fields.nextAttemptAt);
@@ -187,9 +187,20 @@ export class Runner {
       // worker: either way the stream may be trimmed.
       this.parts.trimmer.touch(d.queue);
       this.runs.delete(d.id);
-      if (!released) this.pool.release(slot);
+      if (!released) this.release(slot);
       this.slotFreed();
     }
+  }
+
+  /** Give a slot back to the pool, once an inline handler that outlived its task has returned. */
+  private release(slot: Slot): void {
+    const busy = slot.busyUntil;
+    if (!busy) return this.pool.release(slot);
+    slot.busyUntil = undefined;
+    void busy.then(() => {
+      this.pool.release(slot);
+      this.slotFreed();
+    });
   }
 
   private async runInSlot(task: RunnableTask, run: Running): Promise<Outcome> {

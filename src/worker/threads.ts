@@ -78,12 +78,16 @@ export class HandlerThreads {
     try {
       const first = await Promise.all(Array.from({ length: Math.max(1, Math.min(options.min, options.max)) }, () => pool.spawnThread()));
       for (const t of first) pool.threads.add(t);
+      pool.inlineTasks = first[0]?.inlineTasks ?? [];
     } catch (err) {
       await pool.close();
       throw err;
     }
     return pool;
   }
+
+  /** The tasks defined as inline, as the first thread's registry says. */
+  inlineTasks: readonly string[] = [];
 
   /** Threads alive now. */
   get size(): number {

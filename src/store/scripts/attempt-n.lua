@@ -70,8 +70,11 @@ if earlier then
 end
 
 -- What a worker needs of a task it runs (each string of a reply costs Redis and the worker).
-local RUN_FIELDS = {name = true, args = true, kwargs = true, attempt = true, max_attempts = true,
-  time_limit = true, backoff_initial = true, backoff_max = true, retry_on = true, traceparent = true}
+local RUN_FIELDS = {'name', 'args', 'kwargs', 'max_attempts', 'time_limit', 'backoff_initial', 'backoff_max',
+  'retry_on', 'traceparent'}
+-- Read by a claim: RUN_FIELDS (the attempt it writes itself), then the queue for its log entry.
+local RUN_NAMES = {unpack(RUN_FIELDS)}
+RUN_NAMES[#RUN_NAMES + 1] = 'queue'
 
 -- The entry stays in the stream until a worker trims the stream (trim-1.lua).
 local function ack(msg)
@@ -79,7 +82,7 @@ local function ack(msg)
 end
 
 local function finish(id, msg, token, target, next_at, fields, record, events, exclusive)
-  local f = redis.call('HMGET', record, 'state', 'token', 'cancel', 'cancel_reason', 'ekey', 'version', 'attempt')
+  local f = redis.call('HMGET', record, 'state', 'token', 'cancel', 'cancel_reason', 'ekey', 'version', 'attempt', 'name', 'queue')
   if not f[1] then
     ack(msg)
     return {'gone'}
@@ -121,7 +124,7 @@ local function finish(id, msg, token, target, next_at, fields, record, events, e
   redis.call('HDEL', record, unpack(del))
   ack(msg)
   if ends then finalize(record, events, exclusive, id, ttl, f[5] or false) end
-  log_change(record, events, channel, maxlen, version)
+  log_written(events, channel, maxlen, version, {'id', id, 'name', f[8], 'queue', f[9]}, set, del)
   return {'ok', target, version}
 end
 
@@ -159,15 +162,27 @@ local function claim(id, msg, token, record, events, exclusive)
   end
 
   local version = tonumber(f[7] or '0') + 1
-  redis.call('HSET', record, 'version', version, 'state', 'STARTED', 'attempt', attempt + 1,
-    'worker', worker, 'token', token, 'msg', msg, 'started', now, 'updated', now)
+  local set = {'version', version, 'state', 'STARTED', 'attempt', attempt + 1,
+    'worker', worker, 'token', token, 'msg', msg, 'started', now, 'updated', now}
+  redis.call('HSET', record, unpack(set))
+  local del = {}
   -- What an earlier attempt may have left: a RETRY its due time and error, any its progress.
   if state == 'RETRY' or f[8] then
-    redis.call('HDEL', record, 'next_at', 'err_type', 'err_msg', 'err_tb', 'progress')
+    del = {'next_at', 'err_type', 'err_msg', 'err_tb', 'progress'}
+    redis.call('HDEL', record, unpack(del))
   end
   -- A task of a workflow: the workflow is STARTED from its first task's first attempt.
   if f[9] then wf.started(f[9], now) end
-  return {'run', (log_change(record, events, channel, maxlen, version, RUN_FIELDS))}
+  local r = redis.call('HMGET', record, unpack(RUN_NAMES))
+  log_written(events, channel, maxlen, version, {'id', id, 'name', r[1], 'queue', r[10]}, set, del)
+  local run = {'attempt', tostring(attempt + 1)}
+  for i = 1, #RUN_FIELDS do
+    if r[i] then
+      run[#run + 1] = RUN_FIELDS[i]
+      run[#run + 1] = r[i]
+    end
+  end
+  return {'run', run}
 end
 
 local finished, claimed = {}, {}

@@ -6,7 +6,7 @@
 -- (A table: looked up for every field of every change.)
 local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
 
--- Append the record's snapshot at `version` (already written) to the event log `events`
+-- Append the whole record's snapshot at `version` (already written) to the event log `events`
 -- (entry id `<version>-0`, capped near `maxlen`) and publish it on `channel`. Returns the
 -- fields named in `pick` (a set of field names, or nil for none) and the whole record, as
 -- read (flat lists of name, value), so a caller needs no read of its own.
@@ -27,6 +27,30 @@ local function log_change(record, events, channel, maxlen, version, pick)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(snapshot))
   redis.call('PUBLISH', channel, cjson.encode(snapshot))
   return picked, flat
+end
+
+-- Append to the event log `events` the entry of a change at `version` (already written)
+-- that holds only what it wrote: `head` (id, name, queue: a flat list of name, value), then
+-- the public fields of `set` (name, value pairs) and of `del` (names deleted, as ''), and
+-- publish it on `channel`. `set` holds the state and version. Readers apply such an entry
+-- onto the record at the version before (src/store/record.ts, applyEntry); a whole entry
+-- holds `created`, which a change never writes.
+local function log_written(events, channel, maxlen, version, head, set, del)
+  local entry = head
+  for i = 1, #set, 2 do
+    if not PRIVATE[set[i]] then
+      entry[#entry + 1] = set[i]
+      entry[#entry + 1] = tostring(set[i + 1])
+    end
+  end
+  for i = 1, #del do
+    if not PRIVATE[del[i]] then
+      entry[#entry + 1] = del[i]
+      entry[#entry + 1] = ''
+    end
+  end
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(entry))
+  redis.call('PUBLISH', channel, cjson.encode(entry))
 end
 
 -- Bump the record's version, then log_change(). Returns the new version and the record as
