@@ -65,11 +65,11 @@ async function nextMessages(channel: string, count: number): Promise<() => Promi
   const sub = redisClient(server.url);
   const messages: string[] = [];
   const heard = new Promise<string[]>((resolve) =>
-    sub.on('message', (_c: string, message: string) => {
+    sub.on('smessage', (_c: string, message: string) => {
       if (messages.push(message) === count) resolve(messages);
     }),
   );
-  await sub.subscribe(channel);
+  await sub.ssubscribe(channel);
   return async () => {
     try {
       return await heard;

@@ -98,8 +98,7 @@ export class ApiMetrics {
       help: 'WatchStatus and WatchEvents streams open on this API server.',
       registers,
       collect() {
-        // Less one: the change-feed listener of these metrics is not a watcher.
-        this.set(hub.watchers - 1);
+        this.set(hub.watchers);
       },
     });
     new Gauge({
@@ -110,7 +109,6 @@ export class ApiMetrics {
         this.set(openStreams());
       },
     });
-    hub.watchAll((h) => this.observe(h));
   }
 
   /** A Start created a task (not an idempotent repeat). */

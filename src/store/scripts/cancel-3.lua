@@ -37,7 +37,7 @@ if state == 'STARTED' then
     redis.call('HSET', record, 'cancel', mode, 'cancel_reason', reason, 'updated', now)
     written = select(2, emit(record, events, ARGV[5], ARGV[6]))
   end
-  redis.call('PUBLISH', ARGV[8], id .. '\n' .. (f[3] == 'terminate' and 'terminate' or mode))
+  publish(ARGV[8], id .. '\n' .. (f[3] == 'terminate' and 'terminate' or mode))
   return {'requested', written or redis.call('HGETALL', record)}
 end
 

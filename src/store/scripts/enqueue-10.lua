@@ -34,6 +34,6 @@ create_record(KEYS[1], KEYS[2], ARGV[4], ARGV[5], slice(ARGV, 11))
 register_created(k, id, now, tonumber(ARGV[6]), ikey, ekey)
 
 if queue_task(KEYS[3], KEYS[4], id, ekey, due, now) then
-  redis.call('PUBLISH', ARGV[10], 'due\n' .. due)
+  publish(ARGV[10], 'due\n' .. due)
 end
 return {'created', 1}

@@ -57,5 +57,5 @@ if latest then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
   redis.call('SET', KEYS[4], latest)
 end
-if earliest then redis.call('PUBLISH', ARGV[5], 'due\n' .. earliest) end
+if earliest then publish(ARGV[5], 'due\n' .. earliest) end
 return out

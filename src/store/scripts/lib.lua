@@ -2,6 +2,14 @@
 -- state-machine prelude (allowed(from, to), is_terminal(state)) generated from
 -- src/store/states.ts.
 
+-- Tell the listeners of `channel` (a channel in the queue's hash slot) about a change or a
+-- request. Sharded pub/sub: on a Redis Cluster only the shard that owns the slot delivers it,
+-- to the clients subscribed there, instead of every node of the cluster; a standalone Redis
+-- serves it the same way.
+local function publish(channel, payload)
+  redis.call('SPUBLISH', channel, payload)
+end
+
 -- Fields of the record that never travel in change events: immutable bulk and secrets.
 -- (A table: looked up for every field of every change.)
 local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
@@ -25,7 +33,7 @@ local function log_change(record, events, channel, maxlen, version, pick)
     end
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(snapshot))
-  redis.call('PUBLISH', channel, cjson.encode(snapshot))
+  publish(channel, cjson.encode(snapshot))
   return picked, flat
 end
 
@@ -95,7 +103,7 @@ local function create_record(record, events, channel, maxlen, given)
   end
   redis.call('HSET', record, unpack(fields))
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '1-0', unpack(snapshot))
-  redis.call('PUBLISH', channel, cjson.encode(snapshot))
+  publish(channel, cjson.encode(snapshot))
 end
 
 -- Put a created task where it waits for a worker: the scheduled set until `due` (ms) when
