@@ -150,7 +150,7 @@ interface AttemptCall {
 type ClaimReply = [string, string[]?];
 type AttemptReply = [unknown[], ClaimReply[], [string, string, string, ClaimReply][]];
 
-/** attempt-3.lua as AttemptStore calls it. */
+/** attempt-4.lua as AttemptStore calls it. */
 function attempt(c: AttemptCall): Promise<unknown> {
   const worker = c.worker ?? WORKER;
   const parts = taskKeyParts(Q);
@@ -166,7 +166,7 @@ function attempt(c: AttemptCall): Promise<unknown> {
   }
   for (const cl of claims) args.push(cl.id, cl.msg, cl.token, cl.ekey ?? '');
   args.push(...take);
-  return runScript(redis, 'attempt', [keys.stream(Q), keys.scheduled(Q), keys.replies(Q, worker)], args);
+  return runScript(redis, 'attempt', [keys.stream(Q), keys.scheduled(Q), keys.replies(Q, worker), keys.stats(Q)], args);
 }
 
 /** A task created and begun by `worker` (attempt 1): its id and message id. */
@@ -391,10 +391,19 @@ describe('attempt', () => {
     expect(fields).toMatchObject({ name: 'hello', args: '["world"]', kwargs: '{"loud":true}', attempt: '1', max_attempts: '1', time_limit: '5000' });
     expect(fields).not.toHaveProperty('token');
     expect(fields).not.toHaveProperty('created');
-    // KEYS are the stream, the scheduled set and the worker's replies; the records and
+    // KEYS are the stream, the scheduled set, the worker's replies and the queue's outcome
+    // counters (each attempt begun counts its wait); the records and
     // event logs of the tasks begun are named inside the script.
     expect(touched).toEqual(
-      sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, a.id), keys.events(Q, a.id), keys.task(Q, b.id), keys.events(Q, b.id)]),
+      sorted([
+        keys.stream(Q),
+        keys.replies(Q, WORKER),
+        keys.stats(Q),
+        keys.task(Q, a.id),
+        keys.events(Q, a.id),
+        keys.task(Q, b.id),
+        keys.events(Q, b.id),
+      ]),
     );
     expect(await redis.hgetall(keys.task(Q, a.id))).toMatchObject({ state: 'STARTED', token: 'tok-a', worker: WORKER, attempt: '1', version: '2' });
     expect(await redis.hget(keys.task(Q, b.id), 'token')).toBe('tok-b');
@@ -417,7 +426,9 @@ describe('attempt', () => {
     );
     expect(reply).toEqual([[['ok', 'SUCCESS', 3]], [], []]);
     // The exclusive key is named inside the script from its prefix.
-    expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, id), keys.events(Q, id), keys.exclusive(Q, 'report')]));
+    expect(touched).toEqual(
+      sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, id), keys.events(Q, id), keys.exclusive(Q, 'report')]),
+    );
     const record = await redis.hgetall(keys.task(Q, id));
     expect(record).toMatchObject({ state: 'SUCCESS', result: '42', version: '3' });
     expect(record).not.toHaveProperty('token');
@@ -434,7 +445,9 @@ describe('attempt', () => {
       attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'RETRY', nextAt, fields: ['err_type', 'Boom', 'err_msg', 'no', 'err_tb', ''] }] }),
     );
     expect(reply).toEqual([[['ok', 'RETRY', 3]], [], []]);
-    expect(touched).toEqual(sorted([keys.stream(Q), keys.scheduled(Q), keys.replies(Q, WORKER), keys.task(Q, id), keys.events(Q, id)]));
+    expect(touched).toEqual(
+      sorted([keys.stream(Q), keys.scheduled(Q), keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, id), keys.events(Q, id)]),
+    );
     expect(await redis.zrange(keys.scheduled(Q), 0, -1, 'WITHSCORES')).toEqual([`${id}\n`, String(nextAt)]);
     expect(await redis.hgetall(keys.task(Q, id))).toMatchObject({ state: 'RETRY', next_at: String(nextAt), err_type: 'Boom' });
     expect(await redis.pttl(keys.task(Q, id))).toBe(-1);
@@ -535,7 +548,7 @@ describe('attempt', () => {
       }),
     );
     expect(reply).toEqual([[], [['gone'], ['finished', 'SUCCESS'], ['lost']], []]);
-    expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.task(Q, lost.id), keys.events(Q, lost.id)]));
+    expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, lost.id), keys.events(Q, lost.id)]));
     expect(await redis.hgetall(keys.task(Q, lost.id))).toMatchObject({ state: 'FAILURE', err_type: 'WorkerLostError' });
     expect(await redis.hget(keys.task(Q, done.id), 'version')).toBe('3');
     // Acknowledged: a message the worker was handed but does not run is no longer pending.
@@ -590,7 +603,7 @@ describe('cancel', () => {
     runScript(
       redis,
       'cancel',
-      [keys.task(Q, id), keys.events(Q, id), keys.scheduled(Q)],
+      [keys.task(Q, id), keys.events(Q, id), keys.scheduled(Q), keys.stats(Q)],
       [id, Date.now(), mode, reason, channels.events(Q), CAP, TTL, channels.control(Q), taskKeyParts(Q).exclusive],
     ) as Promise<[string, string[]?]>;
 
@@ -601,7 +614,7 @@ describe('cancel', () => {
     expect(reply[0]).toBe('revoked');
     expect(pairsToHash(reply[1]!)).toMatchObject({ state: 'REVOKED', err_type: 'TaskRevokedError', err_msg: 'not needed', version: '2' });
     // The exclusive key is named inside the script from its prefix and the record's key.
-    expect(touched).toEqual(sorted([keys.task(Q, task.id), keys.events(Q, task.id), keys.scheduled(Q), keys.exclusive(Q, 'report')]));
+    expect(touched).toEqual(sorted([keys.task(Q, task.id), keys.events(Q, task.id), keys.scheduled(Q), keys.stats(Q), keys.exclusive(Q, 'report')]));
     expect(await redis.zcard(keys.scheduled(Q))).toBe(0);
     expect(await redis.pttl(keys.task(Q, task.id))).toBeGreaterThan(0);
   });

@@ -100,7 +100,7 @@ type Replies = [FinishReply[], ClaimReply[], TakeReply[]];
 
 /**
  * The writes a worker asks for in one turn of its event loop (finishes, claims and takes,
- * see attempt-3.lua) go to Redis together, one script call per queue (a few when the turn
+ * see attempt-4.lua) go to Redis together, one script call per queue (a few when the turn
  * is busy, MAX_PER_CALL): tasks that end together are written together, the slots they
  * free get their next tasks in the same call, and no result waits for a task still
  * running. Each caller gets its own outcome.
@@ -266,7 +266,7 @@ export class AttemptStore {
   ): Promise<void> {
     const tokens = part ? part.take.w.item.tokens.slice(part.from, part.to) : [];
     const parts = taskKeyParts(queue);
-    const keyList = [keys.stream(queue), keys.scheduled(queue), keys.replies(queue, this.worker)];
+    const keyList = [keys.stream(queue), keys.scheduled(queue), keys.replies(queue, this.worker), keys.stats(queue)];
     const nonce = randomUUID();
     const answered = (this.answered.get(queue) ?? []).splice(0, MAX_ANSWERED_PER_CALL);
     const args: (string | number)[] = [

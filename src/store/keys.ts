@@ -21,9 +21,12 @@ export const keys = {
   task: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}`,
   /** Capped stream: the task's change log, entry id `<version>-0`. */
   events: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}:events`,
-  /** Hash: a worker's replies to its latest attempt-3.lua calls on the queue, by nonce, so
+  /** Hash: a worker's replies to its latest attempt-4.lua calls on the queue, by nonce, so
    * that a call sent again after its reply was lost is answered the same. */
   replies: (queue: string, worker: string) => `${queuePrefix(queue)}replies:${worker}`,
+  /** Hash: the queue's outcome counters and time histograms, kept by the scripts that write
+   * a task's state and read by /metrics (fields: `count_end` in scripts/lib.lua, store/stats.ts). */
+  stats: (queue: string) => `${queuePrefix(queue)}stats`,
   /** Sorted set of task ids by creation time (ms), for listing. */
   index: (queue: string) => `${queuePrefix(queue)}index`,
   /** String: id of the latest task started on the queue. */
@@ -63,7 +66,7 @@ export const keys = {
 
 /**
  * The parts of a task's key names, for a script that names the keys of the tasks it handles
- * (attempt-3.lua: the tasks it finishes, claims and reads from the queue stream;
+ * (attempt-4.lua: the tasks it finishes, claims and reads from the queue stream;
  * enqueue_batch-4.lua: the tasks it creates), so that hundreds of key names need not travel
  * as arguments: record = task + id, event log = task + id + eventsSuffix, exclusive =
  * exclusive + key, idempotency = idempotency + key. They share the queue's hash tag, so one

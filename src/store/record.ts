@@ -108,7 +108,7 @@ export function parseRecord(h: Hash): TaskRecord {
   return rec;
 }
 
-/** What a worker needs of a task it runs (the fields attempt-3.lua's claims return, RUN_FIELDS). */
+/** What a worker needs of a task it runs (the fields attempt-4.lua's claims return, RUN_FIELDS). */
 export interface RunnableTask {
   id: string;
   name: string;

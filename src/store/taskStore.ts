@@ -312,7 +312,7 @@ export class TaskStore {
     const reply = (await runScript(
       this.redis,
       'cancel',
-      [keys.task(queue, id), keys.events(queue, id), keys.scheduled(queue)],
+      [keys.task(queue, id), keys.events(queue, id), keys.scheduled(queue), keys.stats(queue)],
       [
         id,
         Date.now(),

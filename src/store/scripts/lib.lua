@@ -46,6 +46,38 @@ local function emit(record, events, channel, maxlen)
   return version, flat
 end
 
+-- The queue's outcome counters, kept in its stats hash (same slot) by the scripts that write
+-- the state, and read by /metrics when scraped: no change feed need be heard for them.
+-- Fields (name parts joined by newlines): `e,<state>,<task>` ends without a run time,
+-- `r,<state>,<task>,<bucket>` ends with one and `rs,<state>,<task>` their total ms,
+-- `w,<task>,<bucket>` and `ws,<task>` the same for the wait before an attempt started.
+-- A bucket is the index of the first bound of HISTOGRAM_MS (from the prelude) the time is
+-- within, 0 beyond the last.
+local function bucket_of(ms)
+  for i = 1, #HISTOGRAM_MS do
+    if ms <= HISTOGRAM_MS[i] then return i end
+  end
+  return 0
+end
+
+-- A task (or, for RETRY, an attempt) ended in `state`; `ran`: the run time of the attempt
+-- it ended (ms), or nil when none was running.
+local function count_end(stats, task, state, ran)
+  if ran then
+    local head = state .. '\n' .. task
+    redis.call('HINCRBY', stats, 'r\n' .. head .. '\n' .. bucket_of(ran), 1)
+    redis.call('HINCRBY', stats, 'rs\n' .. head, math.max(0, ran))
+  else
+    redis.call('HINCRBY', stats, 'e\n' .. state .. '\n' .. task, 1)
+  end
+end
+
+-- An attempt of `task` started `waited` ms after it was due.
+local function count_start(stats, task, waited)
+  redis.call('HINCRBY', stats, 'w\n' .. task .. '\n' .. bucket_of(waited), 1)
+  redis.call('HINCRBY', stats, 'ws\n' .. task, math.max(0, waited))
+end
+
 -- Check that the record may move to `to`. Returns the current state, or nil and the
 -- reason ('missing' or the current state) when it may not.
 local function may_move(record, to)

@@ -6,6 +6,7 @@
 -- KEYS[1] record      taskwire:{q}:t:<id>
 -- KEYS[2] events      taskwire:{q}:t:<id>:events
 -- KEYS[3] scheduled   taskwire:{q}:scheduled
+-- KEYS[4] stats       taskwire:{q}:stats (outcome counters: count_end in lib.lua)
 -- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] mode: 'abort' or 'terminate'   ARGV[4] reason
 -- ARGV[5] events channel   ARGV[6] log cap   ARGV[7] result TTL (ms)   ARGV[8] control channel
 -- ARGV[9] exclusive key prefix (taskwire:{q}:excl:): the task's exclusive key is named here
@@ -18,7 +19,7 @@
 -- or {'missing'}; or {'workflow', record} for a workflow, now REVOKED (workflow.lua).
 local id, now, mode, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local record, events = KEYS[1], KEYS[2]
-local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel', 'workflow')
+local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel', 'workflow', 'name')
 local state = f[1]
 if not state then return {'missing'} end
 if is_terminal(state) then return {'finished', redis.call('HGETALL', record)} end
@@ -48,4 +49,5 @@ redis.call('HDEL', record, 'next_at')
 redis.call('ZREM', KEYS[3], id .. '\n' .. (f[2] or ''))
 finalize(record, events, ARGV[9] .. (f[2] or ''), id, ARGV[7], f[2] or false)
 local _, written = emit(record, events, ARGV[5], ARGV[6])
+count_end(KEYS[4], f[5] or '', 'REVOKED')
 return {'revoked', written}
