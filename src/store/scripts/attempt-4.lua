@@ -27,7 +27,7 @@
 -- KEYS[1] stream      taskwire:{q}:stream
 -- KEYS[2] scheduled   taskwire:{q}:scheduled
 -- KEYS[3] replies     taskwire:{q}:replies:<worker>
--- KEYS[4] stats       taskwire:{q}:stats (outcome counters: count_end, count_start in lib.lua)
+-- KEYS[4] stats       taskwire:{q}:stats (outcome counters: count_end, flush_counts in lib.lua)
 -- The tasks' own keys are named here from the three prefixes below, as store/keys.ts names
 --   them (they share the queue's hash tag, so one Cluster slot), rather than sent: record
 --   taskwire:{q}:t:<id>, events taskwire:{q}:t:<id>:events, exclusive
@@ -133,7 +133,7 @@ local function finish(id, msg, token, target, next_at, fields, record, events, e
   ack(msg)
   if ends then finalize(record, events, exclusive, id, ttl, f[5] or false) end
   log_change(record, events, channel, maxlen, version)
-  if target ~= 'PENDING' then count_end(stats, f[8] or '', target, f[9] and tonumber(now) - tonumber(f[9])) end
+  if target ~= 'PENDING' then count_end(f[8] or '', target, f[9] and tonumber(now) - tonumber(f[9])) end
   return {'ok', target, version}
 end
 
@@ -145,7 +145,7 @@ local function terminal(id, msg, record, events, exclusive, state, etype, emsg, 
   redis.call('HDEL', record, 'token', 'next_at')
   finalize(record, events, exclusive, id, ttl)
   emit(record, events, channel, maxlen)
-  count_end(stats, task or '', state, ran)
+  count_end(task or '', state, ran)
   ack(msg)
 end
 
@@ -188,7 +188,7 @@ local function claim(id, msg, token, record, events, exclusive)
   local due
   if state == 'PENDING' then due = math.max(tonumber(f[12] or '0'), tonumber(f[13] or '0'))
   elseif state == 'RETRY' then due = tonumber(f[14] or '0') end
-  if due then count_start(stats, f[10] or '', tonumber(now) - due) end
+  if due then count_start(f[10] or '', tonumber(now) - due) end
   return {'run', (log_change(record, events, channel, maxlen, version, RUN_FIELDS))}
 end
 
@@ -228,6 +228,7 @@ if takes > 0 then
     end
   end
 end
+flush_counts(stats)
 local reply = {finished, claimed, taken}
 drop_answered()
 -- A call that found nothing to do changed nothing: run again, it does no harm.

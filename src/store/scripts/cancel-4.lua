@@ -6,7 +6,7 @@
 -- KEYS[1] record      taskwire:{q}:t:<id>
 -- KEYS[2] events      taskwire:{q}:t:<id>:events
 -- KEYS[3] scheduled   taskwire:{q}:scheduled
--- KEYS[4] stats       taskwire:{q}:stats (outcome counters: count_end in lib.lua)
+-- KEYS[4] stats       taskwire:{q}:stats (outcome counters: count_end, flush_counts in lib.lua)
 -- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] mode: 'abort' or 'terminate'   ARGV[4] reason
 -- ARGV[5] events channel   ARGV[6] log cap   ARGV[7] result TTL (ms)   ARGV[8] control channel
 -- ARGV[9] exclusive key prefix (taskwire:{q}:excl:): the task's exclusive key is named here
@@ -49,5 +49,6 @@ redis.call('HDEL', record, 'next_at')
 redis.call('ZREM', KEYS[3], id .. '\n' .. (f[2] or ''))
 finalize(record, events, ARGV[9] .. (f[2] or ''), id, ARGV[7], f[2] or false)
 local _, written = emit(record, events, ARGV[5], ARGV[6])
-count_end(KEYS[4], f[5] or '', 'REVOKED')
+count_end(f[5] or '', 'REVOKED')
+flush_counts(KEYS[4])
 return {'revoked', written}

@@ -52,7 +52,9 @@ end
 -- `r,<state>,<task>,<bucket>` ends with one and `rs,<state>,<task>` their total ms,
 -- `w,<task>,<bucket>` and `ws,<task>` the same for the wait before an attempt started.
 -- A bucket is the index of the first bound of HISTOGRAM_MS (from the prelude) the time is
--- within, 0 beyond the last.
+-- within, 0 beyond the last. The counts of one call are summed here and written by
+-- flush_counts, one HINCRBY per field: the tasks of a worker's turn mostly share them.
+local counts, counted = {}, {}
 local function bucket_of(ms)
   for i = 1, #HISTOGRAM_MS do
     if ms <= HISTOGRAM_MS[i] then return i end
@@ -60,22 +62,40 @@ local function bucket_of(ms)
   return 0
 end
 
+local function count(field, n)
+  local before = counts[field]
+  if before then
+    counts[field] = before + n
+  else
+    counts[field] = n
+    counted[#counted + 1] = field
+  end
+end
+
 -- A task (or, for RETRY, an attempt) ended in `state`; `ran`: the run time of the attempt
 -- it ended (ms), or nil when none was running.
-local function count_end(stats, task, state, ran)
+local function count_end(task, state, ran)
   if ran then
     local head = state .. '\n' .. task
-    redis.call('HINCRBY', stats, 'r\n' .. head .. '\n' .. bucket_of(ran), 1)
-    redis.call('HINCRBY', stats, 'rs\n' .. head, math.max(0, ran))
+    count('r\n' .. head .. '\n' .. bucket_of(ran), 1)
+    count('rs\n' .. head, math.max(0, ran))
   else
-    redis.call('HINCRBY', stats, 'e\n' .. state .. '\n' .. task, 1)
+    count('e\n' .. state .. '\n' .. task, 1)
   end
 end
 
 -- An attempt of `task` started `waited` ms after it was due.
-local function count_start(stats, task, waited)
-  redis.call('HINCRBY', stats, 'w\n' .. task .. '\n' .. bucket_of(waited), 1)
-  redis.call('HINCRBY', stats, 'ws\n' .. task, math.max(0, waited))
+local function count_start(task, waited)
+  count('w\n' .. task .. '\n' .. bucket_of(waited), 1)
+  count('ws\n' .. task, math.max(0, waited))
+end
+
+-- Write the counts of this call to the stats hash `stats`.
+local function flush_counts(stats)
+  for _, field in ipairs(counted) do
+    redis.call('HINCRBY', stats, field, counts[field])
+  end
+  counts, counted = {}, {}
 end
 
 -- Check that the record may move to `to`. Returns the current state, or nil and the
