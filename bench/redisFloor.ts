@@ -1,7 +1,7 @@
 /**
  * What Redis itself spends per task: the least work the design brief asks of Redis, against
- * taskwire's own scripts, on one redis-server started for the run (with a pattern
- * subscriber attached, as a running API server has). No worker or API process runs, so
+ * taskwire's own scripts, on one redis-server started for the run (with a subscriber of
+ * both queues' change channels attached, as an API server with an open WatchEvents has). No worker or API process runs, so
  * each figure is Redis's time alone, warm, one script call at a time:
  *
  * - create: a record, its log's first entry, its publish and its queue entry, for N tasks
@@ -21,7 +21,7 @@ import { Consumer, ensureGroups } from '../src/broker/consumer.js';
 import { connectReady } from '../src/redis.js';
 import { startRedisServer } from '../src/redisServer.js';
 import { AttemptStore, type Delivery, type Taken } from '../src/store/attemptStore.js';
-import { ALL_EVENTS_PATTERN, CONSUMER_GROUP, channels, keys, taskKeyParts } from '../src/store/keys.js';
+import { CONSUMER_GROUP, channels, keys, taskKeyParts } from '../src/store/keys.js';
 import { installScripts } from '../src/store/scripts.js';
 import { TaskStore } from '../src/store/taskStore.js';
 import { spread } from './lib/stats.js';
@@ -173,8 +173,8 @@ async function main(): Promise<void> {
   const subscriber = await connectReady(server.url, 'floor-subscriber');
   try {
     installScripts(redis);
-    await subscriber.psubscribe(ALL_EVENTS_PATTERN);
-    subscriber.on('pmessage', () => {});
+    for (const q of [MIN_QUEUE, QUEUE]) await subscriber.ssubscribe(channels.events(q));
+    subscriber.on('smessage', () => {});
     const store = new TaskStore(redis, registry, { ...LIMITS, maxPayloadBytes: 1 << 20 });
     const minKeys = [keys.stream(MIN_QUEUE)];
     const { task, eventsSuffix } = taskKeyParts(MIN_QUEUE);

@@ -66,10 +66,10 @@ describe('canceller', () => {
     const task = runningTask();
     running.set('t1', task);
     let next = task.next();
-    await pub.publish(channels.control(queue), 't1\nabort');
+    await pub.spublish(channels.control(queue), 't1\nabort');
     expect(await next).toBe('abort t1');
     next = task.next();
-    await pub.publish(channels.control(queue), 't1\nterminate');
+    await pub.spublish(channels.control(queue), 't1\nterminate');
     expect(await next).toBe('kill terminate');
     expect(task.cancel).toBe('terminate');
   });
@@ -78,24 +78,24 @@ describe('canceller', () => {
     const task = runningTask();
     running.set('t2', task);
     const next = task.next();
-    await pub.publish(channels.control(queue), 't2\nterminate');
+    await pub.spublish(channels.control(queue), 't2\nterminate');
     await next;
-    await pub.publish(channels.control(queue), 't2\nabort');
-    await pub.publish(channels.control(queue), 't2\nterminate');
+    await pub.spublish(channels.control(queue), 't2\nabort');
+    await pub.spublish(channels.control(queue), 't2\nterminate');
     // A request for another task, published after those, arrives after them.
     const other = runningTask();
     running.set('t3', other);
     const marker = other.next();
-    await pub.publish(channels.control(queue), 't3\nabort');
+    await pub.spublish(channels.control(queue), 't3\nabort');
     await marker;
     expect(task.done).toEqual(['kill terminate']);
   });
 
   it('applies a request heard before the task ran here once it begins', async () => {
     const announcedNow = new Promise<void>((r) => (onAnnounce = r));
-    await pub.publish(channels.control(queue), 't4\nterminate');
+    await pub.spublish(channels.control(queue), 't4\nterminate');
     // The announcement, published after the request, arrives after it.
-    await pub.publish(channels.control(queue), `due\n${Date.now()}`);
+    await pub.spublish(channels.control(queue), `due\n${Date.now()}`);
     await announcedNow;
     const task = runningTask();
     running.set('t4', task);
@@ -108,7 +108,7 @@ describe('canceller', () => {
   it('hands a countdown announcement to the promoter', async () => {
     const due = Date.now() + 60_000;
     const heard = new Promise<void>((r) => (onAnnounce = r));
-    await pub.publish(channels.control(queue), `due\n${due}`);
+    await pub.spublish(channels.control(queue), `due\n${due}`);
     await heard;
     expect(announced.at(-1)).toBe(due);
   });

@@ -97,6 +97,19 @@ describe('GET /metrics', () => {
     expect(m.get('taskwire_tasks_in_flight{queue="default"}')).toBe(0);
     expect(m.get('taskwire_watchers')).toBe(0);
     expect(m.has('process_cpu_seconds_total')).toBe(true);
+
+    // Counted in Redis, not heard by this server: a server started afterwards reports the same.
+    const late = await stack.startApi();
+    const res = await fetch(`http://127.0.0.1:${late.port}/metrics`);
+    const text = await res.text();
+    for (const line of [
+      'taskwire_tasks_succeeded_total{task="hello",queue="default"} 3',
+      'taskwire_tasks_revoked_total{task="sleep",queue="default"} 1',
+      'taskwire_task_run_seconds_count{task="fail",queue="default",state="FAILURE"} 1',
+      'taskwire_task_queue_wait_seconds_count{task="hello",queue="default"} 3',
+    ]) {
+      expect(text.split('\n')).toContain(line);
+    }
   });
 });
 

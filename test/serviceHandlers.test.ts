@@ -42,8 +42,7 @@ beforeAll(async () => {
   sub = redisClient(server.url);
   installScripts(redis);
   const store = new TaskStore(redis, registry, LIMITS);
-  const hub = new WatchHub(sub);
-  await hub.ready();
+  const hub = new WatchHub(sub, redis);
   const service = createTaskService({
     store,
     hub,

@@ -4,6 +4,7 @@
  * the queue's due set), so that checking a tick and starting its run is one script
  * (fire-10.lua); a registry (id → queue) finds it by id.
  */
+import { noteQueue } from '../store/queueRegistry.js';
 import type { Redis } from 'ioredis';
 import { invalid, quote, TaskwireError } from '../errors.js';
 import { newTaskId } from '../ids.js';
@@ -224,6 +225,7 @@ export class ScheduleStore {
     // downtime, then back on the grid.
     const next = nextTick(schedule, Math.max(tick, now));
     const task = await this.prepare({ ...schedule.task, queue }, now);
+    await noteQueue(this.redis, queue);
     const record = {
       ...task,
       id: newTaskId(queue),

@@ -23,6 +23,7 @@ import { ApiMetrics, withMetrics } from './metrics.js';
 import { createReflection } from './reflection.js';
 import { createTaskService } from './taskService.js';
 import { WatchHub } from './watchHub.js';
+import { noteQueue } from '../store/queueRegistry.js';
 import { QueueReaders, unreadQueueHint } from '../store/queueReaders.js';
 import { ScheduleStore } from '../beat/scheduleStore.js';
 
@@ -60,8 +61,9 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
   await checkEvictionPolicy(redis, log);
 
   const store = new TaskStore(redis, registry, config);
-  const hub = new WatchHub(sub);
-  await hub.ready();
+  // Subscribes to nothing until a watch opens.
+  const hub = new WatchHub(sub, redis);
+  for (const q of config.queues) await noteQueue(redis, q);
   const monitor = new RedisMonitor(redis);
   const reflection = createReflection([TaskService, Health]);
   const auth = new TokenAuth(config.tokens, config.publicEndpoints);

@@ -3,25 +3,24 @@
  *
  * Where each number comes from:
  * - tasks started: counted by the API server that accepted the Start (sum over servers);
- * - succeeded / failed / revoked / retried, run time and queue wait: from the change feed
- *   every API server already hears for its watchers (WatchHub). Every API server hears
- *   every change, so these describe the whole cluster as seen from this server: take
- *   max() over API servers, not sum(). A worker needs no port of its own for them.
+ * - succeeded / failed / revoked / retried, run time and queue wait: counted in Redis, in
+ *   each queue's slot, by the scripts that write a task's state (store/stats.ts), and read
+ *   when scraped. Every API server reports the same cluster-wide figures: take max() over
+ *   API servers, not sum(). No server hears a change feed for them, and a worker needs no
+ *   port of its own.
  * - queue depth, scheduled and in-flight: read from Redis when scraped (cluster-wide);
  * - watchers and open streams: this server's.
  */
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import type { Redis } from 'ioredis';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, type Metric, Registry } from 'prom-client';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
-import type { Hash, TaskRecord } from '../store/record.js';
+import { knownQueues } from '../store/queueRegistry.js';
+import type { TaskRecord } from '../store/record.js';
+import { cumulative, HISTOGRAM_SECONDS, type QueueStats, readStats, type TimeCounts } from '../store/stats.js';
 import type { TokenAuth } from './auth.js';
 import type { WatchHub } from './watchHub.js';
-
-const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
-/** Tasks whose last state is remembered to tell a state change from a progress update. */
-const REMEMBERED = 50_000;
 
 interface QueueState {
   queue: string;
@@ -30,26 +29,16 @@ interface QueueState {
   inFlight: number;
 }
 
-interface Seen {
-  state: string;
-  attempt: string;
-  /** When the task became due to run (ms), while it waits. */
-  due?: number;
-  /** When its attempt started (ms), while it runs: a change that ends it need not say. */
-  started?: number;
-}
-
-const num = (s: string | undefined): number | undefined => (s === undefined || s === '' ? undefined : Number(s));
+type Sample = { labels: Record<string, string | number>; value: number; metricName?: string };
 
 export class ApiMetrics {
   readonly registry = new Registry();
   private readonly started: Counter<'task' | 'queue'>;
-  private readonly ended: Record<'SUCCESS' | 'FAILURE' | 'REVOKED' | 'RETRY', Counter<'task' | 'queue'>>;
-  private readonly runSeconds: Histogram<'task' | 'queue' | 'state'>;
-  private readonly waitSeconds: Histogram<'task' | 'queue'>;
-  private readonly seen = new Map<string, Seen>();
   /** Read once per scrape, shared by the queue gauges. */
   private queueState: Promise<QueueState[]> | undefined;
+  /** The queues' outcome counters, read once per scrape; the last read that answered. */
+  private stats: Promise<Map<string, QueueStats>> | undefined;
+  private lastStats = new Map<string, QueueStats>();
 
   constructor(
     private readonly redis: Redis,
@@ -59,28 +48,52 @@ export class ApiMetrics {
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    const counter = (name: string, help: string) => new Counter({ name, help, labelNames: ['task', 'queue'] as const, registers });
-    this.started = counter('taskwire_tasks_started_total', 'Tasks accepted by Start on this API server.');
-    this.ended = {
-      SUCCESS: counter('taskwire_tasks_succeeded_total', 'Tasks that ended in SUCCESS (cluster-wide, from the change feed).'),
-      FAILURE: counter('taskwire_tasks_failed_total', 'Tasks that ended in FAILURE (cluster-wide, from the change feed).'),
-      REVOKED: counter('taskwire_tasks_revoked_total', 'Tasks that ended in REVOKED (cluster-wide, from the change feed).'),
-      RETRY: counter('taskwire_tasks_retried_total', 'Attempts that failed and will run again (cluster-wide).'),
-    };
-    this.runSeconds = new Histogram({
-      name: 'taskwire_task_run_seconds',
-      help: 'Run time of an attempt, from its start to its end, by the state it ended in.',
-      labelNames: ['task', 'queue', 'state'] as const,
-      buckets: SECONDS,
-      registers,
-    });
-    this.waitSeconds = new Histogram({
-      name: 'taskwire_task_queue_wait_seconds',
-      help: 'Time from when an attempt was due (queued, countdown or backoff over) to when a worker started it.',
+    this.started = new Counter({
+      name: 'taskwire_tasks_started_total',
+      help: 'Tasks accepted by Start on this API server.',
       labelNames: ['task', 'queue'] as const,
-      buckets: SECONDS,
       registers,
     });
+    // Counted in Redis by the scripts that write the state (store/stats.ts): every API
+    // server reports the same cluster-wide figures; take max() over servers, not sum().
+    const ended = (name: string, state: string, help: string) =>
+      this.custom(name, help, 'counter', async () => {
+        const out: Sample[] = [];
+        for (const [queue, st] of await this.readStats()) {
+          for (const [task, n] of st.ended.get(state) ?? []) out.push({ labels: { task, queue }, value: n });
+        }
+        return out;
+      });
+    ended('taskwire_tasks_succeeded_total', 'SUCCESS', 'Tasks that ended in SUCCESS (cluster-wide, counted in Redis).');
+    ended('taskwire_tasks_failed_total', 'FAILURE', 'Tasks that ended in FAILURE (cluster-wide, counted in Redis).');
+    ended('taskwire_tasks_revoked_total', 'REVOKED', 'Tasks that ended in REVOKED (cluster-wide, counted in Redis).');
+    ended('taskwire_tasks_retried_total', 'RETRY', 'Attempts that failed and will run again (cluster-wide, counted in Redis).');
+    this.custom(
+      'taskwire_task_run_seconds',
+      'Run time of an attempt, from its start to its end, by the state it ended in (cluster-wide, counted in Redis).',
+      'histogram',
+      async () => {
+        const out: Sample[] = [];
+        for (const [queue, st] of await this.readStats()) {
+          for (const [state, byTask] of st.run) {
+            for (const [task, t] of byTask) histogram(out, 'taskwire_task_run_seconds', { task, queue, state }, t);
+          }
+        }
+        return out;
+      },
+    );
+    this.custom(
+      'taskwire_task_queue_wait_seconds',
+      'Time from when an attempt was due (queued, countdown or backoff over) to when a worker started it (cluster-wide, counted in Redis).',
+      'histogram',
+      async () => {
+        const out: Sample[] = [];
+        for (const [queue, st] of await this.readStats()) {
+          for (const [task, t] of st.wait) histogram(out, 'taskwire_task_queue_wait_seconds', { task, queue }, t);
+        }
+        return out;
+      },
+    );
     const self = this;
     const perQueue = (name: string, help: string, pick: (q: QueueState) => number) =>
       new Gauge({
@@ -100,8 +113,7 @@ export class ApiMetrics {
       help: 'WatchStatus and WatchEvents streams open on this API server.',
       registers,
       collect() {
-        // Less one: the change-feed listener of these metrics is not a watcher.
-        this.set(hub.watchers - 1);
+        this.set(hub.watchers);
       },
     });
     new Gauge({
@@ -112,7 +124,6 @@ export class ApiMetrics {
         this.set(openStreams());
       },
     });
-    hub.watchAll((h) => this.observe(h));
   }
 
   /** A Start created a task (not an idempotent repeat). */
@@ -120,28 +131,30 @@ export class ApiMetrics {
     this.started.inc({ task: task.name, queue: task.queue });
   }
 
-  /** One change snapshot from the feed: count it when the state changed. */
-  observe(h: Hash): void {
-    const { id, state, name, queue } = h;
-    if (!id || !state || !name || !queue) return;
-    const attempt = h.attempt ?? '0';
-    const before = this.seen.get(id);
-    if (before && before.state === state && before.attempt === attempt) return; // progress, cancel flag
-    this.seen.delete(id);
-    const labels = { task: name, queue };
-    const started = num(h.started) ?? before?.started;
-    const at = num(h.finished) ?? num(h.updated) ?? Date.now();
-    if (state === 'STARTED') {
-      const due = before?.due ?? (attempt === '1' ? Math.max(num(h.created) ?? 0, num(h.not_before) ?? 0) : undefined);
-      if (due && started) this.waitSeconds.observe(labels, Math.max(0, started - due) / 1000);
-    } else if (started && (before === undefined || before.state === 'STARTED') && state !== 'PENDING') {
-      this.runSeconds.observe({ ...labels, state }, Math.max(0, at - started) / 1000);
-    }
-    if (state === 'SUCCESS' || state === 'FAILURE' || state === 'REVOKED' || state === 'RETRY') this.ended[state].inc(labels);
-    if (state === 'SUCCESS' || state === 'FAILURE' || state === 'REVOKED') return;
-    const due = state === 'PENDING' ? Math.max(num(h.updated) ?? 0, num(h.not_before) ?? 0) : state === 'RETRY' ? num(h.next_at) : undefined;
-    this.seen.set(id, { state, attempt, due, started: state === 'STARTED' ? started : undefined });
-    if (this.seen.size > REMEMBERED) this.seen.delete(this.seen.keys().next().value!);
+  /** A metric whose samples are made at scrape time from what Redis keeps. */
+  private custom(name: string, help: string, type: 'counter' | 'histogram', values: () => Promise<Sample[]>): void {
+    const metric = {
+      name,
+      help,
+      type,
+      get: async () => ({ name, help, type, aggregator: 'max', values: await values() }),
+    };
+    this.registry.registerMetric(metric as unknown as Metric);
+  }
+
+  /** The outcome counters of every queue in use (and this server's), shared by one scrape;
+   * with Redis away, the last figures read. */
+  private readStats(): Promise<Map<string, QueueStats>> {
+    this.stats ??= (async () => {
+      try {
+        const queues = new Set([...this.queues, ...(await knownQueues(this.redis))]);
+        this.lastStats = await readStats(this.redis, [...queues].sort());
+      } catch {
+        // Redis away: the counters keep their last values.
+      }
+      return this.lastStats;
+    })();
+    return this.stats;
   }
 
   /** Queue figures from Redis, shared by the gauges of one scrape. */
@@ -210,6 +223,7 @@ export class ApiMetrics {
   async render(): Promise<{ contentType: string; body: string }> {
     let body: string;
     this.queueState = undefined;
+    this.stats = undefined;
     try {
       body = await this.registry.metrics();
     } catch {
@@ -219,6 +233,17 @@ export class ApiMetrics {
     }
     return { contentType: this.registry.contentType, body };
   }
+}
+
+/** The samples of one histogram series: cumulative buckets, +Inf, sum (seconds) and count. */
+function histogram(out: Sample[], name: string, labels: Record<string, string>, t: TimeCounts): void {
+  const { bounds, count } = cumulative(t);
+  HISTOGRAM_SECONDS.forEach((le, i) => {
+    out.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: bounds[i]! });
+  });
+  out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: count });
+  out.push({ metricName: `${name}_sum`, labels, value: t.sumMs / 1000 });
+  out.push({ metricName: `${name}_count`, labels, value: count });
 }
 
 type NodeHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;

@@ -25,7 +25,7 @@ import {
 import { invalid, TaskwireError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TaskStore } from '../store/taskStore.js';
-import { parseRecord, type TaskRecord } from '../store/record.js';
+import { type Hash, parseRecord, type TaskRecord } from '../store/record.js';
 import { childSpan, formatTraceparent, parseTraceparent, traceFields } from '../trace.js';
 import { ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { startInputFromWire, stateFromWire, taskToWire } from './convert.js';
@@ -70,6 +70,10 @@ export const HINT_HEADER = 'taskwire-hint';
 /** The event a quiet stream carries so that proxies keep it open. */
 const heartbeat = () => ({ case: 'heartbeat' as const, value: create(HeartbeatSchema, { time: timestampNow() }) });
 
+/** How far apart the clocks of the API servers may be: a queue added while a WatchEvents
+ * is open is read from this long before the stream opened. */
+const CLOCK_SKEW_MS = 30_000;
+
 export function createTaskService({
   store,
   hub,
@@ -89,6 +93,22 @@ export function createTaskService({
     heartbeatMs: watchHeartbeatMs,
     toWire: (item) => ({ event: 'task' in item ? { case: 'task', value: taskToWire(item.task) } : heartbeat() }),
     toError: (err) => toConnectError(err, log),
+  };
+  // The tasks of `queue` created since `since` (ms), oldest first, each as it is now; or
+  // undefined when they could not be read.
+  const createdSince = async (queue: string, since: number): Promise<TaskRecord[] | undefined> => {
+    try {
+      const out: TaskRecord[] = [];
+      let pageToken = '';
+      do {
+        const page = await store.list({ queue, createdAfter: since, pageSize: 500, pageToken });
+        out.push(...page.tasks);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      return out.reverse();
+    } catch {
+      return undefined;
+    }
   };
   const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
@@ -211,42 +231,71 @@ export function createTaskService({
         box.drop();
         box.close();
       };
-      // A change published may hold only the fields it wrote: the stream sends whole records.
-      const whole = new WholeRecords(
-        (id) => store.getHash(id),
-        (h) => {
-          if (box.backlog >= maxStreamBacklog) {
-            endWith(
-              new ConnectError(
-                `this WatchEvents consumer fell ${maxStreamBacklog} events behind (TASKWIRE_MAX_STREAM_BACKLOG); read faster, then open a new WatchEvents and read ListTasks for what changed meanwhile`,
-                Code.ResourceExhausted,
-              ),
-            );
-            return;
-          }
-          try {
-            box.push(parseRecord(h));
-          } catch {
-            // a malformed message is not a reason to end the stream
-          }
-        },
-      );
-      const off = hub.watchAll(
-        (h) => {
-          if (!req.queue || h.queue === req.queue) whole.change(h);
-        },
-        () =>
+      const lost = () =>
+        endWith(
+          new ConnectError(
+            "the server's Redis subscription was interrupted, so events may have been missed; open a new WatchEvents and read ListTasks for what changed meanwhile",
+            Code.Unavailable,
+          ),
+        );
+      const deliver = (rec: ReturnType<typeof parseRecord>) => {
+        if (box.backlog >= maxStreamBacklog) {
           endWith(
             new ConnectError(
-              "the server's Redis subscription was interrupted, so events may have been missed; open a new WatchEvents and read ListTasks for what changed meanwhile",
-              Code.Unavailable,
+              `this WatchEvents consumer fell ${maxStreamBacklog} events behind (TASKWIRE_MAX_STREAM_BACKLOG); read faster, then open a new WatchEvents and read ListTasks for what changed meanwhile`,
+              Code.ResourceExhausted,
             ),
-          ),
-      );
+          );
+          return;
+        }
+        box.push(rec);
+      };
+      const openedAt = Date.now();
+      // A queue added while this stream is open (WatchEvents of every queue): the tasks
+      // created there so far are read and sent as they are, and the changes heard meanwhile
+      // wait, so that each task's changes reach the stream in order and once.
+      const filling = new Map<string, Hash[]>();
+      /** Tasks sent from such a read, by id: the version sent (a change up to it was sent). */
+      const sentAt = new Map<string, number>();
+      const hear = (h: Hash) => {
+        const held = filling.size && h.queue !== undefined ? filling.get(h.queue) : undefined;
+        if (held) return void held.push(h);
+        if (sentAt.size && h.id !== undefined) {
+          const sent = sentAt.get(h.id);
+          if (sent !== undefined) {
+            if (Number(h.version) <= sent) return;
+            sentAt.delete(h.id);
+          }
+        }
+        try {
+          deliver(parseRecord(h));
+        } catch {
+          // a malformed message is not a reason to end the stream
+        }
+      };
+      // A change published may hold only the fields it wrote: the stream sends whole records.
+      const whole = new WholeRecords((id) => store.getHash(id), hear);
+      const feed = hub.feed(req.queue || undefined, {
+        change: (h) => whole.change(h),
+        lost,
+        added(queue) {
+          const held: Hash[] = [];
+          filling.set(queue, held);
+          void createdSince(queue, openedAt - CLOCK_SKEW_MS).then((records) => {
+            filling.delete(queue);
+            if (!records) return lost();
+            for (const rec of records) {
+              sentAt.set(rec.id, rec.version);
+              deliver(rec);
+            }
+            for (const h of held) hear(h);
+          });
+        },
+      });
       const end = callEndOf(ctx);
       end.add(box);
       try {
-        await hub.ready();
+        await feed.live;
         for (;;) {
           const next = await box.next(watchHeartbeatMs);
           if ('closed' in next) {
@@ -262,7 +311,7 @@ export function createTaskService({
         throw toConnectError(err, log);
       } finally {
         end.remove(box);
-        off();
+        feed.off();
       }
     },
 

@@ -206,12 +206,13 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
   /** Subscribe, then read the record (and the log when resuming): the backlog to send first. */
   private async begin(): Promise<void> {
     const { store, hub } = this.deps;
-    const id = (this.id = await store.resolve(this.ref!));
+    const id = await store.resolve(this.ref!);
+    const queue = store.queueOf(id); // refuses a malformed id before anything is held
+    this.id = id;
     this.ref = undefined;
     if (this.ended) return;
-    hub.add(id, this);
     this.callEnd.add(this);
-    await hub.ready();
+    await hub.add(id, queue, this);
     const full = await this.deps.reads.run(() => store.getHash(id));
     // Parsed once: it is the first record sent, and its args and kwargs go with every later one.
     const current = parseRecord(full);
@@ -298,7 +299,7 @@ class Watch<Out> implements AsyncIterableIterator<Out>, Pullable<Out>, WatchList
     this.base = undefined;
     if (this.id !== undefined) {
       this.callEnd.remove(this);
-      this.deps.hub.remove(this.id, this);
+      this.deps.hub.remove(this.id, this.deps.store.queueOf(this.id), this);
     }
     this.box.close();
   }

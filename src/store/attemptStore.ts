@@ -231,7 +231,7 @@ export class AttemptStore {
   private async call(queue: string, finishes: Waiting<Finish, FinishResult>[], claims: Waiting<Claim, ClaimResult>[]): Promise<void> {
     const nonce = randomUUID();
     const answered = (this.answered.get(queue) ?? []).splice(0, MAX_ANSWERED_PER_CALL);
-    const keyList = [keys.stream(queue), keys.scheduled(queue), keys.replies(queue, this.worker)];
+    const keyList = [keys.stream(queue), keys.scheduled(queue), keys.replies(queue, this.worker), keys.stats(queue)];
     const args: (string | number)[] = [
       CONSUMER_GROUP,
       this.worker,

@@ -24,6 +24,9 @@ export const keys = {
   /** Hash: a worker's replies to its latest attempt-n.lua calls on the queue, by nonce, so
    * that a call sent again after its reply was lost is answered the same. */
   replies: (queue: string, worker: string) => `${queuePrefix(queue)}replies:${worker}`,
+  /** Hash: the queue's outcome counters and time histograms, kept by the scripts that write
+   * a task's state and read by /metrics (fields: `count_end` in scripts/lib.lua, store/stats.ts). */
+  stats: (queue: string) => `${queuePrefix(queue)}stats`,
   /** Sorted set of task ids by creation time (ms), for listing. */
   index: (queue: string) => `${queuePrefix(queue)}index`,
   /** String: id of the latest task started on the queue. */
@@ -49,7 +52,8 @@ export const keys = {
   workflowLive: (queue: string, id: string) => `${queuePrefix(queue)}t:${id}:live`,
   /** String written by each API server's health probe: Redis is SERVING only while it takes writes. */
   health: () => `${PREFIX}:health`,
-  /** Set of queue names that have ever been used. */
+  /** Set of queue names that have ever been used (a process adds a queue before it first
+   * creates a task there, and announces it on {@link channels.queueAdded}). */
   queues: () => `${PREFIX}:queues`,
   /** Hash: one periodic schedule (its definition, next and last run, counters), kept in the
    * queue of the task it starts so that a tick's check and its run are one script. */
@@ -76,14 +80,18 @@ export function taskKeyParts(queue: string): { task: string; eventsSuffix: strin
 }
 
 export const channels = {
-  /** Pub/sub: every change of every task of the queue (payload: the task log entry, as a JSON list of name, value: the whole record or only the fields the change wrote, `log_change` and `log_written` in scripts/lib.lua). */
+  /** Sharded pub/sub, in the queue's hash slot: every change of every task of the queue
+   * (payload: the task log entry, as a JSON list of name, value: the whole record or only the
+   * fields the change wrote, `log_change` and `log_written` in scripts/lib.lua). Subscribed
+   * only while a watch of the queue is open. */
   events: (queue: string) => `${queuePrefix(queue)}events`,
-  /** Pub/sub: cancel requests for running tasks of the queue (payload: task id). */
+  /** Sharded pub/sub, in the queue's hash slot: cancel requests for running tasks of the
+   * queue (payload: task id) and countdown announcements. */
   control: (queue: string) => `${queuePrefix(queue)}control`,
+  /** Sharded pub/sub: the name of a queue just added to {@link keys.queues}, so that a
+   * WatchEvents of every queue subscribes to it before its first task is created. */
+  queueAdded: () => `${PREFIX}:queues:added`,
 } as const;
 
 /** The consumer group every worker of a queue reads through. */
 export const CONSUMER_GROUP = 'workers';
-
-/** Pattern matching every task-event channel, for watchers of all queues. */
-export const ALL_EVENTS_PATTERN = `${PREFIX}:{*}:events`;

@@ -9,6 +9,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { luaPrelude } from './states.js';
+import { histogramPrelude } from './stats.js';
 
 export type ScriptName = 'enqueue' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap' | 'workflow_start' | 'fire' | 'schedule_edit';
 
@@ -23,7 +24,7 @@ let sources: Map<ScriptName, ScriptSource> | undefined;
 
 function loadSources(): Map<ScriptName, ScriptSource> {
   if (sources) return sources;
-  const lib = luaPrelude() + readFileSync(`${dir}lib.lua`, 'utf8') + readFileSync(`${dir}workflow.lua`, 'utf8');
+  const lib = luaPrelude() + histogramPrelude() + readFileSync(`${dir}lib.lua`, 'utf8') + readFileSync(`${dir}workflow.lua`, 'utf8');
   sources = new Map();
   for (const file of readdirSync(dir)) {
     const m = /^([a-z_]+)-(\d+|n)\.lua$/.exec(file);

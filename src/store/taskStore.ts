@@ -7,6 +7,7 @@
  */
 import type { Redis } from 'ioredis';
 import { invalid, notFound, quote, TaskwireError } from '../errors.js';
+import { noteQueue } from './queueRegistry.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId, queueOf } from '../ids.js';
 import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../json.js';
 import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
@@ -216,6 +217,7 @@ export class TaskStore {
   /** `signal`: the caller's deadline or cancel; a Start it ends writes nothing. */
   async start(input: StartInput, signal?: AbortSignal): Promise<StartResult> {
     const task = this.prepare(input);
+    await noteQueue(this.redis, task.queue);
     const key = task.exclusiveKey;
     if (!key) {
       const outcome = await this.batcher.enqueue(task);
@@ -310,6 +312,7 @@ export class TaskStore {
         keys.workflowResults(queue, id),
         keys.workflowChildren(queue, id),
         keys.workflowLive(queue, id),
+        keys.stats(queue),
       ],
       [
         id,

@@ -4,6 +4,7 @@
  * GetStatus, and the tasks a cancel of the workflow must reach. Advancing a workflow is not
  * done here: the scripts that end a task do it (workflow.lua).
  */
+import { noteQueue } from './queueRegistry.js';
 import type { Redis } from 'ioredis';
 import { invalid, quote } from '../errors.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId } from '../ids.js';
@@ -70,6 +71,7 @@ export class WorkflowStore {
       traceparent: input.traceparent,
     };
     const id = workflow.id;
+    for (const q of new Set([queue, ...plan.queues])) await noteQueue(this.redis, q);
     const qs: Record<string, Record<string, string>> = {};
     for (const q of plan.queues) {
       const parts = taskKeyParts(q);

@@ -37,9 +37,11 @@ export class Canceller {
     private readonly log: Logger,
   ) {}
 
-  /** Subscribe to the queues' control channels; resolves once subscribed. */
+  /** Subscribe to the queues' control channels; resolves once subscribed. Sharded pub/sub:
+   * each channel lives in its queue's hash slot, so on a Redis Cluster it is heard from the
+   * shard that owns the queue, one channel per call (a call may not span slots). */
   async start(): Promise<void> {
-    this.sub.on('message', (_channel: string, payload: string) => {
+    this.sub.on('smessage', (_channel: string, payload: string) => {
       const nl = payload.indexOf('\n');
       if (nl < 0) return;
       const head = payload.slice(0, nl);
@@ -49,7 +51,7 @@ export class Canceller {
         if (Number.isFinite(due)) this.onScheduled(due);
       } else if (rest === 'abort' || rest === 'terminate') this.apply(head, rest);
     });
-    await this.sub.subscribe(...this.queues.map((q) => channels.control(q)));
+    await Promise.all(this.queues.map((q) => this.sub.ssubscribe(channels.control(q))));
   }
 
   /** Close the subscription. */

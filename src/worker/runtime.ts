@@ -20,6 +20,7 @@ import type { Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady } from '../redis.js';
 import { AttemptStore } from '../store/attemptStore.js';
 import { Canceller } from './canceller.js';
+import { noteQueue } from '../store/queueRegistry.js';
 import { ConsumerReaper } from './consumerReaper.js';
 import { Fetcher } from './fetcher.js';
 import { LeaseKeeper, leaseTick } from './leaseKeeper.js';
@@ -107,6 +108,8 @@ export class Worker {
     const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
     await checkEvictionPolicy(redis, log);
     await ensureGroups(redis, config.queues);
+    // Its tasks' changes are heard by a WatchEvents of every queue, old tasks' included.
+    for (const q of config.queues) await noteQueue(redis, q);
     const pool = await Pool.create(config.concurrency, config.tasksModule, log);
     const worker = new Worker(config, log, redis, blocking, sub, pool);
     await worker.canceller.start();

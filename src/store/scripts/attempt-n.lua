@@ -29,6 +29,7 @@
 -- KEYS[1] stream      taskwire:{q}:stream
 -- KEYS[2] scheduled   taskwire:{q}:scheduled
 -- KEYS[3] replies     taskwire:{q}:replies:<worker>
+-- KEYS[4] stats       taskwire:{q}:stats (outcome counters: count_end, flush_counts in lib.lua)
 -- then per finish, then per claim, the task's keys: record taskwire:{q}:t:<id>, events
 --   taskwire:{q}:t:<id>:events, exclusive taskwire:{q}:excl:<key> (taskwire:{q}:excl: when
 --   it has none: never written)
@@ -52,7 +53,7 @@
 --   WorkerLostError).
 -- A call sent again returns instead the JSON text of its first reply.
 local key, arg = reader(KEYS, 1), reader(ARGV, 1)
-local stream, scheduled, replies = key(3)
+local stream, scheduled, replies, stats = key(4)
 local group, worker, now, channel, maxlen, ttl = arg(6)
 local finishes, claims = arg(2)
 local nonce, keep = arg(2)
@@ -82,7 +83,7 @@ local function ack(msg)
 end
 
 local function finish(id, msg, token, target, next_at, fields, record, events, exclusive)
-  local f = redis.call('HMGET', record, 'state', 'token', 'cancel', 'cancel_reason', 'ekey', 'version', 'attempt', 'name', 'queue')
+  local f = redis.call('HMGET', record, 'state', 'token', 'cancel', 'cancel_reason', 'ekey', 'version', 'attempt', 'name', 'queue', 'started')
   if not f[1] then
     ack(msg)
     return {'gone'}
@@ -125,39 +126,44 @@ local function finish(id, msg, token, target, next_at, fields, record, events, e
   ack(msg)
   if ends then finalize(record, events, exclusive, id, ttl, f[5] or false) end
   log_written(events, channel, maxlen, version, {'id', id, 'name', f[8], 'queue', f[9]}, set, del)
+  if target ~= 'PENDING' then count_end(f[8] or '', target, f[10] and tonumber(now) - tonumber(f[10])) end
   return {'ok', target, version}
 end
 
 -- End a task that will not run, with its message.
-local function terminal(id, msg, record, events, exclusive, state, etype, emsg)
+-- `task`, `ran`: its name and the run time of the attempt it ends (nil: none ran), counted.
+local function terminal(id, msg, record, events, exclusive, state, etype, emsg, task, ran)
   redis.call('HSET', record, 'state', state, 'err_type', etype, 'err_msg', emsg,
     'finished', now, 'updated', now)
   redis.call('HDEL', record, 'token', 'next_at')
   finalize(record, events, exclusive, id, ttl)
   emit(record, events, channel, maxlen)
+  count_end(task or '', state, ran)
   ack(msg)
 end
 
 local function claim(id, msg, token, record, events, exclusive)
-  local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress', 'wf_plan')
+  local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress', 'wf_plan',
+    'name', 'started', 'updated', 'not_before', 'next_at')
   local state = f[1]
   if not state then ack(msg) return {'gone'} end
   if is_terminal(state) then ack(msg) return {'finished', state} end
 
   local attempt, max = tonumber(f[2] or '0'), tonumber(f[3] or '1')
+  local ran = state == 'STARTED' and f[11] and tonumber(now) - tonumber(f[11]) or nil
   if state == 'STARTED' then
     -- The attempt in the record belonged to a worker that is gone.
     if f[5] then
-      terminal(id, msg, record, events, exclusive, 'REVOKED', 'TaskRevokedError', f[6] or 'cancelled')
+      terminal(id, msg, record, events, exclusive, 'REVOKED', 'TaskRevokedError', f[6] or 'cancelled', f[10], ran)
       return {'revoked'}
     end
     if attempt >= max then
       terminal(id, msg, record, events, exclusive, 'FAILURE', 'WorkerLostError',
-        'the worker running attempt ' .. attempt .. ' of ' .. max .. ' was lost')
+        'the worker running attempt ' .. attempt .. ' of ' .. max .. ' was lost', f[10], ran)
       return {'lost'}
     end
   elseif f[4] and tonumber(f[4]) < tonumber(now) then
-    terminal(id, msg, record, events, exclusive, 'REVOKED', 'Expired', 'the task expired before a worker could start it')
+    terminal(id, msg, record, events, exclusive, 'REVOKED', 'Expired', 'the task expired before a worker could start it', f[10])
     return {'expired'}
   end
 
@@ -173,6 +179,12 @@ local function claim(id, msg, token, record, events, exclusive)
   end
   -- A task of a workflow: the workflow is STARTED from its first task's first attempt.
   if f[9] then wf.started(f[9], now) end
+  -- Due: when it was queued or its countdown ended (PENDING), its backoff ended (RETRY).
+  -- A task taken over from a lost worker has no wait of its own.
+  local due
+  if state == 'PENDING' then due = math.max(tonumber(f[12] or '0'), tonumber(f[13] or '0'))
+  elseif state == 'RETRY' then due = tonumber(f[14] or '0') end
+  if due then count_start(f[10] or '', tonumber(now) - due) end
   local r = redis.call('HMGET', record, unpack(RUN_NAMES))
   log_written(events, channel, maxlen, version, {'id', id, 'name', r[1], 'queue', r[10]}, set, del)
   local run = {'attempt', tostring(attempt + 1)}
@@ -196,6 +208,7 @@ for i = 1, tonumber(claims) do
   local id, msg, token = arg(3)
   claimed[i] = claim(id, msg, token, record, events, exclusive)
 end
+flush_counts(stats)
 local reply = {finished, claimed}
 drop_answered()
 -- A call that found nothing to do changed nothing: run again, it does no harm.

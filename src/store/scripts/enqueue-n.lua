@@ -76,5 +76,5 @@ if latest then
   redis.call('ZREMRANGEBYSCORE', index_key, '-inf', now - ttl)
   redis.call('SET', latest_key, latest)
 end
-if earliest then redis.call('PUBLISH', control, 'due\n' .. earliest) end
+if earliest then publish(control, 'due\n' .. earliest) end
 return out

@@ -62,7 +62,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - ttl)
 redis.call('SET', KEYS[8], id)
 redis.call('SET', KEYS[9], id, 'PX', ttl)
 if queue_task(KEYS[5], KEYS[6], id, '', due, now) then
-  redis.call('PUBLISH', ARGV[11], 'due\n' .. due)
+  publish(ARGV[11], 'due\n' .. due)
 end
 
 redis.call('HSET', KEYS[1], 'last_run_at', tick, 'last_task_id', id)

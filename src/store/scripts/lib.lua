@@ -2,6 +2,14 @@
 -- state-machine prelude (allowed(from, to), is_terminal(state)) generated from
 -- src/store/states.ts.
 
+-- Tell the listeners of `channel` (a channel in the queue's hash slot) about a change or a
+-- request. Sharded pub/sub: on a Redis Cluster only the shard that owns the slot delivers it,
+-- to the clients subscribed there, instead of every node of the cluster; a standalone Redis
+-- serves it the same way.
+local function publish(channel, payload)
+  redis.call('SPUBLISH', channel, payload)
+end
+
 -- Fields of the record that never travel in change events: immutable bulk and secrets.
 -- (A table: looked up for every field of every change.)
 local PRIVATE = {args = true, kwargs = true, token = true, msg = true}
@@ -25,7 +33,7 @@ local function log_change(record, events, channel, maxlen, version, pick)
     end
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(snapshot))
-  redis.call('PUBLISH', channel, cjson.encode(snapshot))
+  publish(channel, cjson.encode(snapshot))
   return picked, flat
 end
 
@@ -50,7 +58,7 @@ local function log_written(events, channel, maxlen, version, head, set, del)
     end
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, version .. '-0', unpack(entry))
-  redis.call('PUBLISH', channel, cjson.encode(entry))
+  publish(channel, cjson.encode(entry))
 end
 
 -- Bump the record's version, then log_change(). Returns the new version and the record as
@@ -60,6 +68,58 @@ local function emit(record, events, channel, maxlen)
   local version = redis.call('HINCRBY', record, 'version', 1)
   local _, flat = log_change(record, events, channel, maxlen, version)
   return version, flat
+end
+
+-- The queue's outcome counters, kept in its stats hash (same slot) by the scripts that write
+-- the state, and read by /metrics when scraped: no change feed need be heard for them.
+-- Fields (name parts joined by newlines): `e,<state>,<task>` ends without a run time,
+-- `r,<state>,<task>,<bucket>` ends with one and `rs,<state>,<task>` their total ms,
+-- `w,<task>,<bucket>` and `ws,<task>` the same for the wait before an attempt started.
+-- A bucket is the index of the first bound of HISTOGRAM_MS (from the prelude) the time is
+-- within, 0 beyond the last. The counts of one call are summed here and written by
+-- flush_counts, one HINCRBY per field: the tasks of a worker's turn mostly share them.
+local counts, counted = {}, {}
+local function bucket_of(ms)
+  for i = 1, #HISTOGRAM_MS do
+    if ms <= HISTOGRAM_MS[i] then return i end
+  end
+  return 0
+end
+
+local function count(field, n)
+  local before = counts[field]
+  if before then
+    counts[field] = before + n
+  else
+    counts[field] = n
+    counted[#counted + 1] = field
+  end
+end
+
+-- A task (or, for RETRY, an attempt) ended in `state`; `ran`: the run time of the attempt
+-- it ended (ms), or nil when none was running.
+local function count_end(task, state, ran)
+  if ran then
+    local head = state .. '\n' .. task
+    count('r\n' .. head .. '\n' .. bucket_of(ran), 1)
+    count('rs\n' .. head, math.max(0, ran))
+  else
+    count('e\n' .. state .. '\n' .. task, 1)
+  end
+end
+
+-- An attempt of `task` started `waited` ms after it was due.
+local function count_start(task, waited)
+  count('w\n' .. task .. '\n' .. bucket_of(waited), 1)
+  count('ws\n' .. task, math.max(0, waited))
+end
+
+-- Write the counts of this call to the stats hash `stats`.
+local function flush_counts(stats)
+  for _, field in ipairs(counted) do
+    redis.call('HINCRBY', stats, field, counts[field])
+  end
+  counts, counted = {}, {}
 end
 
 -- Check that the record may move to `to`. Returns the current state, or nil and the
@@ -119,7 +179,7 @@ local function create_record(record, events, channel, maxlen, given)
   end
   redis.call('HSET', record, unpack(fields))
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '1-0', unpack(snapshot))
-  redis.call('PUBLISH', channel, cjson.encode(snapshot))
+  publish(channel, cjson.encode(snapshot))
 end
 
 -- Put a created task where it waits for a worker: the scheduled set until `due` (ms) when

@@ -78,7 +78,7 @@ function wf.create(plan, m, i, n, input, now)
   redis.call('RPUSH', m.kids, n.id)
   redis.call('SADD', m.live, n.id)
   if queue_task(q.s, q.z, n.id, '', due, now) then
-    redis.call('PUBLISH', q.o, 'due\n' .. tostring(due))
+    publish(q.o, 'due\n' .. tostring(due))
   end
 end
 

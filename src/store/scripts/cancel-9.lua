@@ -13,6 +13,7 @@
 -- KEYS[4] exclusive   taskwire:{q}:excl:<ARGV[9]>
 -- KEYS[5..8] when the id is a workflow's, its plan, results, children and live tasks
 --   (taskwire:{q}:t:<id>:plan, :results, :children, :live), which its end writes
+-- KEYS[9] stats       taskwire:{q}:stats (outcome counters: count_end, flush_counts in lib.lua)
 -- ARGV[1] id   ARGV[2] now (ms)   ARGV[3] mode: 'abort' or 'terminate'   ARGV[4] reason
 -- ARGV[5] events channel   ARGV[6] log cap   ARGV[7] result TTL (ms)   ARGV[8] control channel
 -- ARGV[9] the exclusive key KEYS[4] is named after, or ''
@@ -25,7 +26,7 @@
 local record, events, scheduled, exclusive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, now, mode, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local channel, maxlen, ttl, control, named = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel', 'workflow')
+local f = redis.call('HMGET', record, 'state', 'ekey', 'cancel', 'workflow', 'name')
 local state, ekey = f[1], f[2] or ''
 if not state then return {'missing'} end
 if is_terminal(state) then return {'finished', redis.call('HGETALL', record)} end
@@ -46,7 +47,7 @@ if state == 'STARTED' then
     redis.call('HSET', record, 'cancel', mode, 'cancel_reason', reason, 'updated', now)
     written = select(2, emit(record, events, channel, maxlen))
   end
-  redis.call('PUBLISH', control, id .. '\n' .. (f[3] == 'terminate' and 'terminate' or mode))
+  publish(control, id .. '\n' .. (f[3] == 'terminate' and 'terminate' or mode))
   return {'requested', written or redis.call('HGETALL', record)}
 end
 
@@ -57,4 +58,6 @@ redis.call('HDEL', record, 'next_at')
 redis.call('ZREM', scheduled, id .. '\n' .. ekey)
 finalize(record, events, exclusive, id, ttl, f[2] or false)
 local _, written = emit(record, events, channel, maxlen)
+count_end(f[5] or '', 'REVOKED')
+flush_counts(KEYS[9])
 return {'revoked', written}
