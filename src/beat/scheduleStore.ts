@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import { invalid, quote, TaskwireError } from '../errors.js';
-import { newTaskId } from '../ids.js';
+import { newTaskId, QueuePartitions, queueName } from '../ids.js';
 import { channels, keys } from '../store/keys.js';
 import { newRecordFields, pairsToHash, type Hash, type TaskRecord } from '../store/record.js';
 import { runScript } from '../store/scripts.js';
@@ -121,7 +121,9 @@ export class ScheduleStore {
    * `keepPaused`: a replacement keeps the stored paused flag (code-declared schedules).
    */
   async put(input: ScheduleSpec, options: { replace?: boolean; keepPaused?: boolean } = {}): Promise<{ schedule: Schedule; outcome: string }> {
-    const { spec, queue } = await this.check(input);
+    const { spec, queue: name } = await this.check(input);
+    // A schedule of a partitioned queue lives in the partition its id maps to, and its runs too.
+    const queue = new QueuePartitions(this.limits.queuePartitions).pick(name, `schedule:${spec.id}`);
     const registered = await this.redis.hget(keys.scheduleRegistry(), spec.id);
     if (registered && !options.replace && (await this.redis.exists(keys.schedule(registered, spec.id)))) {
       throw exists(spec.id);
@@ -130,7 +132,7 @@ export class ScheduleStore {
       await this.edit(registered, 'delete', spec.id, []);
     }
     await this.redis.hset(keys.scheduleRegistry(), spec.id, queue);
-    const fields = definitionFields(spec, queue);
+    const fields = definitionFields(spec, name);
     const paused = options.keepPaused && spec.paused === undefined ? '' : spec.paused ? '1' : '0';
     const reply = (await this.edit(queue, 'put', spec.id, [options.replace ? '1' : '0', nextTick(spec, Date.now()), paused, ...fields])) as [
       string,
@@ -223,7 +225,7 @@ export class ScheduleStore {
     // The next grid point after the later of the tick and now: one catch-up run after a
     // downtime, then back on the grid.
     const next = nextTick(schedule, Math.max(tick, now));
-    const task = await this.prepare({ ...schedule.task, queue }, now);
+    const task = await this.prepare({ ...schedule.task, queue: queueName(queue) }, now);
     const record = {
       ...task,
       id: newTaskId(queue),

@@ -37,6 +37,7 @@ export type ServerConfig = Pick<
   | 'maxPayloadBytes'
   | 'watchHeartbeatMs'
   | 'queues'
+  | 'queuePartitions'
   | 'maxRequestBytes'
   | 'maxConnectionBufferBytes'
   | 'maxWatchersPerConnection'
@@ -66,7 +67,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
   const reflection = createReflection([TaskService, Health]);
   const auth = new TokenAuth(config.tokens, config.publicEndpoints);
   const limits = new StreamLimits(config);
-  const metrics = new ApiMetrics(redis, hub, config.queues, () => limits.open);
+  const metrics = new ApiMetrics(redis, hub, store.partitions.expand(config.queues), () => limits.open);
 
   const schedules = new ScheduleStore(redis, store, config);
   metrics.countSchedules(() => schedules.list());
@@ -80,7 +81,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     watchHeartbeatMs: config.watchHeartbeatMs,
     maxStreamBacklog: config.maxStreamBacklog,
     onStarted,
-    readers: new QueueReaders(redis, (queue) => log.warn(unreadQueueHint(queue), { queue })),
+    readers: new QueueReaders(redis, (queue) => log.warn(unreadQueueHint(queue), { queue }), store.partitions),
     schedules,
   });
   const healthService = createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs);

@@ -159,7 +159,7 @@ export function createTaskService({
       guard(async () => {
         const id = await store.resolve({ id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue });
         const task = await store.get(id);
-        if (task.workflow) task.children = await store.workflows.children(task.queue, task.id);
+        if (task.workflow) task.children = await store.workflows.children(store.queueOf(task.id), task.id);
         return create(GetStatusResponseSchema, { task: taskToWire(task) });
       }),
 
@@ -292,7 +292,7 @@ export function createTaskService({
           onStarted?.(task);
           log.debug('workflow started', { task_id: task.id, queue: task.queue, ...traceFields(span) });
         }
-        task.children = await store.workflows.children(task.queue, task.id);
+        task.children = await store.workflows.children(store.queueOf(task.id), task.id);
         return create(StartWorkflowResponseSchema, { task: taskToWire(task) });
       }),
     ...(schedules

@@ -16,6 +16,7 @@ import type { Redis } from 'ioredis';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import type { Config } from '../config.js';
+import { QueuePartitions } from '../ids.js';
 import type { Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady } from '../redis.js';
 import { AttemptStore } from '../store/attemptStore.js';
@@ -32,7 +33,14 @@ import { StreamTrimmer } from './streamTrimmer.js';
 export type WorkerConfig = Pick<
   Config,
   'redisUrl' | 'queues' | 'concurrency' | 'tasksModule' | 'workerName' | 'resultTtlMs' | 'eventLogCap' | 'leaseMs'
->;
+> &
+  Partial<Pick<Config, 'queuePartitions'>>;
+
+/** The queues a worker reads, each partitioned queue as all its partitions: every duty
+ * (fetch, reclaim, promote, trim, reap, cancel) sees a partition as a queue of its own. */
+function queuesRead(config: WorkerConfig): string[] {
+  return new QueuePartitions(config.queuePartitions).expand(config.queues);
+}
 
 export class Worker {
   private readonly runner: Runner;
@@ -56,7 +64,8 @@ export class Worker {
     sub: Redis,
     private readonly pool: Pool,
   ) {
-    const { workerName: self, queues, leaseMs } = config;
+    const { workerName: self, leaseMs } = config;
+    const queues = queuesRead(config);
     const attempts = new AttemptStore(redis, self, config);
     this.trimmer = new StreamTrimmer(redis, log);
     this.promoter = new Promoter(redis, queues, leaseTick(leaseMs), log);
@@ -106,7 +115,7 @@ export class Worker {
     const blocking = await connectReady(url, 'worker-read', { queueWhileDown: true, noPipelining: true });
     const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
     await checkEvictionPolicy(redis, log);
-    await ensureGroups(redis, config.queues);
+    await ensureGroups(redis, queuesRead(config));
     const pool = await Pool.create(config.concurrency, config.tasksModule, log);
     const worker = new Worker(config, log, redis, blocking, sub, pool);
     await worker.canceller.start();
