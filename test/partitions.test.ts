@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Code, ConnectError, resultOf, TaskState, TaskwireClient, type Task } from '../src/client/index.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { idTime, queueOf } from '../src/ids.js';
+import { createRegistry, defineQueue } from '../src/tasks/define.js';
 import { keys } from '../src/store/keys.js';
 import { Follow, isState } from './helpers/follow.js';
 import { runsAtLeast } from './helpers/periodic.js';
@@ -271,6 +272,41 @@ describe('a schedule of a partitioned queue', () => {
     expect(partitions.size, 'every run in one partition').toBe(1);
     expect([...partitions][0]).toMatch(/^hot#[0-3]$/);
     for (const r of runs) expect(await tw.wait(r.id)).toBe('Hello tick!');
+  });
+});
+
+describe('a queue declared partitioned in the tasks module (defineQueue)', () => {
+  const TASKS = 'test/fixtures/partitionTasks.ts';
+
+  it('spreads its tasks over its partitions in every process that loads the module', async () => {
+    const api = await stack.startApi({ env: { TASKWIRE_TASKS: TASKS } });
+    const worker = await stack.startWorker({ env: { TASKWIRE_TASKS: TASKS, TASKWIRE_QUEUES: 'declared' } });
+    const client = new TaskwireClient({ baseUrl: `http://127.0.0.1:${api.port}` });
+    const tasks = await Promise.all(Array.from({ length: 8 }, (_, i) => client.start('hello', { queue: 'declared', args: [`d${i}`, 0] })));
+    for (const t of tasks) expect(t.id).toMatch(new RegExp(`^declared#[01]/${UUID}$`));
+    expect(new Set(tasks.map((t) => partitionOf(t.id)))).toEqual(new Set([0, 1]));
+    expect(await Promise.all(tasks.map((t) => client.wait(t.id)))).toEqual(tasks.map((_, i) => `Hello d${i}!`));
+    await Promise.all([worker.stop(5000), api.stop(5000)]);
+  });
+
+  it('stops an API server or a worker whose setting gives the queue another count', async () => {
+    for (const command of ['serve', 'worker']) {
+      const { code, stderr } = await runTaskwire([command, '--port', '0'].slice(0, command === 'serve' ? 3 : 1), {
+        REDIS_URL: stack.redis.url,
+        TASKWIRE_TASKS: TASKS,
+        TASKWIRE_QUEUE_PARTITIONS: 'declared=3',
+      });
+      expect(code, command).not.toBe(0);
+      expect(stderr, command).toContain(
+        'queue "declared" has 2 partition(s) in the tasks module (defineQueue) but 3 in --queue-partitions / TASKWIRE_QUEUE_PARTITIONS',
+      );
+    }
+  });
+
+  it('refuses a bad declaration where it is written', () => {
+    expect(() => defineQueue('bad name', { partitions: 2 })).toThrow(/queue name "bad name" must be 1 to 64 letters/);
+    expect(() => defineQueue('q', { partitions: 0 })).toThrow(/queue "q": partitions must be a whole number from 1 to 256; got 0/);
+    expect(() => createRegistry(defineQueue('q', { partitions: 2 }), defineQueue('q', { partitions: 2 }))).toThrow(/queue "q" is defined twice/);
   });
 });
 

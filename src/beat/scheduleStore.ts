@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import { invalid, quote, TaskwireError } from '../errors.js';
-import { newTaskId, QueuePartitions, queueName } from '../ids.js';
+import { newTaskId, queueName } from '../ids.js';
 import { channels, keys } from '../store/keys.js';
 import { newRecordFields, pairsToHash, type Hash, type TaskRecord } from '../store/record.js';
 import { runScript } from '../store/scripts.js';
@@ -55,7 +55,7 @@ const SCHEDULE_ID = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
 const ID_RULE = "use 1 to 128 letters, digits, '_', '.', ':', '-', starting with a letter, digit or '_'";
 
 /** What a schedule needs of the task store: the checks and defaults of a Start. */
-type Preparer = Pick<TaskStore, 'prepare'>;
+type Preparer = Pick<TaskStore, 'prepare' | 'partitions'>;
 
 export class ScheduleStore {
   private preparer: Promise<Preparer> | undefined;
@@ -68,10 +68,14 @@ export class ScheduleStore {
     private readonly limits: StoreLimits,
   ) {}
 
-  private prepare(input: StartInput, now?: number): Promise<TaskRecord> {
+  private taskStore(): Promise<Preparer> {
     const tasks = this.tasks;
     this.preparer ??= typeof tasks === 'function' ? tasks() : Promise.resolve(tasks);
-    return this.preparer.then((t) => t.prepare(input, now));
+    return this.preparer;
+  }
+
+  private prepare(input: StartInput, now?: number): Promise<TaskRecord> {
+    return this.taskStore().then((t) => t.prepare(input, now));
   }
 
   /** Check a definition before anything reaches Redis; returns it normalized, with its queue. */
@@ -123,7 +127,7 @@ export class ScheduleStore {
   async put(input: ScheduleSpec, options: { replace?: boolean; keepPaused?: boolean } = {}): Promise<{ schedule: Schedule; outcome: string }> {
     const { spec, queue: name } = await this.check(input);
     // A schedule of a partitioned queue lives in the partition its id maps to, and its runs too.
-    const queue = new QueuePartitions(this.limits.queuePartitions).pick(name, `schedule:${spec.id}`);
+    const queue = (await this.taskStore()).partitions.pick(name, `schedule:${spec.id}`);
     const registered = await this.redis.hget(keys.scheduleRegistry(), spec.id);
     if (registered && !options.replace && (await this.redis.exists(keys.schedule(registered, spec.id)))) {
       throw exists(spec.id);

@@ -56,6 +56,8 @@ export interface ApiServer {
 export async function startApiServer(config: ServerConfig, log: Logger): Promise<ApiServer> {
   const url = config.redisUrl!;
   const registry = await loadRegistry(config.tasksModule);
+  // A queue given two partition counts (setting and tasks module) stops the server here, before Redis.
+  registry.queuePartitions(config.queuePartitions);
   const redis = await connectReady(url, 'api');
   const sub = await connectReady(url, 'api-watch', { queueWhileDown: true, noPipelining: true });
   await checkEvictionPolicy(redis, log);

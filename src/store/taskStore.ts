@@ -107,7 +107,7 @@ export class TaskStore {
     private readonly registry: TaskRegistry,
     private readonly limits: StoreLimits,
   ) {
-    this.partitions = new QueuePartitions(limits.queuePartitions);
+    this.partitions = new QueuePartitions(registry.queuePartitions(limits.queuePartitions));
     this.guard = new ExclusiveGuard(redis);
     this.batcher = new EnqueueBatcher(redis, limits);
     this.workflows = new WorkflowStore(

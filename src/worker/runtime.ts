@@ -20,6 +20,7 @@ import { QueuePartitions } from '../ids.js';
 import type { Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady } from '../redis.js';
 import { AttemptStore } from '../store/attemptStore.js';
+import { loadRegistry } from '../tasks/define.js';
 import { Canceller } from './canceller.js';
 import { ConsumerReaper } from './consumerReaper.js';
 import { Fetcher } from './fetcher.js';
@@ -36,10 +37,13 @@ export type WorkerConfig = Pick<
 > &
   Partial<Pick<Config, 'queuePartitions'>>;
 
-/** The queues a worker reads, each partitioned queue as all its partitions: every duty
- * (fetch, reclaim, promote, trim, reap, cancel) sees a partition as a queue of its own. */
-function queuesRead(config: WorkerConfig): string[] {
-  return new QueuePartitions(config.queuePartitions).expand(config.queues);
+/** The queues a worker reads, each partitioned queue (in the setting or the tasks module) as
+ * all its partitions: every duty (fetch, reclaim, promote, trim, reap, cancel) sees a
+ * partition as a queue of its own. */
+async function queuesRead(config: WorkerConfig): Promise<string[]> {
+  // A module that does not load is reported by the handler threads, as without partitions.
+  const registry = await loadRegistry(config.tasksModule).catch(() => undefined);
+  return new QueuePartitions(registry?.queuePartitions(config.queuePartitions) ?? config.queuePartitions).expand(config.queues);
 }
 
 export class Worker {
@@ -65,7 +69,7 @@ export class Worker {
     private readonly pool: Pool,
   ) {
     const { workerName: self, leaseMs } = config;
-    const queues = queuesRead(config);
+    const queues = config.queues;
     const attempts = new AttemptStore(redis, self, config);
     this.trimmer = new StreamTrimmer(redis, log);
     this.promoter = new Promoter(redis, queues, leaseTick(leaseMs), log);
@@ -108,6 +112,7 @@ export class Worker {
 
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
     const url = config.redisUrl!;
+    const queues = await queuesRead(config);
     // No auto-pipelining: the worker batches its own commands (its writes of a turn go as one
     // script call per queue, AttemptStore), and ioredis's pipeline per tick only added CPU.
     // Commands still reach Redis in the order issued.
@@ -115,9 +120,9 @@ export class Worker {
     const blocking = await connectReady(url, 'worker-read', { queueWhileDown: true, noPipelining: true });
     const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
     await checkEvictionPolicy(redis, log);
-    await ensureGroups(redis, queuesRead(config));
+    await ensureGroups(redis, queues);
     const pool = await Pool.create(config.concurrency, config.tasksModule, log);
-    const worker = new Worker(config, log, redis, blocking, sub, pool);
+    const worker = new Worker({ ...config, queues }, log, redis, blocking, sub, pool);
     await worker.canceller.start();
     worker.leases.start();
     worker.recoverer.start();
