@@ -8,7 +8,7 @@
  */
 import calculateSlot from 'cluster-key-slot';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Code, ConnectError, resultOf, TaskState, TaskwireClient, type Task } from '../src/client/index.js';
+import { CancelOutcome, Code, ConnectError, resultOf, TaskState, TaskwireClient, type Task } from '../src/client/index.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { idTime, queueOf } from '../src/ids.js';
 import { createRegistry, defineQueue } from '../src/tasks/define.js';
@@ -21,7 +21,7 @@ import { startStack, type Stack } from './helpers/stack.js';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
-const PARTITIONS = 'hot=4,default=3,listed=4,crash=3,watched=3';
+const PARTITIONS = 'hot=4,default=3,listed=4,crash=3,watched=3,cancelled=3';
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}';
 
 let stack: Stack;
@@ -186,6 +186,27 @@ describe('a partitioned queue', () => {
   });
 });
 
+describe('a task of a partitioned queue', () => {
+  it('is cancelled in its partition: a running one terminated, a waiting one revoked', async () => {
+    const worker = await stack.startWorker({ args: ['-c', '8'], env: { TASKWIRE_QUEUES: 'cancelled' } });
+    const running = await startMany('cancelled', 3, 'sleep', [30]);
+    await Promise.all(running.map((t) => new Follow(tw, t.id).until(isState(TaskState.STARTED), `${t.id} started`)));
+    const waiting = await Promise.all(Array.from({ length: 3 }, () => tw.start('hello', { queue: 'cancelled', countdownMs: 3_600_000 })));
+    expect(new Set(running.map((t) => partitionOf(t.id))).size).toBe(3);
+    expect(new Set(waiting.map((t) => partitionOf(t.id))).size).toBe(3);
+    const outcomes = await Promise.all([...running, ...waiting].map((t) => tw.cancel(t.id, { terminate: true })));
+    expect(outcomes.map((o) => o.outcome)).toEqual([...running.map(() => CancelOutcome.REQUESTED), ...waiting.map(() => CancelOutcome.REVOKED)]);
+    for (const t of [...running, ...waiting]) expect((await watchToEnd(t.id)).state, t.id).toBe(TaskState.REVOKED);
+    await worker.stop(5000);
+  });
+
+  it('with a countdown runs when it is due, whichever partition it is in', async () => {
+    const tasks = await Promise.all(Array.from({ length: 8 }, (_, i) => tw.start('hello', { queue: 'hot', countdownMs: 500, args: [`c${i}`, 0] })));
+    expect(new Set(tasks.map((t) => partitionOf(t.id))).size).toBe(4);
+    expect(await Promise.all(tasks.map((t) => tw.wait(t.id)))).toEqual(tasks.map((_, i) => `Hello c${i}!`));
+  });
+});
+
 describe('ListTasks of a partitioned queue', () => {
   it('pages through every partition, newest first, each task once', async () => {
     // No worker reads "listed": its tasks stay PENDING, and the listing does not move.
@@ -209,6 +230,17 @@ describe('ListTasks of a partitioned queue', () => {
     // A filter still applies across partitions.
     const none = await tw.rpc.listTasks({ queue: 'listed', states: [TaskState.SUCCESS] });
     expect(none.tasks).toEqual([]);
+  });
+
+  it("counts the queue's waiting tasks in /metrics under its name, adding up its partitions", async () => {
+    const api = await stack.startApi({ env: { TASKWIRE_QUEUES: 'listed' } });
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${api.port}/metrics`)).text();
+      expect(text).toMatch(/^taskwire_queue_depth\{queue="listed"\} 30$/m);
+      expect(text).not.toContain('listed#');
+    } finally {
+      await api.stop(5000);
+    }
   });
 
   it('refuses a page token that is not one it wrote', async () => {
@@ -246,11 +278,11 @@ describe('WatchEvents of a partitioned queue', () => {
 describe('a worker of a partitioned queue SIGKILLed mid-run', () => {
   it('loses no task: another worker takes over the partitions it held', async () => {
     const a = await stack.startWorker({ args: ['-c', '6'], env: { TASKWIRE_QUEUES: 'crash', TASKWIRE_WORKER_NAME: 'crash-a' } });
-    const tasks = await startMany('crash', 6, 'sleep', [1]);
+    const tasks = await startMany('crash', 6, 'sleep', [5]);
     expect(new Set(tasks.map((t) => partitionOf(t.id))).size).toBe(3);
     await Promise.all(tasks.map((t) => new Follow(tw, t.id).until(isState(TaskState.STARTED), `${t.id} started`)));
-    const b: TaskwireProcess = await stack.startWorker({ args: ['-c', '6'], env: { TASKWIRE_QUEUES: 'crash', TASKWIRE_WORKER_NAME: 'crash-b' } });
     expect(await a.kill()).toBe('SIGKILL');
+    const b: TaskwireProcess = await stack.startWorker({ args: ['-c', '6'], env: { TASKWIRE_QUEUES: 'crash', TASKWIRE_WORKER_NAME: 'crash-b' } });
     for (const t of tasks) {
       const end = await watchToEnd(t.id);
       expect(end.state, t.id).toBe(TaskState.SUCCESS);
