@@ -207,6 +207,31 @@ describe('a task of a partitioned queue', () => {
   });
 });
 
+describe('a workflow on partitioned queues', () => {
+  it("keeps its tasks of a queue in one partition, the workflow's on its own queue, and runs to its result", async () => {
+    const wf = await tw.chain(tw.sig('add', 1, 1), tw.sig('add', 2)).start({ queue: 'hot' });
+    expect(wf.id).toMatch(new RegExp(`^hot#[0-3]/${UUID}$`));
+    expect(await tw.wait(wf.id)).toBe(4);
+    const kids = (await tw.rpc.getStatus({ id: wf.id })).task!.children;
+    expect(kids).toHaveLength(2);
+    expect(new Set(kids.map((id) => queueOf(id))).size, 'both tasks in one partition of default').toBe(1);
+    expect(kids[0]).toMatch(new RegExp(`^default#[0-2]/${UUID}$`));
+
+    const group = await tw.group(...Array.from({ length: 6 }, (_, k) => tw.signature('add', { args: [k, k], queue: 'hot' }))).start({ queue: 'hot' });
+    expect(await tw.wait(group.id)).toEqual([0, 2, 4, 6, 8, 10]);
+    const members = (await tw.rpc.getStatus({ id: group.id })).task!.children;
+    expect(members.map((id) => queueOf(id))).toEqual(members.map(() => queueOf(group.id)));
+  });
+
+  it('gives every StartWorkflow with one idempotency key the same workflow', async () => {
+    const flows = await Promise.all(
+      Array.from({ length: 6 }, () => tw.chain(tw.sig('add', 1, 1), tw.sig('add', 2)).start({ queue: 'hot', idempotencyKey: 'wf-once' })),
+    );
+    expect(new Set(flows.map((f) => f.id)).size).toBe(1);
+    expect(await tw.wait(flows[0]!.id)).toBe(4);
+  });
+});
+
 describe('ListTasks of a partitioned queue', () => {
   it('pages through every partition, newest first, each task once', async () => {
     // No worker reads "listed": its tasks stay PENDING, and the listing does not move.
