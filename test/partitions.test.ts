@@ -126,6 +126,12 @@ describe('a partitioned queue', () => {
       expect(err.code, bad).toBe(Code.InvalidArgument);
       expect(err.rawMessage).toContain('is not a task id');
     }
+    // A partition is no queue name: Start and the latest-task shortcut refuse it before Redis.
+    for (const call of [tw.start('hello', { queue: 'hot#1' }), tw.status({ queue: 'hot#1' })]) {
+      const err = await refusal(call);
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toContain('"hot#1" is not a queue name');
+    }
   });
 
   it('gives every Start with one idempotency key the same task, however many race', async () => {
