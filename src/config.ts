@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_QUEUE, isValidQueueName } from './ids.js';
+import { DEFAULT_QUEUE, isValidQueueName, MAX_PARTITIONS } from './ids.js';
 
 export interface Config {
   /** Unset in `taskwire dev` means: start a private redis-server. */
@@ -16,6 +16,8 @@ export interface Config {
   port: number;
   concurrency: number;
   queues: string[];
+  /** Partition count of each partitioned queue; every process must be given the same. */
+  queuePartitions: Record<string, number>;
   /** Module whose default export is the task registry. */
   tasksModule: string;
   workerName: string;
@@ -94,6 +96,7 @@ export const SETTINGS = {
   port: { flag: 'port', env: 'TASKWIRE_PORT' },
   concurrency: { flag: 'concurrency', env: 'TASKWIRE_CONCURRENCY' },
   queues: { flag: 'queues', env: 'TASKWIRE_QUEUES' },
+  queuePartitions: { flag: 'queue-partitions', env: 'TASKWIRE_QUEUE_PARTITIONS' },
   tasks: { flag: 'tasks', env: 'TASKWIRE_TASKS' },
   name: { flag: 'name', env: 'TASKWIRE_WORKER_NAME' },
   lease: { flag: 'lease', env: 'TASKWIRE_LEASE' },
@@ -210,6 +213,31 @@ function loadTls(flags: Flags, env: NodeJS.ProcessEnv): Config['tls'] {
   return { cert, key };
 }
 
+/** `default=8,emails=4`: the queues that are partitioned, and into how many partitions. */
+function loadPartitions(flags: Flags, env: NodeJS.ProcessEnv): Record<string, number> {
+  const o = SETTINGS.queuePartitions;
+  const text = raw(flags, env, o);
+  const counts: Record<string, number> = Object.create(null);
+  if (text === undefined) return counts;
+  for (const part of text.split(',').map((p) => p.trim())) {
+    if (!part) continue;
+    const m = /^([^=\s]+)\s*=\s*(\S+)$/.exec(part);
+    const queue = m?.[1] ?? part;
+    if (!m || !isValidQueueName(queue)) {
+      throw new ConfigError(
+        `${where(o)} must be a comma-separated list of queue=partitions such as default=8,emails=4 (queue names of letters, digits, '_', '.', '-'); "${part}" is not`,
+      );
+    }
+    const n = Number(m[2]);
+    if (!/^\d+$/.test(m[2]!) || n < 1 || n > MAX_PARTITIONS) {
+      throw new ConfigError(`${where(o)}: queue "${queue}" must have a whole number of partitions from 1 to ${MAX_PARTITIONS}; got "${m[2]}"`);
+    }
+    if (counts[queue] !== undefined) throw new ConfigError(`${where(o)} names queue "${queue}" twice`);
+    counts[queue] = n;
+  }
+  return counts;
+}
+
 export const DEFAULT_TASKS_MODULE = fileURLToPath(new URL('./tasks/index.js', import.meta.url)).replace(
   /\.js$/,
   import.meta.url.endsWith('.ts') ? '.ts' : '.js',
@@ -282,6 +310,7 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
     port: integer(flags, env, SETTINGS.port, 50051, 0, 65535),
     concurrency: integer(flags, env, SETTINGS.concurrency, cores, 1, 10_000),
     queues,
+    queuePartitions: loadPartitions(flags, env),
     tasksModule: raw(flags, env, SETTINGS.tasks) ?? DEFAULT_TASKS_MODULE,
     workerName: raw(flags, env, SETTINGS.name) ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`,
     resultTtlMs: duration(flags, env, SETTINGS.resultTtl, 86_400_000, 1000),

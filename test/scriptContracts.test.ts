@@ -427,7 +427,9 @@ describe('attempt', () => {
     expect(fields).toMatchObject({ name: 'hello', args: '["world"]', kwargs: '{"loud":true}', attempt: '1', max_attempts: '1', time_limit: '5000' });
     expect(fields).not.toHaveProperty('token');
     expect(fields).not.toHaveProperty('created');
-    expect(touched).toEqual(sorted([keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, a.id), keys.events(Q, a.id), keys.task(Q, b.id), keys.events(Q, b.id)]));
+    expect(touched).toEqual(
+      sorted([keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, a.id), keys.events(Q, a.id), keys.task(Q, b.id), keys.events(Q, b.id)]),
+    );
     expect(await redis.hgetall(keys.task(Q, a.id))).toMatchObject({ state: 'STARTED', token: 'tok-0', worker: WORKER, attempt: '1', version: '2' });
     expect(await redis.hget(keys.task(Q, b.id), 'token')).toBe('tok-1');
   });
@@ -438,7 +440,9 @@ describe('attempt', () => {
       attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'SUCCESS', ekey: 'report', fields: ['result', '42'] }] }),
     );
     expect(reply).toEqual([[['ok', 'SUCCESS', 3]], []]);
-    expect(touched).toEqual(sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, id), keys.events(Q, id), keys.exclusive(Q, 'report')]));
+    expect(touched).toEqual(
+      sorted([keys.stream(Q), keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, id), keys.events(Q, id), keys.exclusive(Q, 'report')]),
+    );
     const record = await redis.hgetall(keys.task(Q, id));
     expect(record).toMatchObject({ state: 'SUCCESS', result: '42', version: '3' });
     expect(record).not.toHaveProperty('token');
@@ -455,7 +459,9 @@ describe('attempt', () => {
       attempt({ finishes: [{ id, msg, token: 'tok-1', state: 'RETRY', nextAt, fields: ['err_type', 'Boom', 'err_msg', 'no', 'err_tb', ''] }] }),
     );
     expect(reply).toEqual([[['ok', 'RETRY', 3]], []]);
-    expect(touched).toEqual(sorted([keys.stream(Q), keys.scheduled(Q), keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, id), keys.events(Q, id)]));
+    expect(touched).toEqual(
+      sorted([keys.stream(Q), keys.scheduled(Q), keys.replies(Q, WORKER), keys.stats(Q), keys.task(Q, id), keys.events(Q, id)]),
+    );
     expect(await redis.zrange(keys.scheduled(Q), 0, -1, 'WITHSCORES')).toEqual([`${id}\n`, String(nextAt)]);
     expect(await redis.hgetall(keys.task(Q, id))).toMatchObject({ state: 'RETRY', next_at: String(nextAt), err_type: 'Boom' });
     expect(await redis.pttl(keys.task(Q, id))).toBe(-1);

@@ -16,7 +16,8 @@ export interface Beat {
   stop(): Promise<void>;
 }
 
-type BeatConfig = Pick<Config, 'redisUrl' | 'tasksModule' | 'resultTtlMs' | 'eventLogCap' | 'maxPayloadBytes'>;
+type BeatConfig = Pick<Config, 'redisUrl' | 'tasksModule' | 'resultTtlMs' | 'eventLogCap' | 'maxPayloadBytes'> &
+  Partial<Pick<Config, 'queuePartitions'>>;
 
 /** `declare`: create or update the schedules the tasks module declares (workers). */
 /**

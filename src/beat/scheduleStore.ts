@@ -7,7 +7,7 @@
 import { noteQueue } from '../store/queueRegistry.js';
 import type { Redis } from 'ioredis';
 import { invalid, quote, TaskwireError } from '../errors.js';
-import { newTaskId } from '../ids.js';
+import { newTaskId, queueName } from '../ids.js';
 import { channels, keys } from '../store/keys.js';
 import { newRecordFields, pairsToHash, type Hash, type TaskRecord } from '../store/record.js';
 import { runScript } from '../store/scripts.js';
@@ -56,7 +56,7 @@ const SCHEDULE_ID = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
 const ID_RULE = "use 1 to 128 letters, digits, '_', '.', ':', '-', starting with a letter, digit or '_'";
 
 /** What a schedule needs of the task store: the checks and defaults of a Start. */
-type Preparer = Pick<TaskStore, 'prepare'>;
+type Preparer = Pick<TaskStore, 'prepare' | 'partitions'>;
 
 export class ScheduleStore {
   private preparer: Promise<Preparer> | undefined;
@@ -69,10 +69,14 @@ export class ScheduleStore {
     private readonly limits: StoreLimits,
   ) {}
 
-  private prepare(input: StartInput, now?: number): Promise<TaskRecord> {
+  private taskStore(): Promise<Preparer> {
     const tasks = this.tasks;
     this.preparer ??= typeof tasks === 'function' ? tasks() : Promise.resolve(tasks);
-    return this.preparer.then((t) => t.prepare(input, now));
+    return this.preparer;
+  }
+
+  private prepare(input: StartInput, now?: number): Promise<TaskRecord> {
+    return this.taskStore().then((t) => t.prepare(input, now));
   }
 
   /** Check a definition before anything reaches Redis; returns it normalized, with its queue. */
@@ -122,7 +126,9 @@ export class ScheduleStore {
    * `keepPaused`: a replacement keeps the stored paused flag (code-declared schedules).
    */
   async put(input: ScheduleSpec, options: { replace?: boolean; keepPaused?: boolean } = {}): Promise<{ schedule: Schedule; outcome: string }> {
-    const { spec, queue } = await this.check(input);
+    const { spec, queue: name } = await this.check(input);
+    // A schedule of a partitioned queue lives in the partition its id maps to, and its runs too.
+    const queue = (await this.taskStore()).partitions.pick(name, `schedule:${spec.id}`);
     const registered = await this.redis.hget(keys.scheduleRegistry(), spec.id);
     if (registered && !options.replace && (await this.redis.exists(keys.schedule(registered, spec.id)))) {
       throw exists(spec.id);
@@ -131,7 +137,7 @@ export class ScheduleStore {
       await this.edit(registered, 'delete', spec.id, []);
     }
     await this.redis.hset(keys.scheduleRegistry(), spec.id, queue);
-    const fields = definitionFields(spec, queue);
+    const fields = definitionFields(spec, name);
     const paused = options.keepPaused && spec.paused === undefined ? '' : spec.paused ? '1' : '0';
     const reply = (await this.edit(queue, 'put', spec.id, [options.replace ? '1' : '0', nextTick(spec, Date.now()), paused, ...fields])) as [
       string,
@@ -224,7 +230,7 @@ export class ScheduleStore {
     // The next grid point after the later of the tick and now: one catch-up run after a
     // downtime, then back on the grid.
     const next = nextTick(schedule, Math.max(tick, now));
-    const task = await this.prepare({ ...schedule.task, queue }, now);
+    const task = await this.prepare({ ...schedule.task, queue: queueName(queue) }, now);
     await noteQueue(this.redis, queue);
     const record = {
       ...task,

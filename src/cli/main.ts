@@ -38,6 +38,7 @@ Settings (flag / environment variable, default):
   --port / TASKWIRE_PORT                      50051
   --concurrency / TASKWIRE_CONCURRENCY        number of CPUs
   --queues / TASKWIRE_QUEUES                  default
+  --queue-partitions / TASKWIRE_QUEUE_PARTITIONS   (none) partitioned queues, e.g. default=8,emails=4
   --tasks / TASKWIRE_TASKS                    the bundled example tasks
   --lease / TASKWIRE_LEASE                    20s   (a silent worker's tasks are taken over after ~1.25x)
   --grace / TASKWIRE_SHUTDOWN_GRACE           10s
@@ -72,6 +73,7 @@ const OPTIONS = {
   port: { type: 'string' },
   concurrency: { type: 'string', short: 'c' },
   queues: { type: 'string', short: 'Q' },
+  'queue-partitions': { type: 'string' },
   tasks: { type: 'string' },
   name: { type: 'string' },
   lease: { type: 'string' },

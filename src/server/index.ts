@@ -38,6 +38,7 @@ export type ServerConfig = Pick<
   | 'maxPayloadBytes'
   | 'watchHeartbeatMs'
   | 'queues'
+  | 'queuePartitions'
   | 'maxRequestBytes'
   | 'maxConnectionBufferBytes'
   | 'maxWatchersPerConnection'
@@ -56,6 +57,8 @@ export interface ApiServer {
 export async function startApiServer(config: ServerConfig, log: Logger): Promise<ApiServer> {
   const url = config.redisUrl!;
   const registry = await loadRegistry(config.tasksModule);
+  // A queue given two partition counts (setting and tasks module) stops the server here, before Redis.
+  registry.queuePartitions(config.queuePartitions);
   const redis = await connectReady(url, 'api');
   const sub = await connectReady(url, 'api-watch', { queueWhileDown: true, noPipelining: true });
   await checkEvictionPolicy(redis, log);
@@ -68,7 +71,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
   const reflection = createReflection([TaskService, Health]);
   const auth = new TokenAuth(config.tokens, config.publicEndpoints);
   const limits = new StreamLimits(config);
-  const metrics = new ApiMetrics(redis, hub, config.queues, () => limits.open);
+  const metrics = new ApiMetrics(redis, hub, store.partitions.expand(config.queues), () => limits.open);
 
   const schedules = new ScheduleStore(redis, store, config);
   metrics.countSchedules(() => schedules.list());
@@ -82,7 +85,7 @@ export async function startApiServer(config: ServerConfig, log: Logger): Promise
     watchHeartbeatMs: config.watchHeartbeatMs,
     maxStreamBacklog: config.maxStreamBacklog,
     onStarted,
-    readers: new QueueReaders(redis, (queue) => log.warn(unreadQueueHint(queue), { queue })),
+    readers: new QueueReaders(redis, (queue) => log.warn(unreadQueueHint(queue), { queue }), store.partitions),
     schedules,
   });
   const healthService = createHealthService(monitor, [TaskService.typeName], config.watchHeartbeatMs);

@@ -15,6 +15,7 @@ import type http from 'node:http';
 import type http2 from 'node:http2';
 import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Counter, Gauge, type Metric, Registry } from 'prom-client';
+import { queueName } from '../ids.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import { knownQueues } from '../store/queueRegistry.js';
 import type { TaskRecord } from '../store/record.js';
@@ -168,7 +169,7 @@ export class ApiMetrics {
         pipe.zcard(keys.scheduled(q));
       }
       const replies = (await pipe.exec()) ?? [];
-      return this.queues.map((queue, i) => {
+      const parts = this.queues.map((queue, i) => {
         const [len, groups, scheduled] = replies.slice(i * 3, i * 3 + 3).map(([err, v]) => (err ? undefined : v));
         let inFlight = 0;
         let lag: unknown;
@@ -186,6 +187,15 @@ export class ApiMetrics {
         const ready = typeof lag === 'number' ? lag : Math.max(0, Number(len ?? 0) - inFlight);
         return { queue, ready, scheduled: Number(scheduled ?? 0), inFlight };
       });
+      // The partitions of a partitioned queue add up under the queue's name.
+      const byName = new Map<string, QueueState>();
+      for (const p of parts) {
+        const name = queueName(p.queue);
+        const sum = byName.get(name);
+        if (!sum) byName.set(name, { ...p, queue: name });
+        else for (const f of ['ready', 'scheduled', 'inFlight'] as const) sum[f] += p[f];
+      }
+      return [...byName.values()];
     })();
     value.catch(() => undefined);
     this.queueState = value;

@@ -34,6 +34,7 @@ import { Mailbox } from './mailbox.js';
 import type { WatchHub } from './watchHub.js';
 import { watchTask, type WatchDeps } from './watchTask.js';
 import { WholeRecords } from './wholeRecords.js';
+import { queueName, queueOf } from '../ids.js';
 import { callEndOf, throwEndStatus } from './callEnd.js';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
 import { isTerminal } from '../store/states.js';
@@ -180,7 +181,7 @@ export function createTaskService({
       guard(async () => {
         const id = await store.resolve({ id: req.id, exclusiveKey: req.exclusiveKey, queue: req.queue });
         const task = await store.get(id);
-        if (task.workflow) task.children = await store.workflows.children(task.queue, task.id);
+        if (task.workflow) task.children = await store.workflows.children(store.queueOf(task.id), task.id);
         return create(GetStatusResponseSchema, { task: taskToWire(task) });
       }),
 
@@ -258,7 +259,7 @@ export function createTaskService({
       /** Tasks sent from such a read, by id: the version sent (a change up to it was sent). */
       const sentAt = new Map<string, number>();
       const hear = (h: Hash) => {
-        const held = filling.size && h.queue !== undefined ? filling.get(h.queue) : undefined;
+        const held = filling.size && h.id !== undefined ? filling.get(queueOf(h.id) ?? '') : undefined;
         if (held) return void held.push(h);
         if (sentAt.size && h.id !== undefined) {
           const sent = sentAt.get(h.id);
@@ -275,16 +276,17 @@ export function createTaskService({
       };
       // A change published may hold only the fields it wrote: the stream sends whole records.
       const whole = new WholeRecords((id) => store.getHash(id), hear);
-      const feed = hub.feed(req.queue || undefined, {
+      const feed = hub.feed(req.queue ? store.partitions.of(req.queue) : undefined, {
         change: (h) => whole.change(h),
         lost,
         added(queue) {
           const held: Hash[] = [];
           filling.set(queue, held);
-          void createdSince(queue, openedAt - CLOCK_SKEW_MS).then((records) => {
+          void createdSince(queueName(queue), openedAt - CLOCK_SKEW_MS).then((records) => {
             filling.delete(queue);
             if (!records) return lost();
-            for (const rec of records) {
+            // `queue` is one partition of a partitioned queue: the others' tasks are heard apart.
+            for (const rec of records.filter((r) => queueOf(r.id) === queue)) {
               sentAt.set(rec.id, rec.version);
               deliver(rec);
             }
@@ -348,7 +350,7 @@ export function createTaskService({
           onStarted?.(task);
           log.debug('workflow started', { task_id: task.id, queue: task.queue, ...traceFields(span) });
         }
-        task.children = await store.workflows.children(task.queue, task.id);
+        task.children = await store.workflows.children(store.queueOf(task.id), task.id);
         return create(StartWorkflowResponseSchema, { task: taskToWire(task) });
       }),
     ...(schedules

@@ -98,14 +98,14 @@ export class WatchHub {
   }
 
   /**
-   * Every change of `queue`'s tasks (of every queue's, when undefined) to `listener`, until
+   * Every change of the tasks of `queues` (of every queue's, when undefined) to `listener`, until
    * `off` is called. `live` resolves once the subscriptions are live; changes made before
    * are not heard. A feed of every queue subscribes to each queue in the set of queues,
    * read after subscribing to the announcements of new queues, so that a queue added
    * later is heard from then on (`listener.added`).
    */
-  feed(queue: string | undefined, listener: FeedListener): { live: Promise<void>; off: () => void } {
-    if (queue === undefined) {
+  feed(queues: readonly string[] | undefined, listener: FeedListener): { live: Promise<void>; off: () => void } {
+    if (queues === undefined) {
       this.everywhere.add(listener);
       const live = this.holdEveryQueue();
       let on = true;
@@ -119,20 +119,25 @@ export class WatchHub {
         },
       };
     }
-    const channel = channels.events(queue);
-    let set = this.feeds.get(channel);
-    if (!set) this.feeds.set(channel, (set = new Set()));
-    set.add(listener);
-    const live = this.hold(channel);
+    // One channel per queue the feed names: the partitions of a partitioned queue each have theirs.
+    const held = queues.map((queue) => {
+      const channel = channels.events(queue);
+      let set = this.feeds.get(channel);
+      if (!set) this.feeds.set(channel, (set = new Set()));
+      set.add(listener);
+      return { channel, set, live: this.hold(channel) };
+    });
     let on = true;
     return {
-      live,
+      live: Promise.all(held.map((h) => h.live)).then(() => undefined),
       off: () => {
         if (!on) return;
         on = false;
-        set.delete(listener);
-        if (set.size === 0 && this.feeds.get(channel) === set) this.feeds.delete(channel);
-        this.release(channel);
+        for (const { channel, set } of held) {
+          set.delete(listener);
+          if (set.size === 0 && this.feeds.get(channel) === set) this.feeds.delete(channel);
+          this.release(channel);
+        }
       },
     };
   }

@@ -7,6 +7,7 @@
  * or refused with nothing written, and each caller gets its own outcome.
  */
 import type { Redis } from 'ioredis';
+import { queueOf } from '../ids.js';
 import { KeyedBatcher } from './keyedBatcher.js';
 import { channels, keys } from './keys.js';
 import { newRecordFields, type TaskRecord } from './record.js';
@@ -61,7 +62,7 @@ export class EnqueueBatcher {
 
   /** Create `task` (its id is new, it has no exclusive key) unless its idempotency key already names a task. */
   enqueue(task: TaskRecord): Promise<BatchOutcome> {
-    return this.batcher.add(task.queue, { task, fields: newRecordFields(task) });
+    return this.batcher.add(queueOf(task.id) ?? task.queue, { task, fields: newRecordFields(task) });
   }
 
   private async send(queue: string, batch: NewTask[]): Promise<(BatchOutcome | Error)[]> {

@@ -6,6 +6,7 @@
  * few seconds, so the check costs a Redis call only while nobody reads the queue.
  */
 import type { Redis } from 'ioredis';
+import type { QueuePartitions } from '../ids.js';
 import { CONSUMER_GROUP, keys } from './keys.js';
 
 const RECHECK_MS = 5_000;
@@ -18,14 +19,16 @@ export class QueueReaders {
   constructor(
     private readonly redis: Redis,
     private readonly onUnread?: (queue: string) => void,
+    private readonly partitions?: QueuePartitions,
   ) {}
 
-  /** False only when the queue's stream has no consumer group of the workers. */
+  /** False only when the queue's stream (its first partition's, as workers read them all)
+   * has no consumer group of the workers. */
   async hasReader(queue: string): Promise<boolean> {
     if (this.read.has(queue)) return true;
     const until = this.unreadUntil.get(queue);
     if (until !== undefined && Date.now() < until) return false;
-    const groups = (await this.redis.xinfo('GROUPS', keys.stream(queue)).catch(() => [])) as unknown[][];
+    const groups = (await this.redis.xinfo('GROUPS', keys.stream(this.partitions?.of(queue)[0] ?? queue)).catch(() => [])) as unknown[][];
     const found = groups.some((g) => g[1] === CONSUMER_GROUP);
     if (found) {
       this.read.add(queue);

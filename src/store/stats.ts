@@ -6,6 +6,7 @@
  * scraped.
  */
 import type { Redis } from 'ioredis';
+import { queueName } from '../ids.js';
 import { keys } from './keys.js';
 
 /** Histogram bucket bounds, seconds (the scripts count in ms against the same bounds). */
@@ -42,9 +43,8 @@ const inner = <V>(m: Map<string, Map<string, V>>, key: string): Map<string, V> =
   return v;
 };
 
-/** The fields of a stats hash, read into counts. */
-export function parseStats(hash: Record<string, string>): QueueStats {
-  const out: QueueStats = { ended: new Map(), run: new Map(), wait: new Map() };
+/** The fields of a stats hash, read into counts (added to `out`'s, when given). */
+export function parseStats(hash: Record<string, string>, out: QueueStats = { ended: new Map(), run: new Map(), wait: new Map() }): QueueStats {
   const addEnd = (state: string, task: string, n: number) => {
     const byTask = inner(out.ended, state);
     byTask.set(task, (byTask.get(task) ?? 0) + n);
@@ -67,7 +67,8 @@ export function parseStats(hash: Record<string, string>): QueueStats {
   return out;
 }
 
-/** The stats of each queue, in one pipeline (a queue whose read failed is left out). */
+/** The stats of each queue, in one pipeline (a queue whose read failed is left out); the
+ * partitions of a partitioned queue add up under the queue's name. */
 export async function readStats(redis: Redis, queues: readonly string[]): Promise<Map<string, QueueStats>> {
   const pipe = redis.pipeline();
   for (const q of queues) pipe.hgetall(keys.stats(q));
@@ -75,7 +76,9 @@ export async function readStats(redis: Redis, queues: readonly string[]): Promis
   const out = new Map<string, QueueStats>();
   queues.forEach((q, i) => {
     const [err, hash] = replies[i] ?? [];
-    if (!err && hash) out.set(q, parseStats(hash as Record<string, string>));
+    if (err || !hash) return;
+    const name = queueName(q);
+    out.set(name, parseStats(hash as Record<string, string>, out.get(name)));
   });
   return out;
 }

@@ -8,7 +8,7 @@
 import type { Redis } from 'ioredis';
 import { invalid, notFound, quote, TaskwireError } from '../errors.js';
 import { noteQueue } from './queueRegistry.js';
-import { DEFAULT_QUEUE, isValidQueueName, newTaskId, queueOf } from '../ids.js';
+import { DEFAULT_QUEUE, idTime, isValidQueueName, newTaskId, QueuePartitions, queueOf } from '../ids.js';
 import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../json.js';
 import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
 import { EnqueueBatcher, enqueueCall } from './enqueueBatcher.js';
@@ -88,6 +88,8 @@ export interface StoreLimits {
   resultTtlMs: number;
   eventLogCap: number;
   maxPayloadBytes: number;
+  /** Partition count of each partitioned queue (TASKWIRE_QUEUE_PARTITIONS). */
+  queuePartitions?: Record<string, number>;
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the pattern exists to refuse control characters
@@ -98,24 +100,32 @@ export class TaskStore {
   private readonly batcher: EnqueueBatcher;
   /** Workflows: their records are task records, read and cancelled through this store. */
   readonly workflows: WorkflowStore;
+  /** Which queues are partitioned, and which partition a new task goes to. */
+  readonly partitions: QueuePartitions;
 
   constructor(
     private readonly redis: Redis,
     private readonly registry: TaskRegistry,
     private readonly limits: StoreLimits,
   ) {
+    this.partitions = new QueuePartitions(registry.queuePartitions(limits.queuePartitions));
     this.guard = new ExclusiveGuard(redis);
     this.batcher = new EnqueueBatcher(redis, limits);
     this.workflows = new WorkflowStore(
       redis,
       limits,
-      (input) => this.prepare(input),
+      this.partitions,
+      (input, partitionKey) => this.prepare(input, Date.now(), partitionKey),
       (id) => this.get(id),
     );
   }
 
-  /** Check a Start before anything reaches Redis; returns the record to create. */
-  prepare(input: StartInput, now = Date.now()): TaskRecord {
+  /**
+   * Check a Start before anything reaches Redis; returns the record to create. Its id names
+   * the partition of a partitioned queue: the one `partitionKey` (else the exclusive or the
+   * idempotency key) maps to, or the next in turn.
+   */
+  prepare(input: StartInput, now = Date.now(), partitionKey?: string): TaskRecord {
     const def = this.registry.get(input.name);
     if (!input.name) throw invalid('name', 'is required: the name of a registered task');
     if (!def) {
@@ -191,7 +201,7 @@ export class TaskStore {
       throw invalid('retry.max_attempts', 'must be from 1 to 1000');
     }
     return {
-      id: newTaskId(queue),
+      id: newTaskId(this.partitions.pick(queue, partitionKey || input.exclusiveKey || input.idempotencyKey)),
       name: def.name,
       queue,
       state: 'PENDING',
@@ -217,7 +227,7 @@ export class TaskStore {
   /** `signal`: the caller's deadline or cancel; a Start it ends writes nothing. */
   async start(input: StartInput, signal?: AbortSignal): Promise<StartResult> {
     const task = this.prepare(input);
-    await noteQueue(this.redis, task.queue);
+    await noteQueue(this.redis, this.queueOf(task.id));
     const key = task.exclusiveKey;
     if (!key) {
       const outcome = await this.batcher.enqueue(task);
@@ -226,12 +236,12 @@ export class TaskStore {
     }
     // The seed's guard: a redlock lock around check-and-start. The script re-checks the
     // holder atomically, so even a lock that expired mid-way cannot admit two tasks.
-    return this.guard.create(task.queue, key, (holder) => this.enqueue(task, holder), signal);
+    return this.guard.create(this.queueOf(task.id), key, (holder) => this.enqueue(task, holder), signal);
   }
 
   /** A task with an exclusive key: created only if `holder` still holds the key. */
   private async enqueue(task: TaskRecord, holder: string): Promise<StartResult | undefined> {
-    const q = task.queue;
+    const q = this.queueOf(task.id);
     const ekey = task.exclusiveKey ?? '';
     const call = enqueueCall(q, [{ task, fields: newRecordFields(task), holder }], this.limits);
     const reply = (await runScript(this.redis, 'enqueue', call.keys, call.args)) as [string, string | number];
@@ -249,7 +259,9 @@ export class TaskStore {
     if (ref.id) return ref.id;
     const queue = ref.queue || DEFAULT_QUEUE;
     if (!isValidQueueName(queue)) throw invalid('queue', `${quote(queue)} is not a queue name`);
-    const id = await this.redis.get(ref.exclusiveKey ? keys.latestForKey(queue, ref.exclusiveKey) : keys.latest(queue));
+    const id = ref.exclusiveKey
+      ? await this.redis.get(keys.latestForKey(this.partitions.pick(queue, ref.exclusiveKey), ref.exclusiveKey))
+      : await this.latestOf(queue);
     if (!id) {
       throw notFound(
         ref.exclusiveKey
@@ -260,7 +272,15 @@ export class TaskStore {
     return id;
   }
 
-  /** The queue of a task id, or INVALID_ARGUMENT. */
+  /** The newest of the latest tasks of the queue's partitions: one read per partition, each of one slot. */
+  private async latestOf(queue: string): Promise<string | undefined> {
+    const ids = await Promise.all(this.partitions.of(queue).map((p) => this.redis.get(keys.latest(p))));
+    let newest: string | undefined;
+    for (const id of ids) if (id && (newest === undefined || idTime(id) > idTime(newest))) newest = id;
+    return newest;
+  }
+
+  /** The queue a task id's keys are tagged with (its partition), or INVALID_ARGUMENT. */
   queueOf(id: string): string {
     const queue = queueOf(id);
     if (!queue) throw invalid('id', `${quote(id)} is not a task id`);
@@ -335,52 +355,75 @@ export class TaskStore {
   }
 
   /**
-   * Tasks of one queue, newest first, filtered; the page token is an offset in the index
-   * (scored by creation time, so `createdAfter` ends the scan at the first older task).
+   * Tasks of one queue, newest first, filtered. Each partition's index is scored by creation
+   * time; a partitioned queue's pages merge its partitions' indexes, newest first. The page
+   * token holds an offset in each index (one offset, as a decimal, for a queue of one
+   * partition); `createdAfter` ends an index's scan at its first older task.
    */
   async list(query: ListQuery): Promise<ListPage> {
     const queue = query.queue || DEFAULT_QUEUE;
     if (!isValidQueueName(queue)) throw invalid('queue', `${quote(queue)} is not a queue name`);
     const pageSize = Math.min(query.pageSize || 50, 500);
-    let offset = 0;
+    const parts = this.partitions.of(queue);
+    let offsets = parts.map(() => 0);
     if (query.pageToken) {
-      // A token is exactly what a previous page wrote: base64url of a decimal offset. Anything
-      // else (which Buffer.from would decode leniently, often to nothing, read as offset 0)
-      // is refused rather than silently restarting the listing.
+      // A token is exactly what a previous page wrote: base64url of decimal offsets joined by
+      // '.'. Anything else (which Buffer.from would decode leniently, often to nothing, read
+      // as offset 0) is refused rather than silently restarting the listing.
       const text = Buffer.from(query.pageToken, 'base64url').toString();
-      offset = /^\d{1,15}$/.test(text) ? Number(text) : NaN;
-      if (!Number.isSafeInteger(offset) || Buffer.from(text).toString('base64url') !== query.pageToken) {
+      const read = /^\d{1,15}(\.\d{1,15})*$/.test(text) ? text.split('.').map(Number) : [];
+      if (read.length === 0 || !read.every(Number.isSafeInteger) || Buffer.from(text).toString('base64url') !== query.pageToken) {
         throw invalid('page_token', 'is not a token from a previous response: leave it empty for the first page');
       }
+      if (read.length !== parts.length) {
+        throw invalid(
+          'page_token',
+          `was written for ${read.length} partition(s) of queue "${queue}", which now has ${parts.length}: leave it empty for the first page`,
+        );
+      }
+      offsets = read;
     }
+    const token = () => Buffer.from(offsets.join('.')).toString('base64url');
     const states = new Set(query.states ?? []);
     const tasks: TaskRecord[] = [];
-    const chunk = Math.max(pageSize, 100);
-    for (;;) {
-      const flat = await this.redis.zrevrange(keys.index(queue), offset, offset + chunk - 1, 'WITHSCORES');
-      if (flat.length === 0) return { tasks, nextPageToken: '' };
-      const ids: string[] = [];
-      let older = false;
+    const chunk = Math.max(Math.ceil(Math.max(pageSize, 100) / parts.length), 10);
+    // Per partition: the entries read but not yet taken (from its offset on), and whether
+    // its index has nothing more to give.
+    const read: { id: string; score: number; hash: Hash | undefined }[][] = parts.map(() => []);
+    const done = parts.map(() => false);
+    const fill = async (p: number) => {
+      const partition = parts[p]!;
+      const flat = await this.redis.zrevrange(keys.index(partition), offsets[p]!, offsets[p]! + chunk - 1, 'WITHSCORES');
+      const entries: { id: string; score: number }[] = [];
       for (let i = 0; i < flat.length; i += 2) {
-        if (query.createdAfter !== undefined && Number(flat[i + 1]) < query.createdAfter) {
-          older = true;
-          break;
-        }
-        ids.push(flat[i]!);
+        const score = Number(flat[i + 1]);
+        if (query.createdAfter !== undefined && score < query.createdAfter) break;
+        entries.push({ id: flat[i]!, score });
       }
+      if (entries.length < flat.length / 2 || flat.length === 0) done[p] = true;
+      // One pipeline per partition: its records share the partition's hash tag.
       const pipe = this.redis.pipeline();
-      for (const id of ids) pipe.hgetall(keys.task(queue, id));
-      const hashes = ((await pipe.exec()) ?? []).map(([, h]) => h as Hash);
-      for (let i = 0; i < ids.length; i++) {
-        offset++;
-        const h = hashes[i];
-        if (!h?.state) continue;
-        if (states.size && !states.has(h.state as State)) continue;
-        if (query.name && h.name !== query.name) continue;
-        tasks.push(parseRecord(h));
-        if (tasks.length === pageSize) return { tasks, nextPageToken: Buffer.from(String(offset)).toString('base64url') };
+      for (const e of entries) pipe.hgetall(keys.task(partition, e.id));
+      const hashes = entries.length ? ((await pipe.exec()) ?? []).map(([, h]) => h as Hash) : [];
+      read[p] = entries.map((e, i) => ({ ...e, hash: hashes[i] }));
+    };
+    for (;;) {
+      await Promise.all(parts.map((_, p) => (read[p]!.length === 0 && !done[p] ? fill(p) : undefined)));
+      let p = -1;
+      for (let i = 0; i < parts.length; i++) {
+        const head = read[i]![0];
+        if (!head) continue;
+        const best = p < 0 ? undefined : read[p]![0]!;
+        if (!best || head.score > best.score || (head.score === best.score && head.id > best.id)) p = i;
       }
-      if (older) return { tasks, nextPageToken: '' };
+      if (p < 0) return { tasks, nextPageToken: '' };
+      const { hash: h } = read[p]!.shift()!;
+      offsets[p]!++;
+      if (!h?.state) continue;
+      if (states.size && !states.has(h.state as State)) continue;
+      if (query.name && h.name !== query.name) continue;
+      tasks.push(parseRecord(h));
+      if (tasks.length === pageSize) return { tasks, nextPageToken: token() };
     }
   }
 }

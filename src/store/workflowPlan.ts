@@ -5,6 +5,7 @@
  * its record is prepared (its id included) now; the record is created when its node is reached.
  */
 import { invalid, TaskwireError } from '../errors.js';
+import { queueOf } from '../ids.js';
 import type { JsonValue } from '../json.js';
 import { newRecordFields, type TaskRecord } from './record.js';
 import type { StartInput } from './taskStore.js';
@@ -92,11 +93,13 @@ export function compilePlan(root: StepInput | undefined, prepare: (input: StartI
         const rec = atPath(at, () => prepare(input));
         // A countdown counts from the task's creation, when its step is reached.
         const countdown = input.countdownMs ?? 0;
-        queues.add(rec.queue);
+        // The keys of the task's partition (its queue's own when it is not partitioned).
+        const q = queueOf(rec.id) ?? rec.queue;
+        queues.add(q);
         nodes.push({
           k: 'task',
           ...base,
-          q: rec.queue,
+          q,
           id: rec.id,
           a: JSON.stringify(rec.args ?? ([] as JsonValue[])),
           cd: String(countdown),

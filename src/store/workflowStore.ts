@@ -7,7 +7,8 @@
 import { noteQueue } from './queueRegistry.js';
 import type { Redis } from 'ioredis';
 import { invalid, quote } from '../errors.js';
-import { DEFAULT_QUEUE, isValidQueueName, newTaskId } from '../ids.js';
+import { DEFAULT_QUEUE, isValidQueueName, newTaskId, type QueuePartitions, queueOf } from '../ids.js';
+import { randomBytes } from '../random.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
 import { channels, keys, taskKeyParts } from './keys.js';
 import { newRecordFields, type TaskRecord } from './record.js';
@@ -34,7 +35,8 @@ export class WorkflowStore {
   constructor(
     private readonly redis: Redis,
     private readonly limits: StoreLimits,
-    private readonly prepare: (input: StartInput) => TaskRecord,
+    private readonly partitions: QueuePartitions,
+    private readonly prepare: (input: StartInput, partitionKey: string) => TaskRecord,
     private readonly get: (id: string) => Promise<TaskRecord>,
   ) {
     this.guard = new ExclusiveGuard(redis);
@@ -51,10 +53,13 @@ export class WorkflowStore {
     ] as const) {
       if (value && !KEY_TEXT.test(value)) throw invalid(field, 'must be 1 to 200 characters without control characters');
     }
-    const plan = compilePlan(input.root, (task) => this.prepare({ ...task, traceparent: input.traceparent }));
+    // Of a partitioned queue, the workflow and its tasks go to the partition this key maps to:
+    // its exclusive or idempotency key's, so those guarantees hold, else one drawn at random.
+    const partitionKey = input.exclusiveKey || input.idempotencyKey || randomBytes(8).toString('hex');
+    const plan = compilePlan(input.root, (task) => this.prepare({ ...task, traceparent: input.traceparent }, partitionKey));
     const now = Date.now();
     const workflow: TaskRecord = {
-      id: newTaskId(queue),
+      id: newTaskId(this.partitions.pick(queue, partitionKey)),
       name: WORKFLOW_NAME,
       queue,
       state: 'PENDING',
@@ -71,7 +76,9 @@ export class WorkflowStore {
       traceparent: input.traceparent,
     };
     const id = workflow.id;
-    for (const q of new Set([queue, ...plan.queues])) await noteQueue(this.redis, q);
+    // The keys of the workflow's own record: its partition's.
+    const wq = this.partitions.pick(queue, partitionKey);
+    for (const q of new Set([wq, ...plan.queues])) await noteQueue(this.redis, q);
     const qs: Record<string, Record<string, string>> = {};
     for (const q of plan.queues) {
       const parts = taskKeyParts(q);
@@ -87,19 +94,19 @@ export class WorkflowStore {
     }
     const meta = JSON.stringify({
       id,
-      r: keys.task(queue, id),
-      e: keys.events(queue, id),
-      c: channels.events(queue),
-      xp: taskKeyParts(queue).exclusive,
-      res: keys.workflowResults(queue, id),
-      kids: keys.workflowChildren(queue, id),
-      live: keys.workflowLive(queue, id),
+      r: keys.task(wq, id),
+      e: keys.events(wq, id),
+      c: channels.events(wq),
+      xp: taskKeyParts(wq).exclusive,
+      res: keys.workflowResults(wq, id),
+      kids: keys.workflowChildren(wq, id),
+      live: keys.workflowLive(wq, id),
       cap: String(this.limits.eventLogCap),
       ttl: String(this.limits.resultTtlMs),
       n: plan.tasks,
       qs,
     });
-    const fields = [...newRecordFields(workflow), 'progress', JSON.stringify(workflow.progress), 'workflow', keys.workflowPlan(queue, id)];
+    const fields = [...newRecordFields(workflow), 'progress', JSON.stringify(workflow.progress), 'workflow', keys.workflowPlan(wq, id)];
     const nodes = plan.nodes.map((n) => JSON.stringify(n));
     const send = (holder: string) => this.send(workflow, holder, fields, meta, nodes);
 
@@ -109,11 +116,11 @@ export class WorkflowStore {
       if (!result) throw new Error('workflow_start moved without an exclusive key');
       return result;
     }
-    return this.guard.create(queue, key, send, signal);
+    return this.guard.create(wq, key, send, signal);
   }
 
   private async send(wf: TaskRecord, holder: string, fields: string[], meta: string, nodes: string[]): Promise<StartResult | undefined> {
-    const q = wf.queue;
+    const q = queueOf(wf.id) ?? wf.queue;
     const ekey = wf.exclusiveKey ?? '';
     const ikey = wf.idempotencyKey ?? '';
     const reply = (await runScript(

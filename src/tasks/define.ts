@@ -7,6 +7,7 @@
  * an AbortSignal that fires when the task is cancelled, a way to report progress, and
  * the attempt number. It returns a JSON value (or nothing) or throws.
  */
+import { isValidQueueName, MAX_PARTITIONS } from '../ids.js';
 import type { JsonValue } from '../json.js';
 
 /** Positional arguments: JSON values; optional ones may be missing. */
@@ -138,6 +139,43 @@ function isSchedule(value: unknown): value is ScheduleDefinition {
   return typeof value === 'object' && value !== null && (value as Partial<ScheduleDefinition>)[SCHEDULE] === true;
 }
 
+const QUEUE = Symbol.for('taskwire.QueueDefinition');
+
+export interface QueueOptions {
+  /** Partitions the queue's tasks spread over, each its own Redis Cluster slot (1: not partitioned). */
+  partitions: number;
+}
+
+/** A queue declared beside the tasks (see defineQueue). */
+export interface QueueDefinition extends QueueOptions {
+  readonly [QUEUE]: true;
+  readonly name: string;
+}
+
+/**
+ * A queue declared in code, listed in createRegistry(...): a hot queue spread over several
+ * partitions, as TASKWIRE_QUEUE_PARTITIONS does. Every process loading the registry (API,
+ * workers, beat) sees the same count; a different count for the queue in the setting stops
+ * the process at start.
+ *
+ *   export const emails = defineQueue('emails', { partitions: 4 });
+ */
+export function defineQueue(name: string, options: QueueOptions): QueueDefinition {
+  if (!isValidQueueName(name)) throw new Error(`queue name "${name}" must be 1 to 64 letters, digits, '_', '.', '-'`);
+  const n = options.partitions;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PARTITIONS) {
+    throw new Error(`queue "${name}": partitions must be a whole number from 1 to ${MAX_PARTITIONS}; got ${String(n)}`);
+  }
+  return Object.freeze({ [QUEUE]: true as const, name, partitions: n });
+}
+
+function isQueue(value: unknown): value is QueueDefinition {
+  return typeof value === 'object' && value !== null && (value as Partial<QueueDefinition>)[QUEUE] === true;
+}
+
+/** What createRegistry takes: tasks, schedules and queues. */
+export type RegistryEntry = TaskDefinition<any, any, any> | ScheduleDefinition | QueueDefinition;
+
 /** Marks a registry across copies of this module: a tasks module written in TypeScript
  * imports the TypeScript source (through tsx) while a built taskwire runs dist/. */
 const REGISTRY = Symbol.for('taskwire.TaskRegistry');
@@ -147,9 +185,15 @@ export class TaskRegistry {
   readonly [REGISTRY] = true;
   private readonly byName = new Map<string, TaskDefinition<any, any, any>>();
   private readonly declared = new Map<string, ScheduleDefinition>();
+  private readonly declaredQueues = new Map<string, QueueDefinition>();
 
-  constructor(definitions: Iterable<TaskDefinition<any, any, any> | ScheduleDefinition>) {
+  constructor(definitions: Iterable<RegistryEntry>) {
     for (const def of definitions) {
+      if (isQueue(def)) {
+        if (this.declaredQueues.has(def.name)) throw new Error(`queue "${def.name}" is defined twice`);
+        this.declaredQueues.set(def.name, def);
+        continue;
+      }
       if (isSchedule(def)) {
         if (this.declared.has(def.id)) throw new Error(`schedule "${def.id}" is defined twice`);
         this.declared.set(def.id, def);
@@ -168,13 +212,33 @@ export class TaskRegistry {
     return [...this.byName.keys()].sort();
   }
 
+  /**
+   * The partition count of each partitioned queue: those declared with defineQueue and
+   * those of `configured` (TASKWIRE_QUEUE_PARTITIONS). A queue given two different counts
+   * is an error: every process must agree on a queue's partitions.
+   */
+  queuePartitions(configured: Readonly<Record<string, number>> = {}): Record<string, number> {
+    const counts: Record<string, number> = Object.create(null);
+    for (const [queue, n] of Object.entries(configured)) counts[queue] = n;
+    for (const { name, partitions } of this.declaredQueues.values()) {
+      const set = counts[name];
+      if (set !== undefined && set !== partitions) {
+        throw new Error(
+          `queue "${name}" has ${partitions} partition(s) in the tasks module (defineQueue) but ${set} in --queue-partitions / TASKWIRE_QUEUE_PARTITIONS: give it one count`,
+        );
+      }
+      counts[name] = partitions;
+    }
+    return counts;
+  }
+
   /** The schedules declared with defineSchedule, which workers upsert at start. */
   schedules(): ScheduleDefinition[] {
     return [...this.declared.values()];
   }
 }
 
-export function createRegistry(...definitions: (TaskDefinition<any, any, any> | ScheduleDefinition)[]): TaskRegistry {
+export function createRegistry(...definitions: RegistryEntry[]): TaskRegistry {
   return new TaskRegistry(definitions);
 }
 

@@ -16,9 +16,11 @@ import type { Redis } from 'ioredis';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import type { Config } from '../config.js';
+import { QueuePartitions } from '../ids.js';
 import type { Logger } from '../log.js';
 import { checkEvictionPolicy, connectReady } from '../redis.js';
 import { AttemptStore } from '../store/attemptStore.js';
+import { loadRegistry } from '../tasks/define.js';
 import { Canceller } from './canceller.js';
 import { noteQueue } from '../store/queueRegistry.js';
 import { ConsumerReaper } from './consumerReaper.js';
@@ -33,7 +35,17 @@ import { StreamTrimmer } from './streamTrimmer.js';
 export type WorkerConfig = Pick<
   Config,
   'redisUrl' | 'queues' | 'concurrency' | 'tasksModule' | 'workerName' | 'resultTtlMs' | 'eventLogCap' | 'leaseMs'
->;
+> &
+  Partial<Pick<Config, 'queuePartitions'>>;
+
+/** The queues a worker reads, each partitioned queue (in the setting or the tasks module) as
+ * all its partitions: every duty (fetch, reclaim, promote, trim, reap, cancel) sees a
+ * partition as a queue of its own. */
+async function queuesRead(config: WorkerConfig): Promise<string[]> {
+  // A module that does not load is reported by the handler threads, as without partitions.
+  const registry = await loadRegistry(config.tasksModule).catch(() => undefined);
+  return new QueuePartitions(registry?.queuePartitions(config.queuePartitions) ?? config.queuePartitions).expand(config.queues);
+}
 
 export class Worker {
   private readonly runner: Runner;
@@ -57,7 +69,8 @@ export class Worker {
     sub: Redis,
     private readonly pool: Pool,
   ) {
-    const { workerName: self, queues, leaseMs } = config;
+    const { workerName: self, leaseMs } = config;
+    const queues = config.queues;
     const attempts = new AttemptStore(redis, self, config);
     this.trimmer = new StreamTrimmer(redis, log);
     this.promoter = new Promoter(redis, queues, leaseTick(leaseMs), log);
@@ -100,6 +113,7 @@ export class Worker {
 
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
     const url = config.redisUrl!;
+    const queues = await queuesRead(config);
     // No auto-pipelining: the worker batches its own commands (its writes of a turn go as one
     // script call per queue, AttemptStore), and ioredis's pipeline per tick only added CPU.
     // Commands still reach Redis in the order issued.
@@ -107,11 +121,11 @@ export class Worker {
     const blocking = await connectReady(url, 'worker-read', { queueWhileDown: true, noPipelining: true });
     const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
     await checkEvictionPolicy(redis, log);
-    await ensureGroups(redis, config.queues);
+    await ensureGroups(redis, queues);
     // Its tasks' changes are heard by a WatchEvents of every queue, old tasks' included.
-    for (const q of config.queues) await noteQueue(redis, q);
+    for (const q of queues) await noteQueue(redis, q);
     const pool = await Pool.create(config.concurrency, config.tasksModule, log);
-    const worker = new Worker(config, log, redis, blocking, sub, pool);
+    const worker = new Worker({ ...config, queues }, log, redis, blocking, sub, pool);
     await worker.canceller.start();
     worker.leases.start();
     worker.recoverer.start();
