@@ -55,6 +55,8 @@ describe('fire', () => {
     const q = 'default';
     expect((await conns[0]!.keys('*')).sort()).toEqual(
       [
+        // The set of queues in use, which the store adds the run's queue to.
+        keys.queues(),
         keys.scheduleRegistry(),
         keys.schedule(q, 'race'),
         keys.schedules(q),

@@ -378,7 +378,9 @@ export class TaskStore {
       if (read.length !== parts.length) {
         throw invalid(
           'page_token',
-          `was written for ${read.length} partition(s) of queue "${queue}", which now has ${parts.length}: leave it empty for the first page`,
+          read.length > 1 && parts.length > 1
+            ? `was written for ${read.length} partitions of queue "${queue}", which now has ${parts.length}: leave it empty for the first page`
+            : 'is not a token from a previous response: leave it empty for the first page',
         );
       }
       offsets = read;
