@@ -13,6 +13,7 @@
  */
 import type { Redis } from 'ioredis';
 import { type Consumer, ensureGroups } from '../broker/consumer.js';
+import { requeueUnclaimed } from '../broker/requeue.js';
 import type { Logger } from '../log.js';
 import type { AttemptStore, Delivery } from '../store/attemptStore.js';
 import type { Recoverer } from './recoverer.js';
@@ -106,9 +107,18 @@ export class Fetcher {
       try {
         const deliveries = await consumer.read(Math.max(1, Math.ceil(this.runner.free / queues.length)), BLOCK_MS);
         this.drained = false;
+        // A read of many streams gives up to the count from each, so it may bring more
+        // messages than there are free slots: the rest go back on their queues at once, for
+        // any worker to take, rather than waiting here for a slot.
+        let room = this.runner.free;
+        const surplus: Delivery[] = [];
         for (const d of deliveries) {
           if (this.stopping) this.runner.keep(d);
-          else this.runner.deliver(d);
+          else if (room-- > 0) this.runner.deliver(d);
+          else surplus.push(d);
+        }
+        for (const d of surplus) {
+          await requeueUnclaimed(this.parts.redis, d).catch(() => this.runner.deliver(d));
         }
       } catch (err) {
         if (this.stopping) break;
