@@ -4,7 +4,7 @@
  * the queue's due set), so that checking a tick and starting its run is one script
  * (fire-10.lua); a registry (id → queue) finds it by id.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { invalid, quote, TaskwireError } from '../errors.js';
 import { newTaskId } from '../ids.js';
 import { channels, keys } from '../store/keys.js';
@@ -63,7 +63,7 @@ export class ScheduleStore {
   /** `tasks`: the task store, or how to make it when first needed (a worker's ticker loads
    * it only once there is a schedule to fire). */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly tasks: Preparer | (() => Promise<Preparer>),
     private readonly limits: StoreLimits,
   ) {}

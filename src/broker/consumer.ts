@@ -4,7 +4,7 @@
  * cannot hold up shutdown. (What is there already, a worker reads and begins in one script
  * call: AttemptStore.take.)
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Delivery } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 
@@ -27,7 +27,7 @@ export function toDeliveries(queue: string, entries: [string, string[] | null][]
 
 /** Create each queue's stream and consumer group if missing (from the start of the stream,
  * so tasks sent before any worker existed are delivered). */
-export async function ensureGroups(redis: Redis, queues: readonly string[]): Promise<void> {
+export async function ensureGroups(redis: RedisClient, queues: readonly string[]): Promise<void> {
   await Promise.all(
     queues.map((q) =>
       redis.xgroup('CREATE', keys.stream(q), CONSUMER_GROUP, '0', 'MKSTREAM').catch((err: Error) => {
@@ -46,7 +46,7 @@ export class Consumer {
   private onClose: (err: Error) => void = () => {};
 
   constructor(
-    private readonly blocking: Redis,
+    private readonly blocking: RedisClient,
     private readonly consumer: string,
     queues: readonly string[],
   ) {

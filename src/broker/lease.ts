@@ -6,11 +6,11 @@
  * The same round trip reads the tasks' cancel flags, so a cancel push that was missed is
  * seen on the next renewal.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Delivery } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 
-export async function renewLeases(redis: Redis, consumer: string, held: readonly Delivery[]): Promise<Map<string, 'abort' | 'terminate'>> {
+export async function renewLeases(redis: RedisClient, consumer: string, held: readonly Delivery[]): Promise<Map<string, 'abort' | 'terminate'>> {
   const cancels = new Map<string, 'abort' | 'terminate'>();
   if (held.length === 0) return cancels;
   const byQueue = new Map<string, string[]>();

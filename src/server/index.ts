@@ -29,6 +29,7 @@ import { ScheduleStore } from '../beat/scheduleStore.js';
 export type ServerConfig = Pick<
   Config,
   | 'redisUrl'
+  | 'redisCluster'
   | 'host'
   | 'port'
   | 'tasksModule'
@@ -53,10 +54,10 @@ export interface ApiServer {
 }
 
 export async function startApiServer(config: ServerConfig, log: Logger): Promise<ApiServer> {
-  const url = config.redisUrl!;
+  const url = config.redisCluster ?? config.redisUrl!;
   const registry = await loadRegistry(config.tasksModule);
   const redis = await connectReady(url, 'api');
-  const sub = await connectReady(url, 'api-watch', { queueWhileDown: true, noPipelining: true });
+  const sub = await connectReady(url, 'api-watch', { queueWhileDown: true, noPipelining: true, subscriber: true });
   await checkEvictionPolicy(redis, log);
 
   const store = new TaskStore(redis, registry, config);

@@ -12,7 +12,7 @@
  */
 import type http from 'node:http';
 import type http2 from 'node:http2';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import type { Hash, TaskRecord } from '../store/record.js';
@@ -50,7 +50,7 @@ export class ApiMetrics {
   private queueState: Promise<QueueState[]> | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     hub: WatchHub,
     private readonly queues: readonly string[],
     openStreams: () => number,

@@ -4,7 +4,7 @@
  * pattern subscription) and routes each to the watchers of that task. After a reconnect
  * it tells every watcher to re-read its task's event log, which fills any gap.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { ALL_EVENTS_PATTERN } from '../store/keys.js';
 import { pairsToHash, type Hash } from '../store/record.js';
 
@@ -20,7 +20,7 @@ export class WatchHub {
   private readonly everything = new Map<(snapshot: Hash) => void, () => void>();
   private subscribed: Promise<unknown> | undefined;
 
-  constructor(private readonly sub: Redis) {
+  constructor(private readonly sub: RedisClient) {
     sub.on('pmessage', (_pattern: string, _channel: string, payload: string) => this.route(payload));
     sub.on('close', () => {
       if (!this.subscribed) return;

@@ -4,7 +4,7 @@
  * GetStatus, and the tasks a cancel of the workflow must reach. Advancing a workflow is not
  * done here: the scripts that end a task do it (workflow.lua).
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { invalid, quote } from '../errors.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId } from '../ids.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
@@ -31,7 +31,7 @@ export class WorkflowStore {
   private readonly guard: ExclusiveGuard;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly limits: StoreLimits,
     private readonly prepare: (input: StartInput) => TaskRecord,
     private readonly get: (id: string) => Promise<TaskRecord>,

@@ -11,7 +11,7 @@
  * before new work.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { type Consumer, ensureGroups } from '../broker/consumer.js';
 import type { Logger } from '../log.js';
 import type { AttemptStore } from '../store/attemptStore.js';
@@ -27,7 +27,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface FetcherParts {
   /** The worker's connection for commands (the consumer reads on one of its own). */
-  redis: Redis;
+  redis: RedisClient;
   consumer: Consumer;
   attempts: AttemptStore;
   runner: Runner;

@@ -12,7 +12,7 @@
  *
  * A stop takes no new work, gives running tasks a grace period, and hands back what is left.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import type { Config } from '../config.js';
@@ -31,7 +31,7 @@ import { StreamTrimmer } from './streamTrimmer.js';
 
 export type WorkerConfig = Pick<
   Config,
-  'redisUrl' | 'queues' | 'concurrency' | 'tasksModule' | 'workerName' | 'resultTtlMs' | 'eventLogCap' | 'leaseMs'
+  'redisUrl' | 'redisCluster' | 'queues' | 'concurrency' | 'tasksModule' | 'workerName' | 'resultTtlMs' | 'eventLogCap' | 'leaseMs'
 >;
 
 export class Worker {
@@ -51,9 +51,9 @@ export class Worker {
   private constructor(
     private readonly config: WorkerConfig,
     private readonly log: Logger,
-    private readonly redis: Redis,
-    blocking: Redis,
-    sub: Redis,
+    private readonly redis: RedisClient,
+    blocking: RedisClient,
+    sub: RedisClient,
     private readonly pool: Pool,
   ) {
     const { workerName: self, queues, leaseMs } = config;
@@ -98,13 +98,13 @@ export class Worker {
   }
 
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
-    const url = config.redisUrl!;
+    const url = config.redisCluster ?? config.redisUrl!;
     // No auto-pipelining: the worker batches its own commands (its writes of a turn go as one
     // script call per queue, AttemptStore), and ioredis's pipeline per tick only added CPU.
     // Commands still reach Redis in the order issued.
     const redis = await connectReady(url, 'worker', { queueWhileDown: true, noPipelining: true });
     const blocking = await connectReady(url, 'worker-read', { queueWhileDown: true, noPipelining: true });
-    const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
+    const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true, subscriber: true });
     await checkEvictionPolicy(redis, log);
     await ensureGroups(redis, config.queues);
     const pool = await Pool.create(config.concurrency, config.tasksModule, log);
