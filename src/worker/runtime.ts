@@ -79,7 +79,9 @@ export class Worker {
     this.recoverer = new Recoverer(redis, self, queues, leaseMs, this.runner, log);
     this.fetcher = new Fetcher({
       redis,
-      consumer: new Consumer(blocking, self, queues),
+      consumer: new Consumer(blocking, self, queues, (late, closed) => {
+        for (const d of late) closed ? this.runner.keep(d) : this.runner.deliver(d);
+      }),
       attempts,
       runner: this.runner,
       recoverer: this.recoverer,
