@@ -8,7 +8,8 @@
  * A cluster client follows MOVED/ASK itself and waits out TRYAGAIN/CLUSTERDOWN for a
  * bounded time; past it the command fails like any other refusal.
  */
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
+import { type ChainableCommander, Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { RedisClusterTarget } from './config.js';
 import { installScripts } from './store/scripts.js';
 import type { Logger } from './log.js';
@@ -95,6 +96,35 @@ export async function connectReady(target: RedisTarget, name: string, options: C
     throw new Error(`cannot connect to ${where}: ${(err as Error).message}`);
   }
   return redis;
+}
+
+/** One command of a batch: the key it names (its slot) and how to add it to a pipeline. */
+export interface Batched {
+  key: string;
+  add: (pipe: ChainableCommander) => void;
+}
+
+/**
+ * Send commands together: one pipeline on one Redis; on a cluster (where a pipeline must
+ * stay within one slot) one pipeline per slot, all at once. Replies come in the commands'
+ * order, as `[error, reply]` like a pipeline's.
+ */
+export async function execBatched(redis: RedisClient, commands: readonly Batched[]): Promise<[Error | null, unknown][]> {
+  const bySlot = new Map<number, number[]>();
+  for (const [i, c] of commands.entries()) {
+    const slot = redis instanceof Cluster ? calculateSlot(c.key) : 0;
+    bySlot.set(slot, [...(bySlot.get(slot) ?? []), i]);
+  }
+  const out: [Error | null, unknown][] = new Array(commands.length);
+  await Promise.all(
+    [...bySlot.values()].map(async (indexes) => {
+      const pipe = redis.pipeline();
+      for (const i of indexes) commands[i]!.add(pipe);
+      const replies = (await pipe.exec()) ?? [];
+      for (const [n, i] of indexes.entries()) out[i] = replies[n] ?? [new Error('no reply'), undefined];
+    }),
+  );
+  return out;
 }
 
 /** Every node whose data the client writes: the one Redis, or each master of a cluster. */

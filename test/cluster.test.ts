@@ -131,10 +131,23 @@ describe('on a Redis Cluster', () => {
     await stack.client.deleteSchedule('tick');
   });
 
-  it('reports per-queue figures in /metrics', async () => {
-    const text = await (await fetch(`${stack.baseUrl}/metrics`)).text();
-    expect(text).toContain('taskwire_queue_depth{queue="default"}');
+  it('reports the figures of queues on every master in /metrics', async () => {
+    const api = await stack.startApi({ env: { TASKWIRE_QUEUES: queues.join(',') } });
+    for (const queue of queues) await stack.client.start('hello', { queue, countdownMs: 60_000 });
+    const text = await (await fetch(`http://127.0.0.1:${api.port}/metrics`)).text();
+    for (const queue of queues) expect(text).toMatch(new RegExp(`^taskwire_queue_scheduled\\{queue="${queue}"\\} [1-9]`, 'm'));
+    await api.stop();
   });
+
+  it('keeps the leases of tasks running on several masters at once', async () => {
+    // Each runs past two leases: a lease not renewed would hand it to another worker.
+    const tasks = await Promise.all(queues.map((queue) => stack.client.start('sleep', { args: [5], queue })));
+    for (const t of tasks) {
+      const end = (await collect(t.id)).at(-1)!;
+      expect(end.state).toBe(TaskState.SUCCESS);
+      expect(end.attempt).toBe(1);
+    }
+  }, 30_000);
 
   it('takes over the tasks of a worker killed mid-run', async () => {
     const queue = queues[1]!;

@@ -12,7 +12,8 @@
  */
 import type http from 'node:http';
 import type http2 from 'node:http2';
-import type { RedisClient } from '../redis.js';
+import type { ChainableCommander } from 'ioredis';
+import { execBatched, type RedisClient } from '../redis.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import type { Hash, TaskRecord } from '../store/record.js';
@@ -146,13 +147,14 @@ export class ApiMetrics {
   private readQueues(): Promise<QueueState[]> {
     if (this.queueState) return this.queueState;
     const value = (async () => {
-      const pipe = this.redis.pipeline();
-      for (const q of this.queues) {
-        pipe.xlen(keys.stream(q));
-        pipe.xinfo('GROUPS', keys.stream(q));
-        pipe.zcard(keys.scheduled(q));
-      }
-      const replies = (await pipe.exec()) ?? [];
+      const replies = await execBatched(
+        this.redis,
+        this.queues.flatMap((q) => [
+          { key: keys.stream(q), add: (p: ChainableCommander) => p.xlen(keys.stream(q)) },
+          { key: keys.stream(q), add: (p: ChainableCommander) => p.xinfo('GROUPS', keys.stream(q)) },
+          { key: keys.scheduled(q), add: (p: ChainableCommander) => p.zcard(keys.scheduled(q)) },
+        ]),
+      );
       return this.queues.map((queue, i) => {
         const [len, groups, scheduled] = replies.slice(i * 3, i * 3 + 3).map(([err, v]) => (err ? undefined : v));
         let inFlight = 0;
