@@ -62,7 +62,8 @@ function connectCluster(target: RedisClusterTarget, opts: RedisOptions, options:
   const clusterOpts: ClusterOptions = {
     lazyConnect: true,
     enableOfflineQueue: opts.enableOfflineQueue,
-    enableAutoPipelining: opts.enableAutoPipelining,
+    // A pipeline on a cluster is not retried on TRYAGAIN (a slot moving): commands go alone.
+    enableAutoPipelining: false,
     clusterRetryStrategy: retryStrategy,
     maxRedirections: CLUSTER_MAX_REDIRECTIONS,
     retryDelayOnMoved: 0,
