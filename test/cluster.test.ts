@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code, ConnectError, resultOf, TaskState, TaskwireClient, type Task } from '../src/client/index.js';
+import { startTaskwire } from './helpers/processes.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
@@ -164,4 +165,18 @@ describe('on a Redis Cluster', () => {
     expect(end.state).toBe(TaskState.SUCCESS);
     expect(end.attempt).toBeGreaterThanOrEqual(2);
   }, 60_000);
+
+  it('runs `taskwire dev` against the cluster without a redis-server of its own', async () => {
+    const dev = await startTaskwire('dev', {
+      env: { REDIS_URL: '', REDIS_CLUSTER_NODES: stack.cluster!.seeds.split(',')[0]!, TASKWIRE_QUEUES: queues[2]! },
+    });
+    try {
+      expect(dev.output()).not.toContain('private redis-server');
+      const client = new TaskwireClient({ baseUrl: `http://127.0.0.1:${dev.port}` });
+      const task = await client.start('add', { args: [20, 22], queue: queues[2]! });
+      expect(await client.wait(task.id)).toBe(42);
+    } finally {
+      await dev.stop();
+    }
+  });
 });
