@@ -12,6 +12,8 @@ import { DEFAULT_QUEUE, isValidQueueName, MAX_PARTITIONS } from './ids.js';
 export interface Config {
   /** Unset in `taskwire dev` means: start a private redis-server. */
   redisUrl: string | undefined;
+  /** A Redis Cluster to use instead of one Redis (never both). */
+  redisCluster: RedisClusterTarget | undefined;
   host: string;
   port: number;
   concurrency: number;
@@ -54,6 +56,15 @@ export interface Config {
   log: LogConfig;
 }
 
+/** Seed nodes of a Redis Cluster (any of its nodes; the rest are found from them) and what
+ * every node is reached with: the seeds' own scheme and userinfo, the same on each. */
+export interface RedisClusterTarget {
+  nodes: { host: string; port: number }[];
+  tls: boolean;
+  username: string | undefined;
+  password: string | undefined;
+}
+
 export type PublicEndpoint = 'health' | 'reflection' | 'metrics';
 export const PUBLIC_ENDPOINTS: readonly PublicEndpoint[] = ['health', 'reflection', 'metrics'];
 
@@ -92,6 +103,7 @@ interface Option {
  */
 export const SETTINGS = {
   redis: { flag: 'redis', env: 'REDIS_URL' },
+  redisCluster: { flag: 'redis-cluster', env: 'REDIS_CLUSTER_NODES' },
   host: { flag: 'host', env: 'TASKWIRE_HOST' },
   port: { flag: 'port', env: 'TASKWIRE_PORT' },
   concurrency: { flag: 'concurrency', env: 'TASKWIRE_CONCURRENCY' },
@@ -238,6 +250,56 @@ function loadPartitions(flags: Flags, env: NodeJS.ProcessEnv): Record<string, nu
   return counts;
 }
 
+/**
+ * `host:port,host:port,…`, each optionally written as `redis://[user:password@]host:port` or
+ * `rediss://…` (TLS). Every seed must say the same scheme and credentials: the cluster's
+ * nodes are all reached alike.
+ */
+export function parseClusterNodes(text: string): RedisClusterTarget {
+  const o = SETTINGS.redisCluster;
+  const entries = text
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  if (entries.length === 0) throw new ConfigError(`${where(o)} must name at least one node as host:port; got "${text}"`);
+  const seen = new Set<string>();
+  const nodes: RedisClusterTarget['nodes'] = [];
+  for (const entry of entries) {
+    const withScheme = /^[a-z]+:\/\//.test(entry) ? entry : `redis://${entry}`;
+    let url: URL | undefined;
+    try {
+      url = new URL(withScheme);
+    } catch {
+      url = undefined;
+    }
+    const port = url ? Number(url.port) : Number.NaN;
+    if (
+      !url ||
+      !/^rediss?:$/.test(url.protocol) ||
+      !url.hostname ||
+      !url.port ||
+      !(port >= 1 && port <= 65535) ||
+      (url.pathname !== '' && url.pathname !== '/')
+    ) {
+      throw new ConfigError(
+        `${where(o)} must be a comma-separated list of host:port (or redis://[user:password@]host:port, rediss://… for TLS); "${entry}" is not one`,
+      );
+    }
+    const scheme = `${url.protocol}${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+    seen.add(scheme);
+    if (seen.size > 1)
+      throw new ConfigError(`${where(o)}: every node must use the same scheme (redis:// or rediss://) and the same user and password`);
+    nodes.push({ host: url.hostname.replace(/^\[|\]$/g, ''), port });
+  }
+  const first = new URL(/^[a-z]+:\/\//.test(entries[0]!) ? entries[0]! : `redis://${entries[0]}`);
+  return {
+    nodes,
+    tls: first.protocol === 'rediss:',
+    username: first.username ? decodeURIComponent(first.username) : undefined,
+    password: first.password ? decodeURIComponent(first.password) : undefined,
+  };
+}
+
 export const DEFAULT_TASKS_MODULE = fileURLToPath(new URL('./tasks/index.js', import.meta.url)).replace(
   /\.js$/,
   import.meta.url.endsWith('.ts') ? '.ts' : '.js',
@@ -247,6 +309,13 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
   const redisUrl = raw(flags, env, SETTINGS.redis);
   if (redisUrl !== undefined && !/^(redis|rediss|unix):\/\//.test(redisUrl)) {
     throw new ConfigError(`--redis / REDIS_URL must look like redis://host:6379 or unix:///path; got "${redisUrl}"`);
+  }
+  const clusterText = raw(flags, env, SETTINGS.redisCluster);
+  const redisCluster = clusterText === undefined ? undefined : parseClusterNodes(clusterText);
+  if (redisCluster && redisUrl !== undefined) {
+    throw new ConfigError(
+      `${where(SETTINGS.redis)} and ${where(SETTINGS.redisCluster)} are both set: give one (a single Redis, or the nodes of a Redis Cluster)`,
+    );
   }
   const queuesText = raw(flags, env, SETTINGS.queues) ?? DEFAULT_QUEUE;
   const queues = [
@@ -306,6 +375,7 @@ export function loadConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.e
   }
   return {
     redisUrl,
+    redisCluster,
     host: raw(flags, env, SETTINGS.host) ?? '127.0.0.1',
     port: integer(flags, env, SETTINGS.port, 50051, 0, 65535),
     concurrency: integer(flags, env, SETTINGS.concurrency, cores, 1, 10_000),

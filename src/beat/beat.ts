@@ -16,7 +16,7 @@ export interface Beat {
   stop(): Promise<void>;
 }
 
-type BeatConfig = Pick<Config, 'redisUrl' | 'tasksModule' | 'resultTtlMs' | 'eventLogCap' | 'maxPayloadBytes'> &
+type BeatConfig = Pick<Config, 'redisUrl' | 'redisCluster' | 'tasksModule' | 'resultTtlMs' | 'eventLogCap' | 'maxPayloadBytes'> &
   Partial<Pick<Config, 'queuePartitions'>>;
 
 /** `declare`: create or update the schedules the tasks module declares (workers). */
@@ -44,7 +44,7 @@ export function backgroundBeat(config: BeatConfig, log: Logger, options: { decla
 
 export async function startBeat(config: BeatConfig, log: Logger, options: { declare: boolean }): Promise<Beat> {
   const registry = await loadRegistry(config.tasksModule);
-  const redis = await connectReady(config.redisUrl!, 'beat');
+  const redis = await connectReady(config.redisCluster ?? config.redisUrl!, 'beat');
   try {
     // The task store (and its exclusive-key lock) loads with the first schedule to fire.
     const store = new ScheduleStore(redis, async () => new (await import('../store/taskStore.js')).TaskStore(redis, registry, config), config);

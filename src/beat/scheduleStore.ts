@@ -4,8 +4,9 @@
  * the queue's due set), so that checking a tick and starting its run is one script
  * (fire-10.lua); a registry (id → queue) finds it by id.
  */
+import type { ChainableCommander } from 'ioredis';
+import { execBatched, type RedisClient } from '../redis.js';
 import { noteQueue } from '../store/queueRegistry.js';
-import type { Redis } from 'ioredis';
 import { invalid, quote, TaskwireError } from '../errors.js';
 import { newTaskId, queueName } from '../ids.js';
 import { channels, keys } from '../store/keys.js';
@@ -64,7 +65,7 @@ export class ScheduleStore {
   /** `tasks`: the task store, or how to make it when first needed (a worker's ticker loads
    * it only once there is a schedule to fire). */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly tasks: Preparer | (() => Promise<Preparer>),
     private readonly limits: StoreLimits,
   ) {}
@@ -159,9 +160,12 @@ export class ScheduleStore {
     const registry = await this.redis.hgetall(keys.scheduleRegistry());
     const ids = Object.keys(registry).sort();
     if (!ids.length) return [];
-    const pipe = this.redis.pipeline();
-    for (const id of ids) pipe.hgetall(keys.schedule(registry[id]!, id));
-    const hashes = ((await pipe.exec()) ?? []).map(([, h]) => h as Hash);
+    const hashes = (
+      await execBatched(
+        this.redis,
+        ids.map((id) => ({ key: keys.schedule(registry[id]!, id), add: (p: ChainableCommander) => p.hgetall(keys.schedule(registry[id]!, id)) })),
+      )
+    ).map(([, h]) => h as Hash);
     return hashes.filter((h) => h?.id).map(parseSchedule);
   }
 
@@ -206,10 +210,12 @@ export class ScheduleStore {
   /** The earliest next run (ms) among `queues`' schedules, if any. */
   async earliest(queues: string[]): Promise<number | undefined> {
     if (!queues.length) return undefined;
-    const pipe = this.redis.pipeline();
-    for (const q of queues) pipe.zrange(keys.schedules(q), 0, 0, 'WITHSCORES');
+    const replies = await execBatched(
+      this.redis,
+      queues.map((q) => ({ key: keys.schedules(q), add: (p: ChainableCommander) => p.zrange(keys.schedules(q), 0, 0, 'WITHSCORES') })),
+    );
     let min: number | undefined;
-    for (const [, r] of (await pipe.exec()) ?? []) {
+    for (const [, r] of replies) {
       const flat = r as string[];
       if (flat?.length === 2) min = Math.min(min ?? Number.POSITIVE_INFINITY, Number(flat[1]));
     }

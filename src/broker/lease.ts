@@ -6,19 +6,23 @@
  * The same round trip reads the tasks' cancel flags, so a cancel push that was missed is
  * seen on the next renewal.
  */
-import type { Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { execBatched, type RedisClient } from '../redis.js';
 import type { Delivery } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 
-export async function renewLeases(redis: Redis, consumer: string, held: readonly Delivery[]): Promise<Map<string, 'abort' | 'terminate'>> {
+export async function renewLeases(redis: RedisClient, consumer: string, held: readonly Delivery[]): Promise<Map<string, 'abort' | 'terminate'>> {
   const cancels = new Map<string, 'abort' | 'terminate'>();
   if (held.length === 0) return cancels;
   const byQueue = new Map<string, string[]>();
   for (const d of held) byQueue.set(d.queue, [...(byQueue.get(d.queue) ?? []), d.msgId]);
-  const pipe = redis.pipeline();
-  for (const [queue, ids] of byQueue) pipe.xclaim(keys.stream(queue), CONSUMER_GROUP, consumer, 0, ...ids, 'JUSTID');
-  for (const d of held) pipe.hget(keys.task(d.queue, d.id), 'cancel');
-  const replies = (await pipe.exec()) ?? [];
+  const replies = await execBatched(redis, [
+    ...[...byQueue].map(([queue, ids]) => ({
+      key: keys.stream(queue),
+      add: (p: ChainableCommander) => p.xclaim(keys.stream(queue), CONSUMER_GROUP, consumer, 0, ...ids, 'JUSTID'),
+    })),
+    ...held.map((d) => ({ key: keys.task(d.queue, d.id), add: (p: ChainableCommander) => p.hget(keys.task(d.queue, d.id), 'cancel') })),
+  ]);
   held.forEach((d, i) => {
     const [, mode] = replies[byQueue.size + i] ?? [];
     if (mode === 'abort' || mode === 'terminate') cancels.set(d.id, mode);

@@ -6,11 +6,11 @@
  * a live worker reads or renews far more often than that, and a dead one's messages have
  * been taken over by then.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import { runScript } from '../store/scripts.js';
 
 /** Remove the idle, empty consumers of `queue`'s group other than `self`; returns their names. */
-export async function reapConsumers(redis: Redis, queue: string, idleMs: number, self: string): Promise<string[]> {
+export async function reapConsumers(redis: RedisClient, queue: string, idleMs: number, self: string): Promise<string[]> {
   return (await runScript(redis, 'reap', [keys.stream(queue)], [CONSUMER_GROUP, idleMs, self])) as string[];
 }

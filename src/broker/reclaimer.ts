@@ -8,14 +8,14 @@
  * however many live messages come before it. `XCLAIM` with the same minimum idle time
  * then takes only those still abandoned: a message renewed or taken meanwhile is left.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Delivery } from '../store/attemptStore.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import { toDeliveries } from './consumer.js';
 
 export class Reclaimer {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly consumer: string,
     private readonly leaseMs: number,
   ) {}

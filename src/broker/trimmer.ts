@@ -6,11 +6,11 @@
  * done with (trim-1.lua). So the length of a queue stream is no longer the number of tasks
  * waiting: that is the group's `lag` (XINFO GROUPS, Redis 7), see queueBacklog().
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import { runScript } from '../store/scripts.js';
 
 /** Remove the entries of `queue`'s stream that every consumer is done with; returns how many. */
-export async function trimQueue(redis: Redis, queue: string): Promise<number> {
+export async function trimQueue(redis: RedisClient, queue: string): Promise<number> {
   return Number(await runScript(redis, 'trim', [keys.stream(queue)], [CONSUMER_GROUP]));
 }

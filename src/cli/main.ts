@@ -34,6 +34,7 @@ Client (talks to --server / TASKWIRE_SERVER, default http://127.0.0.1:50051):
 
 Settings (flag / environment variable, default):
   --redis / REDIS_URL                         (dev: a private redis-server)
+  --redis-cluster / REDIS_CLUSTER_NODES       (none) host:port,… of a Redis Cluster, instead of --redis
   --host / TASKWIRE_HOST                      127.0.0.1 (0.0.0.0 or :: to accept other machines)
   --port / TASKWIRE_PORT                      50051
   --concurrency / TASKWIRE_CONCURRENCY        number of CPUs
@@ -69,6 +70,7 @@ Client settings: TASKWIRE_SERVER (http:// or https://), TASKWIRE_TOKEN (bearer t
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
   redis: { type: 'string' },
+  'redis-cluster': { type: 'string' },
   host: { type: 'string' },
   port: { type: 'string' },
   concurrency: { type: 'string', short: 'c' },

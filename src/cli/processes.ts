@@ -23,11 +23,12 @@ const backgroundBeat = async (...args: Parameters<typeof import('../beat/beat.js
  * connections) past the grace period before it stops by force. */
 const WRITES_BOUND_MS = 10_000;
 
-function requireRedis(config: Config, command: string): string {
-  if (!config.redisUrl) {
-    throw new Error(`taskwire ${command} needs Redis: set REDIS_URL (e.g. redis://127.0.0.1:6379) or pass --redis`);
+function requireRedis(config: Config, command: string): void {
+  if (!config.redisUrl && !config.redisCluster) {
+    throw new Error(
+      `taskwire ${command} needs Redis: set REDIS_URL (e.g. redis://127.0.0.1:6379) or pass --redis, or REDIS_CLUSTER_NODES / --redis-cluster for a Redis Cluster`,
+    );
   }
-  return config.redisUrl;
 }
 
 export async function serve(config: Config): Promise<void> {
@@ -74,7 +75,7 @@ export async function worker(config: Config): Promise<void> {
   }
 }
 
-/** API server + one worker; a private redis-server under the data dir when REDIS_URL is unset. */
+/** API server + one worker; a private redis-server under the data dir when neither REDIS_URL nor REDIS_CLUSTER_NODES is set. */
 export async function dev(config: Config): Promise<void> {
   const log = createLogger('dev', config.log);
   let redis: RedisServer | undefined;
@@ -88,7 +89,7 @@ export async function dev(config: Config): Promise<void> {
     await redis?.stop();
   };
   try {
-    if (!config.redisUrl) {
+    if (!config.redisUrl && !config.redisCluster) {
       redis = await startRedisServer({ dataDir: config.dataDir });
       log.info(`started a private redis-server (pid ${redis.pid}) at ${redis.url}, data in ${config.dataDir}/`);
       config = { ...config, redisUrl: redis.url };

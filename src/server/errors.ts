@@ -9,7 +9,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { BadRequest_FieldViolationSchema, BadRequestSchema, ErrorInfoSchema } from '../../gen/google/rpc/error_details_pb.js';
 import { TaskwireError, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
-import { isConnectionError, isOutOfMemory } from '../redis.js';
+import { isConnectionError, isOutOfMemory, isPassingRefusal } from '../redis.js';
 
 const CODES: Record<ErrorKind, Code> = {
   invalid: Code.InvalidArgument,
@@ -49,6 +49,9 @@ export function toConnectError(err: unknown, log?: Logger): ConnectError {
       'Redis is out of memory and refuses writes (maxmemory reached with the noeviction policy); free memory or raise maxmemory, then try again',
       Code.ResourceExhausted,
     );
+  }
+  if (isPassingRefusal(err)) {
+    return new ConnectError('Redis refuses commands for now (a slot moving, a failover, a busy script); try again shortly', Code.Unavailable);
   }
   if (isConnectionError(err)) {
     return new ConnectError('Redis cannot be reached right now; try again shortly', Code.Unavailable);

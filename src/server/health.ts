@@ -6,7 +6,7 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import {
   type Health,
   HealthCheckResponse_ServingStatus as Status,
@@ -23,7 +23,7 @@ export class RedisMonitor {
   private readonly listeners = new Set<(up: boolean) => void>();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(redis: Redis, intervalMs = 2000) {
+  constructor(redis: RedisClient, intervalMs = 2000) {
     this.up = redis.status === 'ready';
     redis.on('ready', () => this.set(true));
     redis.on('close', () => this.set(false));

@@ -30,6 +30,7 @@ import { ScheduleStore } from '../beat/scheduleStore.js';
 export type ServerConfig = Pick<
   Config,
   | 'redisUrl'
+  | 'redisCluster'
   | 'host'
   | 'port'
   | 'tasksModule'
@@ -55,18 +56,18 @@ export interface ApiServer {
 }
 
 export async function startApiServer(config: ServerConfig, log: Logger): Promise<ApiServer> {
-  const url = config.redisUrl!;
+  const url = config.redisCluster ?? config.redisUrl!;
   const registry = await loadRegistry(config.tasksModule);
   // A queue given two partition counts (setting and tasks module) stops the server here, before Redis.
   registry.queuePartitions(config.queuePartitions);
   const redis = await connectReady(url, 'api');
-  const sub = await connectReady(url, 'api-watch', { queueWhileDown: true, noPipelining: true });
+  const sub = await connectReady(url, 'api-watch', { queueWhileDown: true, noPipelining: true, subscriber: true });
   await checkEvictionPolicy(redis, log);
 
   const store = new TaskStore(redis, registry, config);
   // Subscribes to nothing until a watch opens.
   const hub = new WatchHub(sub, redis);
-  for (const q of config.queues) await noteQueue(redis, q);
+  for (const q of store.partitions.expand(config.queues)) await noteQueue(redis, q);
   const monitor = new RedisMonitor(redis);
   const reflection = createReflection([TaskService, Health]);
   const auth = new TokenAuth(config.tokens, config.publicEndpoints);

@@ -13,13 +13,15 @@
  */
 import type http from 'node:http';
 import type http2 from 'node:http2';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { execBatched, type RedisClient } from '../redis.js';
 import { collectDefaultMetrics, Counter, Gauge, type Metric, Registry } from 'prom-client';
 import { queueName } from '../ids.js';
 import { CONSUMER_GROUP, keys } from '../store/keys.js';
 import { knownQueues } from '../store/queueRegistry.js';
 import type { TaskRecord } from '../store/record.js';
-import { cumulative, HISTOGRAM_SECONDS, type QueueStats, readStats, type TimeCounts } from '../store/stats.js';
+import { HISTOGRAM_SECONDS } from '../store/histogram.js';
+import { cumulative, type QueueStats, readStats, type TimeCounts } from '../store/stats.js';
 import type { TokenAuth } from './auth.js';
 import type { WatchHub } from './watchHub.js';
 
@@ -42,7 +44,7 @@ export class ApiMetrics {
   private lastStats = new Map<string, QueueStats>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     hub: WatchHub,
     private readonly queues: readonly string[],
     openStreams: () => number,
@@ -162,13 +164,14 @@ export class ApiMetrics {
   private readQueues(): Promise<QueueState[]> {
     if (this.queueState) return this.queueState;
     const value = (async () => {
-      const pipe = this.redis.pipeline();
-      for (const q of this.queues) {
-        pipe.xlen(keys.stream(q));
-        pipe.xinfo('GROUPS', keys.stream(q));
-        pipe.zcard(keys.scheduled(q));
-      }
-      const replies = (await pipe.exec()) ?? [];
+      const replies = await execBatched(
+        this.redis,
+        this.queues.flatMap((q) => [
+          { key: keys.stream(q), add: (p: ChainableCommander) => p.xlen(keys.stream(q)) },
+          { key: keys.stream(q), add: (p: ChainableCommander) => p.xinfo('GROUPS', keys.stream(q)) },
+          { key: keys.scheduled(q), add: (p: ChainableCommander) => p.zcard(keys.scheduled(q)) },
+        ]),
+      );
       const parts = this.queues.map((queue, i) => {
         const [len, groups, scheduled] = replies.slice(i * 3, i * 3 + 3).map(([err, v]) => (err ? undefined : v));
         let inFlight = 0;

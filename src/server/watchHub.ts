@@ -8,7 +8,7 @@
  * to the feeds (WatchEvents) of its queue. After a reconnect it tells every watcher to
  * re-read its task's event log, which fills any gap.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { channels } from '../store/keys.js';
 import { knownQueues } from '../store/queueRegistry.js';
 import { pairsToHash, type Hash } from '../store/record.js';
@@ -49,9 +49,9 @@ export class WatchHub {
   private readonly held = new Map<string, Held>();
 
   constructor(
-    private readonly sub: Redis,
+    private readonly sub: RedisClient,
     /** For reading the set of queues (the subscriber connection takes no other command). */
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
   ) {
     sub.on('smessage', (channel: string, payload: string) => this.route(channel, payload));
     sub.on('close', () => {

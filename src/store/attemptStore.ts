@@ -3,7 +3,7 @@
  * Each end also acknowledges the queue message in the same step.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { isConnectionError } from '../redis.js';
 import type { Waiting } from './keyedBatcher.js';
 import { CONSUMER_GROUP, channels, keys } from './keys.js';
@@ -99,7 +99,7 @@ export class AttemptStore {
   private readonly keepMs: number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly worker: string,
     private readonly limits: { resultTtlMs: number; eventLogCap: number; leaseMs: number },
   ) {

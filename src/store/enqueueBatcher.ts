@@ -6,7 +6,7 @@
  * A lone Start waits only for the end of the current tick. Each task is still created whole
  * or refused with nothing written, and each caller gets its own outcome.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { queueOf } from '../ids.js';
 import { KeyedBatcher } from './keyedBatcher.js';
 import { channels, keys } from './keys.js';
@@ -47,7 +47,7 @@ export class EnqueueBatcher {
   private readonly batcher: KeyedBatcher<NewTask, BatchOutcome>;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly limits: BatchLimits,
   ) {
     this.batcher = new KeyedBatcher({

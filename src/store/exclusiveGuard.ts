@@ -4,7 +4,7 @@
  * holder can block the key. Correctness does not rest on it alone: the enqueue script
  * re-checks the holder atomically.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import Redlock, { ExecutionError, type Lock } from 'redlock';
 import { quote, TaskwireError } from '../errors.js';
 import { keys } from './keys.js';
@@ -20,7 +20,7 @@ const RETRY_COUNT = Math.ceil((2 * LOCK_TTL_MS) / (RETRY_DELAY_MS - RETRY_JITTER
 export class ExclusiveGuard {
   private readonly redlock: Redlock;
 
-  constructor(private readonly redis: Redis) {
+  constructor(private readonly redis: RedisClient) {
     this.redlock = new Redlock([redis], {
       retryCount: RETRY_COUNT,
       retryDelay: RETRY_DELAY_MS,

@@ -5,7 +5,7 @@
  * A queue found read is remembered for good; one found unread is looked at again after a
  * few seconds, so the check costs a Redis call only while nobody reads the queue.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { QueuePartitions } from '../ids.js';
 import { CONSUMER_GROUP, keys } from './keys.js';
 
@@ -17,7 +17,7 @@ export class QueueReaders {
 
   /** `onUnread` hears of a queue found unread, at most once per look (every few seconds). */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly onUnread?: (queue: string) => void,
     private readonly partitions?: QueuePartitions,
   ) {}

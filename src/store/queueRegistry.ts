@@ -6,18 +6,18 @@
  * announcement, and subscribes to the queue's channel before its first task is created or
  * reads what was created meanwhile.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { channels, keys } from './keys.js';
 
 /** Per connection: the queues this process has added and announced (or is adding). */
-const noted = new WeakMap<Redis, Map<string, Promise<void>>>();
+const noted = new WeakMap<RedisClient, Map<string, Promise<void>>>();
 
 /**
  * Add `queue` to the set and announce it, once per process (the first time only; a failure
  * is tried again on the next call). Announced even when the set had it: a process that
  * failed between the two writes must not leave a queue added but never announced.
  */
-export function noteQueue(redis: Redis, queue: string): Promise<void> {
+export function noteQueue(redis: RedisClient, queue: string): Promise<void> {
   let mine = noted.get(redis);
   if (!mine) noted.set(redis, (mine = new Map()));
   const known = mine.get(queue);
@@ -32,6 +32,6 @@ export function noteQueue(redis: Redis, queue: string): Promise<void> {
 }
 
 /** Every queue in the set. */
-export function knownQueues(redis: Redis): Promise<string[]> {
+export function knownQueues(redis: RedisClient): Promise<string[]> {
   return redis.smembers(keys.queues());
 }

@@ -7,9 +7,10 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { luaPrelude } from './states.js';
-import { histogramPrelude } from './stats.js';
+import { histogramPrelude } from './histogram.js';
 
 export type ScriptName = 'enqueue' | 'attempt' | 'progress' | 'cancel' | 'promote' | 'trim' | 'reap' | 'workflow_start' | 'fire' | 'schedule_edit';
 
@@ -35,10 +36,10 @@ function loadSources(): Map<ScriptName, ScriptSource> {
   return sources;
 }
 
-const installed = new WeakSet<Redis>();
+const installed = new WeakSet<RedisClient>();
 
 /** Define every script as a command on this connection (EVALSHA, EVAL on NOSCRIPT). */
-export function installScripts(redis: Redis): void {
+export function installScripts(redis: RedisClient): void {
   if (installed.has(redis)) return;
   for (const [name, src] of loadSources()) redis.defineCommand(commandName(name), src);
   installed.add(redis);
@@ -51,7 +52,12 @@ function commandName(name: ScriptName): string {
 type Arg = string | number;
 
 /** Run a script on a connection (after installScripts) or queue it on a pipeline of one. */
-export function runScript(client: Redis | ChainableCommander, name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+export function runScript(
+  client: RedisClient | ChainableCommander,
+  name: ScriptName,
+  keys: readonly string[],
+  args: readonly Arg[],
+): Promise<unknown> {
   const source = loadSources().get(name);
   if (!source) throw new Error(`no script ${name}`);
   if (source.numberOfKeys !== undefined && source.numberOfKeys !== keys.length) {

@@ -5,17 +5,10 @@
  * change of every task to count them, and the figures are the same whichever server is
  * scraped.
  */
-import type { Redis } from 'ioredis';
+import { execBatched, type RedisClient } from '../redis.js';
 import { queueName } from '../ids.js';
+import { HISTOGRAM_SECONDS } from './histogram.js';
 import { keys } from './keys.js';
-
-/** Histogram bucket bounds, seconds (the scripts count in ms against the same bounds). */
-export const HISTOGRAM_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
-
-/** The bounds as a Lua table, for the script prelude. */
-export function histogramPrelude(): string {
-  return `local HISTOGRAM_MS = {${HISTOGRAM_SECONDS.map((s) => Math.round(s * 1000)).join(', ')}}\n`;
-}
 
 /** Counts per bucket (index as the scripts write it: 1.. a bound, 0 beyond the last) and the total ms. */
 export interface TimeCounts {
@@ -67,12 +60,13 @@ export function parseStats(hash: Record<string, string>, out: QueueStats = { end
   return out;
 }
 
-/** The stats of each queue, in one pipeline (a queue whose read failed is left out); the
+/** The stats of each queue, in one pipeline per slot (a queue whose read failed is left out); the
  * partitions of a partitioned queue add up under the queue's name. */
-export async function readStats(redis: Redis, queues: readonly string[]): Promise<Map<string, QueueStats>> {
-  const pipe = redis.pipeline();
-  for (const q of queues) pipe.hgetall(keys.stats(q));
-  const replies = (await pipe.exec()) ?? [];
+export async function readStats(redis: RedisClient, queues: readonly string[]): Promise<Map<string, QueueStats>> {
+  const replies = await execBatched(
+    redis,
+    queues.map((q) => ({ key: keys.stats(q), add: (p) => p.hgetall(keys.stats(q)) })),
+  );
   const out = new Map<string, QueueStats>();
   queues.forEach((q, i) => {
     const [err, hash] = replies[i] ?? [];

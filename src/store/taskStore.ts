@@ -5,7 +5,7 @@
  * One file, past the usual size: each method is the Redis side of one RPC, checked the same
  * way before it reaches Redis.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { invalid, notFound, quote, TaskwireError } from '../errors.js';
 import { noteQueue } from './queueRegistry.js';
 import { DEFAULT_QUEUE, idTime, isValidQueueName, newTaskId, QueuePartitions, queueOf } from '../ids.js';
@@ -104,7 +104,7 @@ export class TaskStore {
   readonly partitions: QueuePartitions;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly registry: TaskRegistry,
     private readonly limits: StoreLimits,
   ) {

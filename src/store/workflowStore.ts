@@ -4,8 +4,8 @@
  * GetStatus, and the tasks a cancel of the workflow must reach. Advancing a workflow is not
  * done here: the scripts that end a task do it (workflow.lua).
  */
+import type { RedisClient } from '../redis.js';
 import { noteQueue } from './queueRegistry.js';
-import type { Redis } from 'ioredis';
 import { invalid, quote } from '../errors.js';
 import { DEFAULT_QUEUE, isValidQueueName, newTaskId, type QueuePartitions, queueOf } from '../ids.js';
 import { randomBytes } from '../random.js';
@@ -33,7 +33,7 @@ export class WorkflowStore {
   private readonly guard: ExclusiveGuard;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly limits: StoreLimits,
     private readonly partitions: QueuePartitions,
     private readonly prepare: (input: StartInput, partitionKey: string) => TaskRecord,

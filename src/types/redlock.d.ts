@@ -2,7 +2,7 @@
 // resolution; this declares the part of its API taskwire uses.
 declare module 'redlock' {
   import { EventEmitter } from 'node:events';
-  import type { Redis } from 'ioredis';
+  import type { Cluster, Redis } from 'ioredis';
 
   export interface Settings {
     driftFactor?: number;
@@ -24,7 +24,7 @@ declare module 'redlock' {
   }
 
   export default class Redlock extends EventEmitter {
-    constructor(clients: Iterable<Redis>, settings?: Settings);
+    constructor(clients: Iterable<Redis | Cluster>, settings?: Settings);
     acquire(resources: string[], duration: number, settings?: Settings): Promise<Lock>;
     release(lock: Lock, settings?: Settings): Promise<unknown>;
   }

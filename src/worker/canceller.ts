@@ -9,7 +9,7 @@
  * A request for a task whose claim is still in flight here is kept for a few seconds and
  * applied once the task runs (began), rather than a quarter lease later.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Logger } from '../log.js';
 import { channels } from '../store/keys.js';
 import type { Slot } from './slot.js';
@@ -30,7 +30,7 @@ export class Canceller {
   private readonly early = new Map<string, { mode: CancelMode; at: number }>();
 
   constructor(
-    private readonly sub: Redis,
+    private readonly sub: RedisClient,
     private readonly queues: readonly string[],
     private readonly find: (id: string) => Cancellable | undefined,
     private readonly onScheduled: (dueMs: number) => void,

@@ -4,7 +4,7 @@
  * leases (reapConsumers, src/broker/reaper.ts). A live worker reads or renews far more
  * often than that, and a dead one's messages have been taken over by then.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { reapConsumers } from '../broker/reaper.js';
 import type { Logger } from '../log.js';
 import { Every } from './every.js';
@@ -16,7 +16,7 @@ export class ConsumerReaper {
   private readonly every: Every;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly self: string,
     private readonly queues: readonly string[],
     private readonly leaseMs: number,

@@ -11,7 +11,7 @@
  * have answered, does the loop block on the reader's own connection (Consumer.read). A look
  * for abandoned tasks the reclaimer asked for goes before new work.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { type Consumer, ensureGroups } from '../broker/consumer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import type { Logger } from '../log.js';
@@ -28,7 +28,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface FetcherParts {
   /** The worker's connection for commands (the consumer reads on one of its own). */
-  redis: Redis;
+  redis: RedisClient;
   consumer: Consumer;
   attempts: AttemptStore;
   runner: Runner;

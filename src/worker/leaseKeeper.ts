@@ -9,7 +9,7 @@
  * grace period longer than the lease must not let another worker take them), and ends
  * once they are done.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { renewLeases } from '../broker/lease.js';
 import type { Logger } from '../log.js';
 import type { Delivery } from '../store/attemptStore.js';
@@ -26,7 +26,7 @@ export class LeaseKeeper {
   private readonly every: Every;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly self: string,
     leaseMs: number,
     private readonly held: () => Delivery[],

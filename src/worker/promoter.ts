@@ -6,7 +6,7 @@
  * announce themselves on the control channel (canceller.ts) and this worker's retries are
  * known here: both call promoteAt, which wakes it sooner.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { promoteDue } from '../broker/scheduler.js';
 import type { Logger } from '../log.js';
 
@@ -17,7 +17,7 @@ export class Promoter {
   private running = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly queues: readonly string[],
     private readonly everyMs: number,
     private readonly log: Logger,

@@ -8,7 +8,7 @@
  * asks for the next free slot: the fetch loop then looks again before it takes new work,
  * until a look finds none, so a dead worker's tasks do not wait behind the whole queue.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { Reclaimer } from '../broker/reclaimer.js';
 import type { Logger } from '../log.js';
 import type { Delivery } from '../store/attemptStore.js';
@@ -28,7 +28,7 @@ export class Recoverer {
   private wantsNextSlot = false;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     self: string,
     private readonly queues: readonly string[],
     leaseMs: number,

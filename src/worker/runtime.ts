@@ -12,7 +12,7 @@
  *
  * A stop takes no new work, gives running tasks a grace period, and hands back what is left.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { Consumer, ensureGroups } from '../broker/consumer.js';
 import { requeueUnclaimed } from '../broker/requeue.js';
 import type { Config } from '../config.js';
@@ -34,7 +34,7 @@ import { StreamTrimmer } from './streamTrimmer.js';
 
 export type WorkerConfig = Pick<
   Config,
-  'redisUrl' | 'queues' | 'concurrency' | 'tasksModule' | 'workerName' | 'resultTtlMs' | 'eventLogCap' | 'leaseMs'
+  'redisUrl' | 'redisCluster' | 'queues' | 'concurrency' | 'tasksModule' | 'workerName' | 'resultTtlMs' | 'eventLogCap' | 'leaseMs'
 > &
   Partial<Pick<Config, 'queuePartitions'>>;
 
@@ -64,9 +64,9 @@ export class Worker {
   private constructor(
     private readonly config: WorkerConfig,
     private readonly log: Logger,
-    private readonly redis: Redis,
-    blocking: Redis,
-    sub: Redis,
+    private readonly redis: RedisClient,
+    blocking: RedisClient,
+    sub: RedisClient,
     private readonly pool: Pool,
   ) {
     const { workerName: self, leaseMs } = config;
@@ -93,7 +93,9 @@ export class Worker {
     this.recoverer = new Recoverer(redis, self, queues, leaseMs, this.runner, log);
     this.fetcher = new Fetcher({
       redis,
-      consumer: new Consumer(blocking, self, queues),
+      consumer: new Consumer(blocking, self, queues, (late, closed) => {
+        for (const d of late) closed ? this.runner.keep(d) : this.runner.deliver(d);
+      }),
       attempts,
       runner: this.runner,
       recoverer: this.recoverer,
@@ -112,14 +114,14 @@ export class Worker {
   }
 
   static async start(config: WorkerConfig, log: Logger): Promise<Worker> {
-    const url = config.redisUrl!;
+    const url = config.redisCluster ?? config.redisUrl!;
     const queues = await queuesRead(config);
     // No auto-pipelining: the worker batches its own commands (its writes of a turn go as one
     // script call per queue, AttemptStore), and ioredis's pipeline per tick only added CPU.
     // Commands still reach Redis in the order issued.
     const redis = await connectReady(url, 'worker', { queueWhileDown: true, noPipelining: true });
     const blocking = await connectReady(url, 'worker-read', { queueWhileDown: true, noPipelining: true });
-    const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true });
+    const sub = await connectReady(url, 'worker-control', { queueWhileDown: true, noPipelining: true, subscriber: true });
     await checkEvictionPolicy(redis, log);
     await ensureGroups(redis, queues);
     // Its tasks' changes are heard by a WatchEvents of every queue, old tasks' included.

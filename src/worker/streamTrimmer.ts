@@ -4,7 +4,7 @@
  * stops, for the messages its last tasks acknowledged. A queue nobody acknowledged
  * anything of is not touched, so an idle worker sends nothing.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { trimQueue } from '../broker/trimmer.js';
 import type { Logger } from '../log.js';
 import { Every } from './every.js';
@@ -16,7 +16,7 @@ export class StreamTrimmer {
   private readonly every: Every;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly log: Logger,
   ) {
     this.every = new Every(TRIM_EVERY_MS, () => this.trim(), log);
