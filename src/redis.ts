@@ -58,6 +58,9 @@ export function connect(target: RedisTarget, name: string, options: ConnectOptio
   return redis;
 }
 
+/** How often a cluster subscriber reads the slot map (ms). */
+const SUBSCRIBER_SLOTS_REFRESH_MS = 1000;
+
 function connectCluster(target: RedisClusterTarget, opts: RedisOptions, options: ConnectOptions): Cluster {
   const clusterOpts: ClusterOptions = {
     lazyConnect: true,
@@ -72,6 +75,10 @@ function connectCluster(target: RedisClusterTarget, opts: RedisOptions, options:
     retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
     // A subscriber on a cluster listens per shard (SSUBSCRIBE), one connection per master.
     shardedSubscribers: options.subscriber ?? false,
+    // A subscriber issues no command that a MOVED could answer, so it would never hear that a
+    // slot moved: it reads the slot map every second, and subscribes again where its
+    // channels went ('subscribersReady', which the watch hub hears).
+    ...(options.subscriber ? { slotsRefreshInterval: SUBSCRIBER_SLOTS_REFRESH_MS } : {}),
     redisOptions: {
       connectionName: opts.connectionName,
       maxRetriesPerRequest: opts.maxRetriesPerRequest,

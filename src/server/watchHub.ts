@@ -57,6 +57,10 @@ export class WatchHub {
     sub.on('close', () => {
       for (const feed of [...this.everywhere, ...[...this.feeds.values()].flatMap((s) => [...s])]) feed.lost();
     });
+    // On a Redis Cluster a slot that moves (a migration, a failover) takes its shard channels
+    // with it: the old owner drops their subscribers, and ioredis subscribes again at the new
+    // owner once it has the new slot map. What was published in between was not heard.
+    sub.on('subscribersReady', () => this.resubscribed());
     sub.on('ready', () => {
       if (this.byTask.size === 0) return;
       // ioredis re-subscribes on reconnect; a PING answered after it means the
@@ -153,6 +157,26 @@ export class WatchHub {
   /** The channels this hub is subscribed to (or subscribing), for tests and diagnostics. */
   get channels(): string[] {
     return [...this.held.keys()];
+  }
+
+  /**
+   * The subscriptions were moved to other nodes: each held channel is subscribed again (live
+   * once answered; a channel subscribed already is left as it is), then every watcher
+   * re-reads its task's log, and every feed, which has no log to re-read, is told it may
+   * have missed changes.
+   */
+  private resubscribed(): void {
+    const held = [...this.held.keys()];
+    if (held.length === 0) return;
+    for (const feed of [...this.everywhere, ...[...this.feeds.values()].flatMap((s) => [...s])]) feed.lost();
+    void Promise.all(held.map((channel) => this.sub.ssubscribe(channel)))
+      .then(() => {
+        for (const entry of this.byTask.values()) {
+          if (entry instanceof Set) for (const l of entry) l.resync();
+          else entry.resync();
+        }
+      })
+      .catch(() => {});
   }
 
   /** Subscribe to `channel` unless held already; resolves once the subscription is live. */
