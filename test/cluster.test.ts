@@ -120,6 +120,17 @@ describe('on a Redis Cluster', () => {
     expect(resultOf(end)).toBe(13);
   });
 
+  it('refuses, before writing anything, a workflow whose steps are in another queue than its own', async () => {
+    const { chain, signature } = stack.client;
+    const before = await stack.client.rpc.listTasks({ queue: queues[1]!, pageSize: 500 });
+    const err = await rpcError(
+      chain(signature('add', { args: [1, 2], queue: queues[0]! }), signature('add', { args: [10], queue: queues[1]! })).start({ queue: queues[0]! }),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toMatch(/^root: on a Redis Cluster every task of a workflow runs in the workflow's queue/);
+    expect((await stack.client.rpc.listTasks({ queue: queues[1]!, pageSize: 500 })).tasks.length).toBe(before.tasks.length);
+  });
+
   it('runs a periodic schedule', async () => {
     const queue = queues[0]!;
     await stack.client.createSchedule('tick', 'hello', { everyMs: 1000, queue });

@@ -4,10 +4,12 @@
  * GetStatus, and the tasks a cancel of the workflow must reach. Advancing a workflow is not
  * done here: the scripts that end a task do it (workflow.lua).
  */
+import calculateSlot from 'cluster-key-slot';
+import { Cluster } from 'ioredis';
 import type { RedisClient } from '../redis.js';
 import { noteQueue } from './queueRegistry.js';
 import { invalid, quote } from '../errors.js';
-import { DEFAULT_QUEUE, isValidQueueName, newTaskId, type QueuePartitions, queueOf } from '../ids.js';
+import { DEFAULT_QUEUE, isValidQueueName, newTaskId, type QueuePartitions, queueName, queueOf } from '../ids.js';
 import { randomBytes } from '../random.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
 import { channels, keys, taskKeyParts } from './keys.js';
@@ -78,6 +80,17 @@ export class WorkflowStore {
     const id = workflow.id;
     // The keys of the workflow's own record: its partition's.
     const wq = this.partitions.pick(queue, partitionKey);
+    // A step creates the next step's tasks in the script that ends it: on a Redis Cluster one
+    // script may touch one slot only, so every step must be in the workflow's own slot.
+    if (this.redis instanceof Cluster) {
+      const other = [...plan.queues].find((q) => calculateSlot(keys.task(q, '')) !== calculateSlot(keys.task(wq, '')));
+      if (other !== undefined) {
+        throw invalid(
+          'root',
+          `on a Redis Cluster every task of a workflow runs in the workflow's queue ("${queue}"), and a step is in queue "${queueName(other)}": give the steps the workflow's queue`,
+        );
+      }
+    }
     for (const q of new Set([wq, ...plan.queues])) await noteQueue(this.redis, q);
     const qs: Record<string, Record<string, string>> = {};
     for (const q of plan.queues) {
