@@ -12,7 +12,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Consumer } from '../src/broker/consumer.js';
 import { enqueueCall } from '../src/store/enqueueBatcher.js';
-import { channels, keys } from '../src/store/keys.js';
+import { cancelKeys, channels, keys } from '../src/store/keys.js';
 import { TaskStore } from '../src/store/taskStore.js';
 import registry from '../src/tasks/index.js';
 import { newTaskId } from '../src/ids.js';
@@ -618,21 +618,9 @@ describe('progress', () => {
 describe('cancel', () => {
   /** cancel-8.lua as TaskStore calls it: naming no exclusive key first, then the one the record names. */
   const cancelNaming = (id: string, mode: 'abort' | 'terminate', reason: string, ekey: string) =>
-    call(
-      'cancel',
-      [
-        keys.task(Q, id),
-        keys.events(Q, id),
-        keys.scheduled(Q),
-        keys.exclusive(Q, ekey),
-        keys.workflowPlan(Q, id),
-        keys.workflowResults(Q, id),
-        keys.workflowChildren(Q, id),
-        keys.workflowLive(Q, id),
-        keys.stats(Q),
-      ],
-      [id, Date.now(), mode, reason, channels.events(Q), CAP, TTL, channels.control(Q), ekey],
-    ) as Promise<[string, string[]?]>;
+    call('cancel', cancelKeys(Q, id, ekey), [id, Date.now(), mode, reason, channels.events(Q), CAP, TTL, channels.control(Q), ekey]) as Promise<
+      [string, string[]?]
+    >;
   const cancel = async (id: string, mode: 'abort' | 'terminate', reason = 'not needed') => {
     const reply = await cancelNaming(id, mode, reason, '');
     return reply[0] === 'exclusive' ? cancelNaming(id, mode, reason, String(reply[1])) : reply;
@@ -719,21 +707,7 @@ describe('workflow_start and a workflow’s steps (workflow.lua)', () => {
     const tasks = store();
     const { task } = await tasks.workflows.start({ queue: Q, root: { kind: 'group', steps: [add(1, 1), add(2, 2)] } });
     const { touched } = await touching(() =>
-      call(
-        'cancel',
-        [
-          keys.task(Q, task.id),
-          keys.events(Q, task.id),
-          keys.scheduled(Q),
-          keys.exclusive(Q, ''),
-          keys.workflowPlan(Q, task.id),
-          keys.workflowResults(Q, task.id),
-          keys.workflowChildren(Q, task.id),
-          keys.workflowLive(Q, task.id),
-          keys.stats(Q),
-        ],
-        [task.id, Date.now(), 'abort', 'no', channels.events(Q), CAP, TTL, channels.control(Q), ''],
-      ),
+      call('cancel', cancelKeys(Q, task.id, ''), [task.id, Date.now(), 'abort', 'no', channels.events(Q), CAP, TTL, channels.control(Q), '']),
     );
     expect(await redis.hget(keys.task(Q, task.id), 'state')).toBe('REVOKED');
     expect(touched).toContain(keys.workflowPlan(Q, task.id));

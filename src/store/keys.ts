@@ -79,6 +79,23 @@ export function taskKeyParts(queue: string): { task: string; eventsSuffix: strin
   };
 }
 
+/** What cancel-9.lua is given, in its KEYS order: the task's record, log, queue's scheduled
+ * set, the exclusive key `exclusiveKey` names ('' when none), a workflow's plan, results,
+ * children and live set (written only when the id is a workflow's), the queue's stats. */
+export function cancelKeys(queue: string, id: string, exclusiveKey: string): string[] {
+  return [
+    keys.task(queue, id),
+    keys.events(queue, id),
+    keys.scheduled(queue),
+    keys.exclusive(queue, exclusiveKey),
+    keys.workflowPlan(queue, id),
+    keys.workflowResults(queue, id),
+    keys.workflowChildren(queue, id),
+    keys.workflowLive(queue, id),
+    keys.stats(queue),
+  ];
+}
+
 export const channels = {
   /** Sharded pub/sub, in the queue's hash slot: every change of every task of the queue
    * (payload: the task log entry, as a JSON list of name, value: the whole record or only the

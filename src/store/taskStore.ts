@@ -13,7 +13,7 @@ import { assertJson, EncodeError, type JsonObject, type JsonValue } from '../jso
 import { TASK_DEFAULTS, type TaskRegistry } from '../tasks/define.js';
 import { EnqueueBatcher, enqueueCall } from './enqueueBatcher.js';
 import { ExclusiveGuard } from './exclusiveGuard.js';
-import { channels, keys } from './keys.js';
+import { cancelKeys, channels, keys } from './keys.js';
 import { newRecordFields, pairsToHash, parseRecord, type Hash, type TaskRecord } from './record.js';
 import { runScript } from './scripts.js';
 import type { State } from './states.js';
@@ -320,32 +320,17 @@ export class TaskStore {
   }
 
   private async cancelScript(queue: string, id: string, terminate: boolean, reason: string, ekey: string): Promise<[string, string[]?]> {
-    return (await runScript(
-      this.redis,
-      'cancel',
-      [
-        keys.task(queue, id),
-        keys.events(queue, id),
-        keys.scheduled(queue),
-        keys.exclusive(queue, ekey),
-        keys.workflowPlan(queue, id),
-        keys.workflowResults(queue, id),
-        keys.workflowChildren(queue, id),
-        keys.workflowLive(queue, id),
-        keys.stats(queue),
-      ],
-      [
-        id,
-        Date.now(),
-        terminate ? 'terminate' : 'abort',
-        reason,
-        channels.events(queue),
-        this.limits.eventLogCap,
-        this.limits.resultTtlMs,
-        channels.control(queue),
-        ekey,
-      ],
-    )) as [string, string[]?];
+    return (await runScript(this.redis, 'cancel', cancelKeys(queue, id, ekey), [
+      id,
+      Date.now(),
+      terminate ? 'terminate' : 'abort',
+      reason,
+      channels.events(queue),
+      this.limits.eventLogCap,
+      this.limits.resultTtlMs,
+      channels.control(queue),
+      ekey,
+    ])) as [string, string[]?];
   }
 
   /** The change snapshots of versions after `afterVersion`, oldest first. */

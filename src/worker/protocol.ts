@@ -20,6 +20,7 @@
  * can be reused at once for another task and a stale copy never matches.
  */
 import type { TaskErrorInfo } from '../store/record.js';
+import type { Execution } from './execute.js';
 
 export const HOLD = 0;
 /** Low 30 bits of Date.now() when the running task started (see clock()). */
@@ -39,19 +40,12 @@ export const TAG_MASK = (1 << 28) - 1;
 export const clock = (): number => Date.now() & 0x3fffffff;
 export const clockDiff = (later: number, earlier: number): number => (later - earlier) & 0x3fffffff;
 
-export interface RunMessage {
+/** A task to run: what its handler is run with, and where its answer goes. */
+export interface RunMessage extends Execution {
   type: 'run';
   /** This posting's cell (index after CELLS) and tag. */
   cell: number;
   tag: number;
-  id: string;
-  name: string;
-  /** JSON text of the positional and keyword arguments. */
-  args: string;
-  kwargs: string;
-  attempt: number;
-  /** Set when a cancel came before the task started: its signal starts aborted. */
-  aborted?: string;
 }
 
 export interface AbortMessage {
