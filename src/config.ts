@@ -2,6 +2,9 @@
  * The one place configuration is read: flags first, then environment variables, then
  * defaults. Everything is checked at start; a bad value stops the process with a message
  * naming the flag and the variable.
+ *
+ * One file, past the usual size: every setting (the SETTINGS table that --help and
+ * docs/configuration.md are checked against), its parsing and its checks live together.
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';

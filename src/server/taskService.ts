@@ -1,6 +1,9 @@
 /**
  * taskwire.v1.TaskService: decode and check the request, call the domain, map errors.
  * No Redis command is issued here.
+ *
+ * One file, past the usual size: one method per RPC, each reading its request the same way;
+ * the watches' machinery is apart (watchTask.ts, watchHub.ts, wholeRecords.ts).
  */
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { timestampMs, timestampNow } from '@bufbuild/protobuf/wkt';
