@@ -127,8 +127,8 @@ describe('a partitioned queue', () => {
       expect(err.rawMessage).toContain('is not a task id');
     }
     // A partition is no queue name: Start and the latest-task shortcut refuse it before Redis.
-    for (const call of [tw.start('hello', { queue: 'hot#1' }), tw.status({ queue: 'hot#1' })]) {
-      const err = await refusal(call);
+    for (const call of [() => tw.start('hello', { queue: 'hot#1' }), () => tw.status({ queue: 'hot#1' })]) {
+      const err = await refusal(call());
       expect(err.code).toBe(Code.InvalidArgument);
       expect(err.rawMessage).toContain('"hot#1" is not a queue name');
     }
