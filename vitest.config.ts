@@ -8,8 +8,8 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: 'forks',
     // Each suite starts its own redis-server and taskwire processes, which mostly wait (on
-    // leases, ticks, grace periods) rather than compute: four at a time fit 2 cores.
-    maxWorkers: 4,
+    // leases, ticks, grace periods) rather than compute: three at a time fit 2 cores.
+    maxWorkers: 3,
     minWorkers: 1,
     teardownTimeout: 10_000,
   },

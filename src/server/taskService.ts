@@ -282,21 +282,26 @@ export function createTaskService({
       const feed = hub.feed(req.queue ? store.partitions.of(req.queue) : undefined, {
         change: (h) => whole.change(h),
         lost,
-        added(queue) {
+        added(queue, live) {
           const held: Hash[] = [];
           filling.set(queue, held);
-          void createdSince(queueName(queue), openedAt - CLOCK_SKEW_MS).then((records) => {
-            filling.delete(queue);
-            if (!records) return lost();
-            // `queue` is one partition of a partitioned queue: the others' tasks are heard apart.
-            for (const rec of records.filter((r) => queueOf(r.id) === queue)) {
-              sentAt.set(rec.id, rec.version);
-              deliver(rec);
-            }
-            for (const h of held) hear(h);
-          });
+          void live.then(
+            () => fill(queue, held),
+            () => filling.delete(queue),
+          );
         },
       });
+      const fill = (queue: string, held: Hash[]) =>
+        void createdSince(queueName(queue), openedAt - CLOCK_SKEW_MS).then((records) => {
+          filling.delete(queue);
+          if (!records) return lost();
+          // `queue` is one partition of a partitioned queue: the others' tasks are heard apart.
+          for (const rec of records.filter((r) => queueOf(r.id) === queue)) {
+            sentAt.set(rec.id, rec.version);
+            deliver(rec);
+          }
+          for (const h of held) hear(h);
+        });
       const end = callEndOf(ctx);
       end.add(box);
       try {

@@ -24,9 +24,10 @@ export interface FeedListener {
   change(snapshot: Hash): void;
   /** The subscription broke: changes published while it was down are not heard again. */
   lost(): void;
-  /** A feed of every queue now hears `queue` too, a queue added after the feed opened:
-   * whatever changed there before the subscription was live was not heard (read it). */
-  added?(queue: string): void;
+  /** A feed of every queue now hears `queue` too, a queue added after the feed opened, once
+   * `live` resolves: whatever changed there before was not heard (read it then). Told before
+   * the subscription is live, so that a change heard first can be held for that read. */
+  added?(queue: string, live: Promise<void>): void;
 }
 
 /** A subscribed channel: how many watches hold it, and when the subscription is live. */
@@ -246,16 +247,11 @@ export class WatchHub {
     if (!every) return;
     const live = this.holdForEveryQueue(every.queues, queue);
     if (!live) return;
-    live.then(
-      () => {
-        if (this.everyQueue !== every) return;
-        for (const feed of [...this.everywhere]) feed.added?.(queue);
-      },
-      () => {
-        // Not subscribed: the feeds cannot promise to hear the queue.
-        for (const feed of [...this.everywhere]) feed.lost();
-      },
-    );
+    for (const feed of [...this.everywhere]) feed.added?.(queue, live);
+    live.catch(() => {
+      // Not subscribed: the feeds cannot promise to hear the queue.
+      for (const feed of [...this.everywhere]) feed.lost();
+    });
   }
 
   private route(channel: string, payload: string): void {
