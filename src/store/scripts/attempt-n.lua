@@ -73,9 +73,14 @@ end
 -- What a worker needs of a task it runs (each string of a reply costs Redis and the worker).
 local RUN_FIELDS = {'name', 'args', 'kwargs', 'max_attempts', 'time_limit', 'backoff_initial', 'backoff_max',
   'retry_on', 'traceparent'}
--- Read by a claim: RUN_FIELDS (the attempt it writes itself), then the queue for its log entry.
-local RUN_NAMES = {unpack(RUN_FIELDS)}
-RUN_NAMES[#RUN_NAMES + 1] = 'queue'
+-- Read by a claim in one HMGET, before it writes: what decides whether and how it runs
+-- (1..14), then the rest of RUN_FIELDS and the queue, for its reply and its log entry. None
+-- of RUN_FIELDS is written by a claim, so the values read first are the values it leaves.
+local CLAIM_FIELDS = {'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress',
+  'wf_plan', 'name', 'started', 'updated', 'not_before', 'next_at', 'args', 'kwargs', 'time_limit', 'backoff_initial',
+  'backoff_max', 'retry_on', 'traceparent', 'queue'}
+local CLAIM_AT = {}
+for i, name in ipairs(CLAIM_FIELDS) do CLAIM_AT[name] = i end
 
 -- The entry stays in the stream until a worker trims the stream (trim-1.lua).
 local function ack(msg)
@@ -143,8 +148,7 @@ local function terminal(id, msg, record, events, exclusive, state, etype, emsg, 
 end
 
 local function claim(id, msg, token, record, events, exclusive)
-  local f = redis.call('HMGET', record, 'state', 'attempt', 'max_attempts', 'expires', 'cancel', 'cancel_reason', 'version', 'progress', 'wf_plan',
-    'name', 'started', 'updated', 'not_before', 'next_at')
+  local f = redis.call('HMGET', record, unpack(CLAIM_FIELDS))
   local state = f[1]
   if not state then ack(msg) return {'gone'} end
   if is_terminal(state) then ack(msg) return {'finished', state} end
@@ -185,13 +189,13 @@ local function claim(id, msg, token, record, events, exclusive)
   if state == 'PENDING' then due = math.max(tonumber(f[12] or '0'), tonumber(f[13] or '0'))
   elseif state == 'RETRY' then due = tonumber(f[14] or '0') end
   if due then count_start(f[10] or '', tonumber(now) - due) end
-  local r = redis.call('HMGET', record, unpack(RUN_NAMES))
-  log_written(events, channel, maxlen, version, {'id', id, 'name', r[1], 'queue', r[10]}, set, del)
+  log_written(events, channel, maxlen, version, {'id', id, 'name', f[10], 'queue', f[CLAIM_AT.queue]}, set, del)
   local run = {'attempt', tostring(attempt + 1)}
-  for i = 1, #RUN_FIELDS do
-    if r[i] then
-      run[#run + 1] = RUN_FIELDS[i]
-      run[#run + 1] = r[i]
+  for _, name in ipairs(RUN_FIELDS) do
+    local v = f[CLAIM_AT[name]]
+    if v then
+      run[#run + 1] = name
+      run[#run + 1] = v
     end
   end
   return {'run', run}
